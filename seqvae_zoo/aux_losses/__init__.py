@@ -1,0 +1,1 @@
+"""Auxiliary losses: extra per-sentence terms of the objective (the paper's attention-context prediction)."""

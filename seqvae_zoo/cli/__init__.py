@@ -1,0 +1,38 @@
+"""The ``seqvae`` command line: one module per subcommand, each with ``register(subparsers)``.
+
+Every module of this folder is imported, so a new subcommand is one new file. Errors caused by the user's input
+(:class:`seqvae_zoo.errors.UserError`) print as one line without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from seqvae_zoo.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from seqvae_zoo import __version__
+
+    parser = argparse.ArgumentParser(prog="seqvae", description="A model zoo for sequence VAEs.")
+    parser.add_argument("--version", action="version", version=f"seqvae_zoo {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Corpora (registered datasets with checksums), vocabularies and tokenizers, and length-bucketed batching."""

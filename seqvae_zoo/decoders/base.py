@@ -1,0 +1,76 @@
+"""The decoder interface: teacher-forced scoring and step-by-step generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqvae_zoo.encoders.base import EncoderOutput
+
+#: How a stochastic decoder draws its per-step latents z_t (and c~_t):
+#: "posterior" samples q(z_t | ...) (training, ELBO and IW bounds); "posterior_mean" takes its mean (deterministic
+#: sentence representations); "prior_mean" takes the prior's mean (the paper's reconstruction protocol);
+#: "prior_sample" samples the prior (generation). Deterministic decoders ignore the mode.
+LATENT_MODES = ("posterior", "posterior_mean", "prior_mean", "prior_sample")
+
+
+@dataclass
+class DecoderOutput:
+    """Per-step results, all (B, T, ...) and unmasked: the model masks padded steps.
+
+    hidden: states h_t fed to the output layer; kl: per-step KL terms by name, e.g. {"z_t": (B, T)};
+    log_ratio: log p(z_t | h_{t-1}) - log q(z_t | ...) at the drawn z_t, per step, for importance weighting;
+    extras: what auxiliary losses read (the attentive decoder gives "context_target" and "context_prior");
+    attention: (B, T, S) attention weights when asked for.
+    """
+
+    hidden: torch.Tensor
+    kl: dict[str, torch.Tensor] = field(default_factory=dict)
+    log_ratio: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    attention: torch.Tensor | None = None
+
+
+class Decoder(nn.Module):
+    """Predicts token t+1 from tokens up to t, z_enc and (for attentive posteriors) the encoder's states.
+
+    Constructors take ``vocab_size``, ``pad_id``, ``z_enc_dim`` (0: no sentence latent) and ``memory_size`` (the
+    encoder's state size, 0 without encoder) from the model; the rest comes from gin.
+
+    ``reads_memory`` says whether the posterior reads the encoder's states; ``per_step_latents`` names the KL terms
+    the decoder produces. Generation goes through :meth:`start` and :meth:`step`, which never read the encoder.
+    """
+
+    reads_memory: bool = False
+    per_step_latents: tuple[str, ...] = ()
+
+    def __init__(self, vocab_size: int, hidden_size: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.output = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, z_enc: torch.Tensor | None,
+                memory: EncoderOutput | None, mode: str = "posterior",
+                return_attention: bool = False) -> DecoderOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output(hidden)
+
+    def start(self, z_enc: torch.Tensor | None, batch_size: int) -> tuple[torch.Tensor, ...]:  # pragma: no cover
+        """The recurrent state before the first token; every tensor has the batch as first dimension."""
+        raise NotImplementedError
+
+    def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...], z_enc: torch.Tensor | None,
+             latent_mode: str = "prior_sample") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # pragma: no cover
+        """Algorithm 2, one step: from tokens x_t (B,) and the state, give logits of x_{t+1} (B, V) and the state."""
+        raise NotImplementedError
+
+
+def check_mode(mode: str) -> None:
+    if mode not in LATENT_MODES:
+        raise ValueError(f"unknown latent mode {mode!r}; use one of {', '.join(LATENT_MODES)}")

@@ -1,0 +1,39 @@
+"""LSTM encoder (uni- or bidirectional): s_t = LSTM(x_t, s_{t-1}); q(z_enc|x) = N(f(s_T)) (paper eqs. 5, 10, 12)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqvae_zoo.encoders.base import Encoder, EncoderOutput
+from seqvae_zoo.gaussian import split_params
+from seqvae_zoo.registry import ENCODERS
+
+
+@ENCODERS.register("lstm")
+class LSTMEncoder(Encoder):
+    """One-layer LSTM over the word embeddings; packed so padding never enters a state.
+
+    With ``bidirectional`` the states are [forward; backward] (2 * hidden_size) and the summary is the last forward
+    state beside the first backward state.
+    """
+
+    def __init__(self, vocab_size: int, pad_id: int, embedding_dim: int = 512, hidden_size: int = 256,
+                 latent_dim: int = 32, bidirectional: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.LSTM(embedding_dim, hidden_size, batch_first=True, bidirectional=bidirectional)
+        self.state_size = hidden_size * (2 if bidirectional else 1)
+        self.latent_dim = latent_dim
+        self.posterior = nn.Linear(self.state_size, 2 * latent_dim)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        embedded = self.dropout(self.embedding(tokens))
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        output, (final_h, _) = self.rnn(packed)
+        states, _ = pad_packed_sequence(output, batch_first=True, total_length=tokens.size(1))
+        final = torch.cat(list(final_h), dim=-1)  # (directions, B, H) -> (B, directions * H)
+        mask = torch.arange(tokens.size(1), device=tokens.device)[None, :] < lengths[:, None]
+        return EncoderOutput(states, mask, final, split_params(self.posterior(final)))

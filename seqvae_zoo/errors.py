@@ -1,0 +1,9 @@
+"""The base of every error caused by what a user gave (a file, a name, a flag), as opposed to a bug.
+
+The command line prints these as one line, ``error: <message>``, without a traceback; each message says what was
+wrong and what to do.
+"""
+
+
+class UserError(Exception):
+    """Bad input: a missing or corrupt file, an unknown name, a bad binding or flag."""

@@ -1,0 +1,136 @@
+"""SeqVAE: an encoder, a decoder, a prior over z_enc and auxiliary losses, composed into one model.
+
+The model returns its loss terms per sentence (:class:`LossTerms`), so training, evaluation and importance
+weighting all read the same numbers; :meth:`SeqVAE.objective` turns them into the training loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import gin
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqvae_zoo.aux_losses.base import AuxiliaryLoss
+from seqvae_zoo.decoders.base import Decoder, check_mode
+from seqvae_zoo.encoders.base import Encoder
+from seqvae_zoo.priors.base import Prior
+from seqvae_zoo.priors.standard_normal import StandardNormalPrior
+from seqvae_zoo.regularizers.base import Regularizer
+
+
+@dataclass
+class LossTerms:
+    """Per-sentence terms, each (B,), padded positions masked out of every one.
+
+    nll: -log p(x | z) summed over tokens (end-of-sentence included); kl: KL terms by name; aux: auxiliary terms
+    by name (unweighted); log_weight: log p(x, z) - log q(z | x) at the drawn latents (one importance weight);
+    tokens: tokens per sentence with end-of-sentence; words: without it.
+    """
+
+    nll: torch.Tensor
+    kl: dict[str, torch.Tensor]
+    aux: dict[str, torch.Tensor]
+    log_weight: torch.Tensor
+    tokens: torch.Tensor
+    words: torch.Tensor
+    attention: torch.Tensor | None = None
+    z_enc: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def neg_elbo(self) -> torch.Tensor:
+        """-ELBO per sentence: reconstruction plus every KL term at weight 1 (auxiliary terms are not part of it)."""
+        total = self.nll
+        for value in self.kl.values():
+            total = total + value
+        return total
+
+
+@gin.configurable(module="models")
+class SeqVAE(nn.Module):
+    """A sequence VAE assembled from registered components.
+
+    ``encoder``, ``decoder``, ``latent_prior`` and each entry of ``aux_losses`` are component classes (gin:
+    ``@encoders.lstm``, without parentheses): the model constructs them with the sizes only it knows.
+    ``encoder=None`` gives a language model (no z_enc).
+    """
+
+    def __init__(self, vocab_size: int, pad_id: int, bos_id: int, unk_id: int,
+                 decoder: Callable[..., Decoder] = gin.REQUIRED,
+                 encoder: Callable[..., Encoder] | None = None,
+                 latent_prior: Callable[..., Prior] = StandardNormalPrior,
+                 aux_losses: Sequence[Callable[..., AuxiliaryLoss]] = (),
+                 regularizers: Sequence[Regularizer] = ()):
+        super().__init__()
+        self.vocab_size, self.pad_id, self.bos_id, self.unk_id = vocab_size, pad_id, bos_id, unk_id
+        self.encoder = encoder(vocab_size=vocab_size, pad_id=pad_id) if encoder is not None else None
+        z_dim = self.encoder.latent_dim if self.encoder is not None else 0
+        memory_size = self.encoder.state_size if self.encoder is not None else 0
+        self.decoder = decoder(vocab_size=vocab_size, pad_id=pad_id, z_enc_dim=z_dim, memory_size=memory_size)
+        self.latent_prior = latent_prior(latent_dim=z_dim) if self.encoder is not None else None
+        self.aux_losses = nn.ModuleList(loss() for loss in aux_losses)
+        for loss in self.aux_losses:
+            loss.check_decoder(self.decoder)
+        self.regularizers = list(regularizers)
+
+    @property
+    def kl_terms(self) -> tuple[str, ...]:
+        return (("z_enc",) if self.encoder is not None else ()) + self.decoder.per_step_latents
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def decoder_inputs(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: begin-of-sentence, then every token but the last; pad where the sentence has ended."""
+        inputs = torch.cat([torch.full_like(tokens[:, :1], self.bos_id), tokens[:, :-1]], dim=1)
+        return inputs.masked_fill(~mask, self.pad_id)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, latent_mode: str = "posterior",
+                z_enc: torch.Tensor | None = None, return_attention: bool = False) -> LossTerms:
+        """Score a batch: ``tokens`` (B, T) are the sentences with end-of-sentence, padded; ``lengths`` (B,) count
+        end-of-sentence. z_enc is drawn from q (its mean in "posterior_mean" mode) unless given."""
+        check_mode(latent_mode)
+        mask = torch.arange(tokens.size(1), device=tokens.device)[None, :] < lengths[:, None]
+        inputs = self.decoder_inputs(tokens, mask)
+        if self.training:
+            for regularizer in self.regularizers:
+                inputs = regularizer.transform_inputs(inputs, mask, self.unk_id)
+        kl: dict[str, torch.Tensor] = {}
+        log_weight = tokens.new_zeros(tokens.size(0), dtype=torch.float32)
+        memory = None
+        if self.encoder is not None:
+            memory = self.encoder(tokens, lengths)
+            posterior = memory.posterior
+            if z_enc is None:
+                z_enc = posterior.mean if latent_mode == "posterior_mean" else posterior.rsample()
+            kl["z_enc"] = self.latent_prior.kl(posterior, z_enc)
+            log_weight = self.latent_prior.log_prob(z_enc) - posterior.log_prob(z_enc)
+        output = self.decoder(inputs, lengths, z_enc, memory if self.decoder.reads_memory else None,
+                              latent_mode, return_attention)
+        logits = self.decoder.logits(output.hidden)
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tokens.reshape(-1), ignore_index=self.pad_id,
+                              reduction="none").view_as(tokens).sum(dim=1)
+        step_mask = mask.to(output.hidden.dtype)
+        for name, per_step in output.kl.items():
+            kl[name] = (per_step * step_mask).sum(dim=1)
+        log_weight = log_weight - nll + (output.log_ratio * step_mask).sum(dim=1)
+        aux = ({loss.name: loss(output, step_mask) for loss in self.aux_losses}
+               if latent_mode.startswith("posterior") else {})
+        return LossTerms(nll=nll, kl=kl, aux=aux, log_weight=log_weight, tokens=lengths, words=lengths - 1,
+                         attention=output.attention, z_enc=z_enc)
+
+    def objective(self, terms: LossTerms, weights: Mapping[str, float]) -> torch.Tensor:
+        """The training loss: mean over sentences of NLL + weighted KL terms (after regularizers) + weighted
+        auxiliary terms. A name missing from ``weights`` has weight 1."""
+        loss = terms.nll.mean()
+        for name, value in terms.kl.items():
+            batch_kl = value.mean()
+            for regularizer in self.regularizers:
+                batch_kl = regularizer.transform_kl(name, batch_kl)
+            loss = loss + weights.get(name, 1.0) * batch_kl
+        for aux_loss in self.aux_losses:
+            loss = loss + aux_loss.weight * weights.get(aux_loss.name, 1.0) * terms.aux[aux_loss.name].mean()
+        return loss

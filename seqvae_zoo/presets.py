@@ -1,0 +1,104 @@
+"""Gin presets: finding them, parsing them with clear errors, and building the model they describe."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import gin
+
+from seqvae_zoo.errors import UserError
+from seqvae_zoo.model import SeqVAE
+from seqvae_zoo.registry import REGISTRIES, load_components
+
+#: Files of the configs folder that other presets include; not presets themselves.
+SHARED_FILES = ("base.gin",)
+
+
+class ConfigError(UserError):
+    """A preset or gin file could not be found or parsed; the message names the file and line."""
+
+
+def configs_dir() -> Path:
+    return Path(str(resources.files("seqvae_zoo.configs")))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in configs_dir().glob("*.gin") if p.name not in SHARED_FILES)
+
+
+def resolve_config(name_or_path: str) -> Path:
+    """A preset name (``vrae_sa_aux``) or the path of a gin file."""
+    path = Path(name_or_path)
+    if path.suffix == ".gin" or path.parent != Path("."):
+        if not path.is_file():
+            raise ConfigError(f"gin file {name_or_path!r} does not exist")
+        return path
+    candidate = configs_dir() / f"{name_or_path}.gin"
+    if name_or_path in preset_names():
+        return candidate
+    close = difflib.get_close_matches(name_or_path, preset_names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown preset {name_or_path!r}.{hint} Presets: {', '.join(preset_names())}; "
+                      "or give the path of a .gin file")
+
+
+def parse_config(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
+    """Clear gin, then parse the presets or gin files in order and the bindings last; return the config text.
+
+    Any gin failure becomes one :class:`ConfigError` naming the file and line gin reports.
+    """
+    load_components()
+    paths = [resolve_config(c) for c in configs]
+    gin.clear_config()
+    for directory in {configs_dir(), *(p.resolve().parent for p in paths)}:
+        gin.add_config_file_search_path(str(directory))
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    root_logger.setLevel(logging.CRITICAL)  # gin logs an error for every search path an include is not found in
+    try:
+        gin.parse_config_files_and_bindings([str(p) for p in paths], list(bindings), finalize_config=False)
+    except (ValueError, KeyError, SyntaxError, TypeError, IOError) as error:
+        raise ConfigError(_gin_message(error)) from None
+    finally:
+        root_logger.setLevel(level)
+    return config_text()
+
+
+def config_text() -> str:
+    """Every binding now in effect, in gin syntax (stable, so its hash identifies the configuration)."""
+    return gin.config_str()
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_model(vocab_size: int, pad_id: int, bos_id: int, unk_id: int) -> SeqVAE:
+    """The model of the parsed configuration, for a vocabulary with these ids."""
+    try:
+        return SeqVAE(vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, unk_id=unk_id)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(_gin_message(error)) from None
+
+
+_UNKNOWN = re.compile(r"No configurable matching '([^']+)'")
+
+
+def _gin_message(error: BaseException) -> str:
+    """gin's message, with the closest registered name when it does not know a configurable."""
+    message = str(error).strip()
+    match = _UNKNOWN.search(message)
+    if match:
+        wanted = match.group(1)
+        known = [f"{kind}.{name}" for kind, registry in REGISTRIES.items() for name in registry.names()]
+        known += ["models.SeqVAE"]
+        close = difflib.get_close_matches(wanted, known, n=1, cutoff=0.5)
+        if close:
+            message += f"\n  Did you mean {close[0]!r}? (`seqvae list` shows every component)"
+    return message
