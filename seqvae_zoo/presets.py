@@ -70,6 +70,16 @@ def parse_config(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
     return config_text()
 
 
+def parse_config_text(text: str) -> None:
+    """Clear gin and parse a config saved with a run (its bindings are complete: no includes needed)."""
+    load_components()
+    gin.clear_config()
+    try:
+        gin.parse_config(text)
+    except (ValueError, KeyError, SyntaxError, TypeError) as error:
+        raise ConfigError(f"the saved config does not parse with this seqvae_zoo: {_gin_message(error)}") from None
+
+
 def config_text() -> str:
     """Every binding now in effect, in gin syntax (stable, so its hash identifies the configuration)."""
     return gin.config_str()
