@@ -1,0 +1,209 @@
+"""``seqvae bench``: train and evaluate every run of a suite, cache finished runs, write one record per run.
+
+Layout of ``--out`` (default ``bench-results``)::
+
+    <suite>/suite.json          what the tables need (title, columns, models, references)
+    <suite>/records/<run>.json  one finished run: metrics and full provenance (written atomically)
+    <suite>/runs/<key>/         the run's checkpoints and logs (an interrupted run resumes from here)
+    <suite>/leaderboard.{md,tex,csv}
+
+A run is identified by the hash of its operative config, its dataset's fingerprint, the metric protocol version, the
+seed and the evaluation settings: a record with that key is a finished run and is not redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from seqvae_zoo.bench.leaderboard import render
+from seqvae_zoo.bench.suite import ModelSpec, Suite
+from seqvae_zoo.presets import config_hash, parse_config
+from seqvae_zoo.training.run import CHECKPOINT, default_device, train_run
+
+RECORD_VERSION = 1
+
+
+def write_json_atomically(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w") as handle:
+        json.dump(payload, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def git_commit() -> str | None:
+    """The commit of the seqvae_zoo source in use, with "+dirty" for uncommitted changes; None outside git."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-").lower()
+
+
+def _training_bindings(suite: Suite, model: ModelSpec) -> list[str]:
+    bindings = [*suite.bindings, *model.bindings]
+    if suite.epochs is not None:
+        bindings.append(f"training.TrainingSettings.epochs = {suite.epochs}")
+    return bindings
+
+
+class Bench:
+    """Runs one suite into ``out_dir / suite.name``."""
+
+    def __init__(self, suite: Suite, out_dir: str | Path, data_dir: str | None = None, device: str | None = None,
+                 progress: bool = True, log: Callable[[str], None] = tqdm.write):
+        from seqvae_zoo.evaluation.protocol import PROTOCOL_VERSION
+
+        self.suite = suite
+        self.root = Path(out_dir) / suite.name
+        self.data_dir = data_dir or suite.data_dir
+        self.device = device or default_device()
+        self.progress = progress
+        self.log = log
+        self.protocol_version = PROTOCOL_VERSION
+        self._corpora: dict[str, Any] = {}
+
+    # -- identity -------------------------------------------------------------------------------------------------
+    def corpus(self, dataset: str):
+        from seqvae_zoo.data.loading import load_dataset
+
+        if dataset not in self._corpora:
+            self._corpora[dataset] = load_dataset(dataset, data_dir=self.data_dir,
+                                                  **self.suite.dataset_options.get(dataset, {}))
+        return self._corpora[dataset]
+
+    def run_key(self, model: ModelSpec, dataset: str, seed: int) -> tuple[str, str]:
+        """(key, config text) of a run."""
+        text = parse_config(model.configs, _training_bindings(self.suite, model))
+        identity = json.dumps({"config": text, "dataset": dataset, "fingerprint": self.corpus(dataset).fingerprint,
+                               "protocol": self.protocol_version, "seed": seed, "max_steps": self.suite.max_steps,
+                               "evaluation": self.suite.evaluation}, sort_keys=True)
+        return hashlib.sha256(identity.encode()).hexdigest()[:16], text
+
+    def record_path(self, model: ModelSpec, dataset: str, seed: int, key: str) -> Path:
+        return self.root / "records" / f"{_slug(model.name)}-{_slug(dataset)}-seed{seed}-{key}.json"
+
+    # -- running --------------------------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Run every run not already recorded; return the leaderboard in Markdown (also written as md/tex/csv)."""
+        self.write_description()
+        runs = self.suite.runs()
+        durations: list[float] = []
+        for index, (model, dataset, seed) in enumerate(runs, 1):
+            key, text = self.run_key(model, dataset, seed)
+            record_path = self.record_path(model, dataset, seed, key)
+            label = f"[{index}/{len(runs)}] {model.name} on {dataset}, seed {seed}"
+            if record_path.is_file():
+                self.log(f"{label}: cached ({record_path.name})")
+                continue
+            remaining = len(runs) - index + 1
+            eta = (f", about {sum(durations) / len(durations) * remaining / 60:.1f} min left" if durations else "")
+            self.log(f"{label}: training{eta}")
+            started = time.perf_counter()
+            record = self.train_and_evaluate(model, dataset, seed, key, text)
+            write_json_atomically(record_path, record)
+            durations.append(time.perf_counter() - started)
+        return self.write_tables()
+
+    def train_and_evaluate(self, model: ModelSpec, dataset: str, seed: int, key: str, text: str) -> dict[str, Any]:
+        from seqvae_zoo.evaluation.protocol import evaluate_corpus
+
+        run_dir = self.root / "runs" / key
+        resume = (run_dir / CHECKPOINT).is_file()
+        trained = train_run([] if resume else model.configs, dataset, run_dir, data_dir=self.data_dir,
+                            bindings=[] if resume else _training_bindings(self.suite, model),
+                            max_steps=self.suite.max_steps, seed=seed, resume=resume, device=self.device,
+                            progress=self.progress, dataset_options=self.suite.dataset_options.get(dataset))
+        evaluation = self.suite.evaluation
+        started = time.perf_counter()
+        metrics = evaluate_corpus(trained.model, trained.vocab, trained.corpus, split=evaluation.get("split", "test"),
+                                  iw_samples=int(evaluation.get("iw_samples", 500)),
+                                  batch_size=int(evaluation.get("batch_size", 64)), seed=seed)
+        corpus = trained.corpus
+        history = trained.history
+        return {
+            "record_version": RECORD_VERSION,
+            "run_key": key,
+            "suite": self.suite.name,
+            "model": model.name,
+            "configs": list(model.configs),
+            "bindings": _training_bindings(self.suite, model),
+            "config_text": text,
+            "config_hash": config_hash(text),
+            "dataset": {"name": dataset, "options": self.suite.dataset_options.get(dataset, {}),
+                        "fingerprint": corpus.fingerprint, "checksums": corpus.checksums},
+            "protocol_version": self.protocol_version,
+            "seed": seed,
+            "metrics": metrics,
+            "training": {
+                "epochs": history[-1]["epoch"] if history else 0,
+                "steps": history[-1]["step"] if history else 0,
+                "wall_seconds": sum(row["seconds"] for row in history),
+                "tokens_per_s": (sum(row["tokens_per_s"] * row["seconds"] for row in history)
+                                 / max(sum(row["seconds"] for row in history), 1e-9)),
+                "parameters": trained.model.num_parameters(),
+                "history": history,
+            },
+            "evaluation_seconds": time.perf_counter() - started,
+            "provenance": {
+                "package_version": _package_version(),
+                "git_commit": git_commit(),
+                "torch_version": torch.__version__,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "device": _device_name(self.device),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        }
+
+    # -- tables ---------------------------------------------------------------------------------------------------
+    def write_description(self) -> None:
+        suite = self.suite
+        write_json_atomically(self.root / "suite.json", {
+            "name": suite.name, "title": suite.title, "models": [m.name for m in suite.models],
+            "columns": [asdict(c) for c in suite.columns], "references": suite.references})
+
+    def write_tables(self) -> str:
+        from seqvae_zoo.bench.leaderboard import load_results
+
+        results = load_results(self.root)
+        for fmt, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+            path = self.root / f"leaderboard.{suffix}"
+            temporary = path.with_name(f".{path.name}.tmp")
+            temporary.write_text(render(results, fmt))
+            os.replace(temporary, path)
+        return render(results, "md")
+
+
+def _package_version() -> str:
+    from seqvae_zoo import __version__
+
+    return __version__
+
+
+def _device_name(device: str) -> str:
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -1,0 +1,131 @@
+"""Leaderboard tables from run records: Markdown, LaTeX and CSV through tabulate, mean +- std over seeds.
+
+A results folder holds, per suite, ``suite.json`` (title, columns, model order, reference rows) and ``records/``
+(one JSON per run). Tables are built from those files alone, so ``seqvae leaderboard`` reprints exactly what
+``seqvae bench`` printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from seqvae_zoo.errors import UserError
+
+FORMATS = {"md": "github", "latex": "latex_booktabs"}
+
+
+def metric_value(record: dict[str, Any], path: str) -> float | None:
+    """The number at a dotted path of a record (``metrics.iw.nll``; paths without a known root are read under
+    ``metrics``), or None where the run has no such metric (e.g. a KL for the LSTM)."""
+    node: Any = record
+    parts = path.split(".")
+    if parts[0] not in record:
+        node = record.get("metrics", {})
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
+def load_results(results_dir: str | Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Every (suite description, its records) under ``results_dir``."""
+    results_dir = Path(results_dir)
+    suites = sorted(results_dir.rglob("suite.json"))
+    if not suites:
+        raise UserError(f"no results under {str(results_dir)!r}: expected <suite>/suite.json and "
+                        "<suite>/records/*.json as written by `seqvae bench --out DIR`")
+    loaded = []
+    for path in suites:
+        description = json.loads(path.read_text())
+        records = [json.loads(p.read_text()) for p in sorted((path.parent / "records").glob("*.json"))]
+        loaded.append((description, records))
+    return loaded
+
+
+def _aggregate(values: list[float]) -> tuple[float, float | None]:
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def table_rows(description: dict[str, Any], records: list[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:
+    """One row per model of the suite (in suite order) that has records on ``dataset``, reference rows first.
+
+    Each cell is (mean, std or None, seeds) or None."""
+    columns = description["columns"]
+    rows = []
+    for reference in description.get("references", []):
+        if reference.get("dataset", dataset) != dataset:
+            continue
+        cells = [(float(reference["values"][c["metric"]]), None, 0) if c["metric"] in reference["values"]
+                 else None for c in columns]
+        rows.append({"model": f"{reference['model']} ({reference.get('source', 'published')})", "cells": cells,
+                     "seeds": 0})
+    for model in description["models"]:
+        runs = [r for r in records if r["model"] == model and r["dataset"]["name"] == dataset]
+        if not runs:
+            continue
+        cells = []
+        for column in columns:
+            values = [v for v in (metric_value(r, column["metric"]) for r in runs) if v is not None]
+            cells.append((*_aggregate(values), len(values)) if values else None)
+        rows.append({"model": model, "cells": cells, "seeds": len(runs)})
+    return rows
+
+
+def _format_cell(cell, digits: int) -> str:
+    if cell is None:
+        return "–"
+    mean, std, _ = cell
+    if math.isnan(mean):
+        return "nan"
+    text = f"{mean:,.{digits}f}"
+    return f"{text} ± {std:.{digits}f}" if std is not None else text
+
+
+def render(results: list[tuple[dict[str, Any], list[dict[str, Any]]]], fmt: str = "md") -> str:
+    """Every table of every suite, in ``fmt`` ("md", "latex" or "csv")."""
+    if fmt not in (*FORMATS, "csv"):
+        raise UserError(f"unknown table format {fmt!r}: use md, latex or csv")
+    parts = []
+    for description, records in results:
+        datasets = list(dict.fromkeys(r["dataset"]["name"] for r in records))
+        protocols = sorted({str(r.get("protocol_version")) for r in records})
+        for dataset in datasets:
+            rows = table_rows(description, records, dataset)
+            title = (f"{description['title']}: {dataset} (metric protocol {', '.join(protocols)}; "
+                     f"mean ± std over seeds where there are several)")
+            if fmt == "csv":
+                parts.append(_csv(description, rows, dataset))
+                continue
+            headers = ["model", *(c["header"] for c in description["columns"]), "seeds"]
+            body = [[row["model"], *(_format_cell(cell, c.get("digits", 2))
+                                     for cell, c in zip(row["cells"], description["columns"])),
+                     row["seeds"] or "–"] for row in rows]
+            table = tabulate(body, headers=headers, tablefmt=FORMATS[fmt], disable_numparse=True)
+            heading = f"### {title}" if fmt == "md" else f"% {title}"
+            parts.append(f"{heading}\n\n{table}\n")
+    return "\n".join(parts)
+
+
+def _csv(description: dict[str, Any], rows: list[dict[str, Any]], dataset: str) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    header = ["suite", "dataset", "model", "seeds"]
+    for column in description["columns"]:
+        header += [column["header"], f"{column['header']} std"]
+    writer.writerow(header)
+    for row in rows:
+        line = [description["name"], dataset, row["model"], row["seeds"]]
+        for cell in row["cells"]:
+            line += ["", ""] if cell is None else [repr(cell[0]), "" if cell[1] is None else repr(cell[1])]
+        writer.writerow(line)
+    return buffer.getvalue()

@@ -1,0 +1,129 @@
+"""Benchmark suites: TOML files naming models (presets plus bindings), datasets, seeds and the table to print.
+
+A suite file (``benchmarks/suites/<name>.toml``, installed as ``seqvae_zoo.suites``)::
+
+    title = "..."
+    datasets = ["synthetic"]
+    seeds = [0, 1]
+    epochs = 5
+    bindings = ["HIDDEN = 128"]            # for every model
+    [evaluation]
+    split = "test"
+    iw_samples = 100
+    [[models]]
+    name = "VRAE-SA w aux"
+    configs = ["vrae_sa_aux"]
+    bindings = []                          # this model only
+    [[columns]]
+    header = "IW-NLL"
+    metric = "iw.nll"                      # dotted path into a record's "metrics"
+    [[references]]                         # published rows, printed above ours
+    model = "VRAE-SA w aux"
+    source = "Chien & Wang 2019, Table 1"
+    values = { "paper.nll" = 99.19 }
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from seqvae_zoo.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class SuiteError(UserError):
+    """A suite file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    configs: tuple[str, ...]
+    bindings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    metric: str
+    digits: int = 2
+
+
+@dataclass
+class Suite:
+    name: str
+    title: str
+    models: list[ModelSpec]
+    datasets: list[str]
+    seeds: list[int]
+    epochs: int | None
+    max_steps: int | None
+    bindings: list[str]
+    dataset_options: dict[str, dict[str, Any]]
+    evaluation: dict[str, Any]
+    columns: list[Column]
+    references: list[dict[str, Any]] = field(default_factory=list)
+    data_dir: str | None = None
+
+    def runs(self) -> list[tuple[ModelSpec, str, int]]:
+        """Every (model, dataset, seed) of the suite, in the order they run."""
+        return [(model, dataset, seed) for dataset in self.datasets for model in self.models for seed in self.seeds]
+
+
+def suites_dir() -> Path:
+    return Path(str(resources.files("seqvae_zoo.suites")))
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in suites_dir().glob("*.toml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A shipped suite by name (``quick``) or a suite file by path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = suites_dir() / f"{name_or_path}.toml"
+        if not path.is_file():
+            close = difflib.get_close_matches(name_or_path, suite_names(), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise SuiteError(f"unknown suite {name_or_path!r}.{hint} Suites: {', '.join(suite_names())}; or give "
+                             "the path of a .toml suite file")
+    if not path.is_file():
+        raise SuiteError(f"suite file {str(path)!r} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise SuiteError(f"suite file {str(path)!r} is not valid TOML: {error}") from None
+    return _parse(path.stem, raw, str(path))
+
+
+def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
+    known = {"title", "models", "datasets", "seeds", "epochs", "max_steps", "bindings", "dataset_options",
+             "evaluation", "columns", "references", "data_dir"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SuiteError(f"{where}: unknown key(s) {', '.join(unknown)}; a suite has {', '.join(sorted(known))}")
+    try:
+        models = [ModelSpec(m["name"], tuple(m["configs"]), tuple(m.get("bindings", ()))) for m in raw["models"]]
+        columns = [Column(c["header"], c["metric"], int(c.get("digits", 2))) for c in raw["columns"]]
+        datasets = list(raw["datasets"])
+    except (KeyError, TypeError) as error:
+        raise SuiteError(f"{where}: every suite needs models (each with name and configs), datasets and columns "
+                         f"(each with header and metric); missing or malformed: {error}") from None
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise SuiteError(f"{where}: model names must be unique, got {names}")
+    return Suite(name=name, title=raw.get("title", name), models=models, datasets=datasets,
+                 seeds=[int(s) for s in raw.get("seeds", [0])], epochs=raw.get("epochs"),
+                 max_steps=raw.get("max_steps"), bindings=list(raw.get("bindings", [])),
+                 dataset_options=dict(raw.get("dataset_options", {})), evaluation=dict(raw.get("evaluation", {})),
+                 columns=columns, references=list(raw.get("references", [])), data_dir=raw.get("data_dir"))
