@@ -1,0 +1,152 @@
+"""Datasets read from files: where the data directory is, checksums, downloads, and the messages when files are
+missing or wrong.
+
+The data directory is the ``--data-dir`` flag, else the ``SEQVAE_DATA`` environment variable, else a user cache
+directory (``$XDG_CACHE_HOME/seqvae_zoo`` or ``~/.cache/seqvae_zoo``); each dataset has its folder inside it
+(``ptb/``, ``yelp/``, ``duc2007/``). Missing files are downloaded when the dataset has a public address, unless
+``SEQVAE_OFFLINE`` is set; every file is checked against its MD5 before it is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqvae_zoo.data.base import Dataset, DataError
+
+DATA_ENV = "SEQVAE_DATA"
+OFFLINE_ENV = "SEQVAE_OFFLINE"
+DOWNLOAD_TIMEOUT_S = 60
+
+
+def resolve_data_dir(flag: str | os.PathLike | None = None) -> Path:
+    """The data directory: the flag, else ``$SEQVAE_DATA``, else the user cache directory."""
+    if flag:
+        return Path(flag).expanduser()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "seqvae_zoo"
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of a dataset: its path inside the dataset folder, its MD5 (None where no checksum is published;
+    then ``lines`` is what identifies it), its expected number of lines, and the addresses it can be downloaded
+    from, tried in order."""
+
+    name: str
+    md5: str | None
+    lines: int | None = None
+    urls: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        facts = [f"md5 {self.md5}" if self.md5 else "no published checksum"]
+        if self.lines is not None:
+            facts.append(f"{self.lines:,} lines")
+        return f"{self.name} ({', '.join(facts)})"
+
+
+class FileDataset(Dataset):
+    """A dataset read from files in its folder of the data directory.
+
+    Subclasses set ``folder``, ``files`` (what :meth:`fetch` ensures and verifies) and ``source`` (where a user
+    gets the files by hand: said in the error when they are missing and cannot be downloaded).
+    """
+
+    folder: str = ""
+    files: tuple[DataFile, ...] = ()
+    source: str = ""
+
+    def directory(self) -> Path:
+        return resolve_data_dir(self.data_dir) / self.folder
+
+    def fetch(self, files: tuple[DataFile, ...] | None = None) -> dict[str, str]:
+        """Make sure the files (all of ``files`` by default) are present and intact: download what is missing
+        where possible, verify every MD5. Returns file name -> md5."""
+        files = self.files if files is None else files
+        directory = self.directory()
+        missing = [file for file in files if not (directory / file.name).is_file()]
+        if missing:
+            self._download(missing, directory)
+        checksums = {}
+        for file in files:
+            path = directory / file.name
+            checksums[file.name] = file_md5(path)
+            if file.md5 and checksums[file.name] != file.md5:
+                raise DataError(
+                    f"{self.registry_name}: {path} has md5 {checksums[file.name]}, expected {file.md5}: the file "
+                    f"is damaged or a different version. Replace it with the original ({self.source}) or delete "
+                    f"it to download it again.")
+        return checksums
+
+    def read_lines(self, file: DataFile) -> list[str]:
+        """The lines of a fetched file, checked against the expected count."""
+        path = self.directory() / file.name
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise DataError(f"{self.registry_name}: {path} is not UTF-8 text ({error})") from None
+        if file.lines is not None and len(lines) != file.lines:
+            raise DataError(f"{self.registry_name}: {path} has {len(lines):,} lines, expected {file.lines:,}: "
+                            f"the file is truncated or a different version ({self.source})")
+        return lines
+
+    def _download(self, missing: list[DataFile], directory: Path) -> None:
+        failures = []
+        if offline():
+            failures.append(f"downloads are off ({OFFLINE_ENV} is set)")
+        for file in missing:
+            if failures:
+                break
+            if not file.urls:
+                failures.append(f"{file.name} has no public download address")
+            else:
+                failures.extend(self._download_one(file, directory))
+        if failures:
+            listing = "; ".join(file.describe() for file in missing)
+            raise DataError(
+                f"{self.registry_name}: missing {listing} in {directory}. Could not download: {' '.join(failures)}. "
+                f"Get the files from {self.source} and put them in {directory}/, or point --data-dir or "
+                f"{DATA_ENV} at a directory whose {self.folder}/ folder holds them.")
+
+    def _download_one(self, file: DataFile, directory: Path) -> list[str]:
+        """Download one file (trying each address) and verify it; returns why it failed, empty on success."""
+        target = directory / file.name
+        partial = target.with_name(target.name + ".part")
+        reasons = []
+        for url in file.urls:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, \
+                        open(partial, "wb") as out:
+                    shutil.copyfileobj(response, out)
+            except OSError as error:
+                reasons.append(f"{url}: {error}")
+                partial.unlink(missing_ok=True)
+                continue
+            got = file_md5(partial)
+            if file.md5 and got != file.md5:
+                partial.unlink()
+                reasons.append(f"{url} gave a file with md5 {got}, expected {file.md5}")
+                continue
+            os.replace(partial, target)
+            return []
+        return reasons
+

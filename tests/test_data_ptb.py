@@ -1,0 +1,113 @@
+"""PTB from ../shared/data: checksums, counts, vocabulary size, padding; and what happens when files are wrong or
+missing."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from seqvae_zoo.data import DataError, load_dataset, resolve_data_dir
+from seqvae_zoo.data.batching import BucketBatchSampler
+from seqvae_zoo.data.vocab import build_vocabulary
+from seqvae_zoo.registry import UnknownComponentError
+
+SHARED = Path(os.environ["SEQVAE_DATA"])
+
+
+@pytest.fixture(scope="module")
+def ptb():
+    return load_dataset("ptb")
+
+
+def test_ptb_counts_checksums_and_vocabulary(ptb):
+    assert ptb.name == "ptb"
+    assert [ptb.sentence_count(split) for split in ("train", "valid", "test")] == [42068, 3370, 3761]
+    assert [ptb.word_count(split) for split in ("train", "valid", "test")] == [887521, 70390, 78669]
+    assert ptb.checksums == {"ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
+                             "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
+                             "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721"}
+    assert ptb.metadata["counts"]["train"] == {"sentences": 42068, "words": 887521}
+    assert max(len(words) for words in ptb.splits["train"]) == 82
+    assert build_vocabulary(ptb).size == 10002  # 9,999 types with <unk>, plus pad, bos, eos
+
+
+def test_fingerprint_depends_on_data_not_location(ptb, tmp_path):
+    (tmp_path / "ptb").symlink_to(SHARED / "ptb")
+    elsewhere = load_dataset("ptb", data_dir=str(tmp_path))
+    assert elsewhere.fingerprint == ptb.fingerprint and len(ptb.fingerprint) == 12
+
+
+def test_bucketing_keeps_ptb_padding_under_ten_percent(ptb):
+    lengths = [len(words) + 1 for words in ptb.splits["train"]]  # with end-of-sentence
+    sampler = BucketBatchSampler(lengths, batch_size=32, seed=0)
+    assert sampler.padding_ratio(epoch=0) < 0.10
+    assert sampler.padding_ratio(epoch=3) < 0.10
+
+
+def copy_ptb(tmp_path, skip=()):
+    folder = tmp_path / "ptb"
+    folder.mkdir()
+    for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
+        if name not in skip:
+            shutil.copy(SHARED / "ptb" / name, folder / name)
+    return folder
+
+
+def test_checksum_mismatch_stops_with_a_clear_error(tmp_path):
+    folder = copy_ptb(tmp_path)
+    with open(folder / "ptb.valid.txt", "a") as handle:
+        handle.write(" one more line \n")
+    with pytest.raises(DataError, match=r"ptb.valid.txt has md5 \w+, expected aa0affc06ff7c36e977d7cd49e3839bf"):
+        load_dataset("ptb", data_dir=str(tmp_path))
+
+
+def test_missing_file_offline_names_files_checksums_and_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQVAE_OFFLINE", "1")
+    copy_ptb(tmp_path, skip=("ptb.test.txt",))
+    with pytest.raises(DataError) as error:
+        load_dataset("ptb", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert "missing ptb.test.txt (md5 8b80168b89c18661a38ef683c0dc3721, 3,761 lines)" in message
+    assert f"put them in {tmp_path / 'ptb'}/" in message and "SEQVAE_OFFLINE" in message
+    assert "simple-examples.tgz" in message and "ptb.train.txt" not in message
+
+
+def test_missing_file_is_downloaded_and_verified(tmp_path, monkeypatch):
+    from seqvae_zoo.data.ptb import PennTreebank
+
+    copy_ptb(tmp_path, skip=("ptb.valid.txt",))
+    local = tuple(file.__class__(file.name, file.md5, file.lines, ("file://" + str(SHARED / "ptb" / file.name),))
+                  for file in PennTreebank.files)
+    monkeypatch.setattr(PennTreebank, "files", local)
+    corpus = load_dataset("ptb", data_dir=str(tmp_path))
+    assert corpus.sentence_count("valid") == 3370 and (tmp_path / "ptb" / "ptb.valid.txt").is_file()
+    assert not list((tmp_path / "ptb").glob("*.part"))
+
+
+def test_download_with_the_wrong_content_is_refused(tmp_path, monkeypatch):
+    from seqvae_zoo.data.ptb import PennTreebank
+
+    copy_ptb(tmp_path, skip=("ptb.test.txt",))
+    wrong = tuple(file.__class__(file.name, file.md5, file.lines, ("file://" + str(SHARED / "ptb" / "ptb.valid.txt"),))
+                  for file in PennTreebank.files)
+    monkeypatch.setattr(PennTreebank, "files", wrong)
+    with pytest.raises(DataError, match="gave a file with md5 aa0affc06ff7c36e977d7cd49e3839bf, expected 8b80"):
+        load_dataset("ptb", data_dir=str(tmp_path))
+    assert not (tmp_path / "ptb" / "ptb.test.txt").exists()
+
+
+def test_data_dir_order_flag_then_environment_then_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEQVAE_DATA", str(tmp_path / "env"))
+    assert resolve_data_dir(str(tmp_path / "flag")) == tmp_path / "flag"
+    assert resolve_data_dir(None) == tmp_path / "env"
+    monkeypatch.delenv("SEQVAE_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert resolve_data_dir(None) == tmp_path / "cache" / "seqvae_zoo"
+
+
+def test_unknown_dataset_and_option_are_clear_errors():
+    with pytest.raises(UnknownComponentError, match="Did you mean 'ptb'"):
+        load_dataset("ptbb")
+    with pytest.raises(DataError, match="dataset 'ptb' has no option lowercase"):
+        load_dataset("ptb", lowercase=True)
