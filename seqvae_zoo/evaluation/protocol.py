@@ -14,6 +14,8 @@ from typing import Hashable, Iterable, Sequence
 import torch
 from tqdm import tqdm
 
+from seqvae_zoo.data.base import Corpus
+from seqvae_zoo.data.batching import make_loader
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.importance import has_latents, importance_log_likelihood
 from seqvae_zoo.evaluation.latent import ACTIVE_UNIT_THRESHOLDS, active_units, mutual_information
@@ -35,38 +37,33 @@ class EvaluationError(UserError):
 
 @dataclass(frozen=True)
 class Metric:
-    key: str
+    """One number of a result: ``path`` is where it sits in the result dict, dotted (``"iw.nll"``)."""
+
+    path: str
     label: str
     description: str
 
 
-def active_units_key(threshold: float) -> str:
-    return f"active_units@{threshold:g}"
-
-
-def kl_key(name: str) -> str:
-    return f"kl_{name}"
-
-
-#: Every metric a result may hold, in the order tables show them. KL terms of other latents appear as ``kl_<name>``.
+#: Every metric a result may hold, in the order tables show them. KL terms of other latents appear as ``kl.<name>``.
 METRICS: tuple[Metric, ...] = (
-    Metric("paper_nll", "NLL (paper)",
+    Metric("paper.nll", "NLL (paper)",
            "reconstruction NLL per sentence, per-step latents at their prior mean, z_enc drawn from q; no KL"),
-    Metric("reconstruction_ppl", "recon. PPL (paper)", "exp(sum paper NLL / sum words), end-of-sentence not counted"),
-    Metric("elbo_nll", "ELBO-NLL", "one-sample -ELBO per sentence (analytic KL terms)"),
-    Metric("iw_nll", "IW-NLL", "importance-weighted NLL per sentence, K samples of every latent"),
-    Metric("iw_ppl", "PPL (IW)", "exp(sum IW-NLL / sum tokens), end-of-sentence counted"),
-    Metric(kl_key("z_enc"), "KL z_enc", "KL(q(z_enc|x) || p(z_enc)) per sentence"),
-    Metric(kl_key("z_t"), "KL z_t", "sum over steps of KL(q(z_t|.) || p(z_t|h_t-1)) per sentence"),
-    Metric("mutual_information", "MI", "I_q(x; z_enc) over the split, nats"),
-    *(Metric(active_units_key(t), f"AU@{t:g}", f"units of z_enc with Cov_x E_q[z] > {t:g}")
-      for t in ACTIVE_UNIT_THRESHOLDS),
-    Metric("true_nll", "true NLL", "the synthetic corpus's exact NLL per sentence"),
-    Metric("nll_gap", "gap", "IW-NLL minus true NLL, per sentence"),
-    Metric("nll_gap_per_token", "gap/token", "IW-NLL minus true NLL, per token"),
-    Metric("latent_probe_accuracy", "z_enc probe acc.",
+    Metric("paper.kl", "KL (paper)", "KL(q(z_enc|x) || p(z_enc)) per sentence"),
+    Metric("paper.ppl", "recon. PPL (paper)", "exp(sum paper NLL / sum words), end-of-sentence not counted"),
+    Metric("elbo.nll", "ELBO-NLL", "one-sample -ELBO per sentence (analytic KL terms)"),
+    Metric("iw.nll", "IW-NLL", "importance-weighted NLL per sentence, K samples of every latent"),
+    Metric("iw.ppl", "PPL (IW)", "exp(sum IW-NLL / sum tokens), end-of-sentence counted"),
+    Metric("kl.z_enc", "KL z_enc", "KL(q(z_enc|x) || p(z_enc)) per sentence"),
+    Metric("kl.z_t", "KL z_t", "sum over steps of KL(q(z_t|.) || p(z_t|h_t-1)) per sentence"),
+    Metric("latent.mi", "MI", "I_q(x; z_enc) over the split, nats"),
+    Metric("latent.au", "AU", f"units of z_enc with Cov_x E_q[z] > {ACTIVE_UNIT_THRESHOLDS[0]:g}"),
+    Metric("latent.au_strict", "AU strict", f"units of z_enc with Cov_x E_q[z] > {ACTIVE_UNIT_THRESHOLDS[1]:g}"),
+    Metric("synthetic.true_nll", "true NLL", "the synthetic corpus's exact NLL per sentence"),
+    Metric("synthetic.gap", "gap", "IW-NLL minus true NLL, per sentence"),
+    Metric("synthetic.gap_per_token", "gap/token", "IW-NLL minus true NLL, per token"),
+    Metric("synthetic.probe_accuracy", "z_enc probe acc.",
            "nearest-class-mean accuracy of the posterior means on the true latent (held-out half)"),
-    Metric("latent_probe_chance", "probe chance", "majority-label accuracy on the same held-out half"),
+    Metric("synthetic.probe_chance", "probe chance", "majority-label accuracy on the same held-out half"),
 )
 
 
@@ -77,7 +74,7 @@ def check_iw_samples(samples: int) -> None:
 
 
 class _Totals:
-    """Per-sentence values of a split, gathered batch by batch in the split's order."""
+    """Per-sentence values of a split, gathered batch by batch."""
 
     def __init__(self):
         self.values: dict[str, list[torch.Tensor]] = {}
@@ -97,13 +94,13 @@ def evaluate(model: SeqVAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
              memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
              true_nll: Sequence[float] | None = None, true_latent: Sequence[Hashable] | None = None,
              progress: bool = False) -> dict:
-    """Every metric of the protocol over one split.
+    """Every metric of the protocol over the sentences of ``batches``, as a JSON-safe dict.
 
-    ``batches`` yield (tokens, lengths) as :meth:`SeqVAE.forward` takes them, covering the split once, in its order
-    (for example ``make_loader(encoded, batch_size, pad_id, shuffle=False, seed=0)``). ``true_nll`` and
-    ``true_latent`` (one per sentence, in the same order) add the synthetic corpus's metrics. The model is put in
-    eval mode for the duration; random draws come from a generator seeded with ``seed``, so a result is
-    reproducible and the caller's random state is left alone.
+    ``batches`` yield (tokens, lengths) as :meth:`SeqVAE.forward` takes them and cover a split once.
+    ``true_nll`` and ``true_latent`` (one per sentence, in the order the batches give the sentences) add the
+    synthetic corpus's metrics; :func:`evaluate_corpus` lines them up. The model is put in eval mode for the
+    duration; random draws follow ``seed``, so a result is reproducible, and the caller's random state is left as
+    it was.
     """
     check_iw_samples(iw_samples)
     started = time.perf_counter()
@@ -126,6 +123,24 @@ def evaluate(model: SeqVAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     return result
 
 
+def evaluate_corpus(model: SeqVAE, vocab, corpus: Corpus, split: str = "test", *,
+                    iw_samples: int = DEFAULT_IW_SAMPLES, batch_size: int = 64, seed: int = 0,
+                    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB, progress: bool = False) -> dict:
+    """:func:`evaluate` on one split of a loaded corpus, encoded with ``vocab``, in length-sorted batches; the
+    synthetic corpus's true NLL and latents (``corpus.extras``) are used when it has them."""
+    if split not in corpus.splits:
+        raise EvaluationError(f"dataset {corpus.name!r} has no split {split!r}; its splits are "
+                              f"{', '.join(corpus.splits)}")
+    check_iw_samples(iw_samples)
+    loader = make_loader(vocab.encode_all(corpus.splits[split]), batch_size, vocab.pad_id, shuffle=False, seed=seed)
+    order = [index for batch in loader.batch_sampler.batches() for index in batch]
+    truth = {key: [corpus.extras[key][split][i] for i in order]
+             for key in ("true_nll", "true_latent") if split in corpus.extras.get(key, {})}
+    result = evaluate(model, loader, iw_samples=iw_samples, seed=seed, memory_budget_mb=memory_budget_mb,
+                      progress=progress, **truth)
+    return {"dataset": corpus.name, "fingerprint": corpus.fingerprint, "split": split, **result}
+
+
 def _score_batch(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, iw_samples: int,
                  memory_budget_bytes: int, totals: _Totals) -> None:
     totals.add("tokens", lengths)
@@ -135,7 +150,7 @@ def _score_batch(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, iw_
     bound = model(tokens, lengths, latent_mode="posterior")
     totals.add("elbo_nll", bound.neg_elbo)
     for name, value in bound.kl.items():
-        totals.add(kl_key(name), value)
+        totals.add(f"kl.{name}", value)
     totals.add("iw_nll", -importance_log_likelihood(model, tokens, lengths, iw_samples, memory_budget_bytes))
     if model.encoder is not None:
         posterior = model.encoder(tokens, lengths).posterior
@@ -147,30 +162,33 @@ def _aggregate(model: SeqVAE, totals: _Totals, iw_samples: int, seed: int,
                true_nll: Sequence[float] | None, true_latent: Sequence[Hashable] | None) -> dict:
     sentences = totals.cat("tokens").numel()
     words, tokens = totals.sum("words"), totals.sum("tokens")
-    metrics: dict[str, float | int | None] = {
-        "paper_nll": totals.sum("paper_nll") / sentences,
-        "reconstruction_ppl": math.exp(totals.sum("paper_nll") / words) if words else None,
-        "elbo_nll": totals.sum("elbo_nll") / sentences,
-        "iw_nll": totals.sum("iw_nll") / sentences,
-        "iw_ppl": math.exp(totals.sum("iw_nll") / tokens),
+    has_encoder = model.encoder is not None
+    result = {
+        "protocol_version": PROTOCOL_VERSION, "sentences": sentences, "words": int(words), "tokens": int(tokens),
+        "seed": seed,
+        "paper": {"nll": totals.sum("paper_nll") / sentences,
+                  "kl": totals.sum("kl.z_enc") / sentences if has_encoder else None,
+                  "ppl": math.exp(totals.sum("paper_nll") / words) if words else None},
+        "elbo": {"nll": totals.sum("elbo_nll") / sentences},
+        "iw": {"nll": totals.sum("iw_nll") / sentences, "ppl": math.exp(totals.sum("iw_nll") / tokens),
+               "samples": iw_samples, "exact": not has_latents(model)},
+        "kl": {name: totals.sum(f"kl.{name}") / sentences for name in model.kl_terms},
     }
-    for name in model.kl_terms:
-        metrics[kl_key(name)] = totals.sum(kl_key(name)) / sentences
-    if model.encoder is not None and sentences >= 2:
-        means = totals.cat("posterior_mean")
-        posterior = DiagGaussian(means, totals.cat("posterior_logvar"))
-        metrics["mutual_information"] = mutual_information(posterior, generator=torch.Generator().manual_seed(seed))
-        for threshold, count in active_units(means).items():
-            metrics[active_units_key(threshold)] = count
+    if has_encoder and sentences >= 2:
+        posterior = DiagGaussian(totals.cat("posterior_mean"), totals.cat("posterior_logvar"))
+        standard, strict = active_units(posterior.mean, ACTIVE_UNIT_THRESHOLDS).values()
+        result["latent"] = {"mi": mutual_information(posterior, generator=torch.Generator().manual_seed(seed)),
+                            "au": standard, "au_strict": strict}
+    synthetic = {}
     if true_nll is not None:
         _check_aligned("true NLL", true_nll, sentences)
-        metrics.update(nll_gap(totals.cat("iw_nll").tolist(), true_nll, int(tokens)))
-    if true_latent is not None and model.encoder is not None and sentences >= 2:
+        synthetic.update(nll_gap(totals.cat("iw_nll").tolist(), true_nll, int(tokens)))
+    if true_latent is not None and has_encoder and sentences >= 2:
         _check_aligned("true latent", true_latent, sentences)
-        metrics.update(latent_probe(totals.cat("posterior_mean"), list(true_latent), seed))
-    return {"protocol_version": PROTOCOL_VERSION, "sentences": sentences, "words": int(words),
-            "tokens": int(tokens), "iw_samples": iw_samples, "iw_exact": not has_latents(model), "seed": seed,
-            "metrics": metrics}
+        synthetic.update(latent_probe(totals.cat("posterior_mean"), list(true_latent), seed))
+    if synthetic:
+        result["synthetic"] = synthetic
+    return result
 
 
 def _check_aligned(what: str, values: Sequence, sentences: int) -> None:

@@ -9,12 +9,16 @@ from seqvae_zoo.evaluation.protocol import METRICS
 
 def format_result(result: dict, tablefmt: str = "simple") -> str:
     """The metrics of one result, one row each with what it means, under a line naming the protocol version."""
-    known = {metric.key: metric for metric in METRICS}
-    metrics = result["metrics"]
-    order = [m.key for m in METRICS if m.key in metrics] + sorted(k for k in metrics if k not in known)
-    rows = [(known[key].label if key in known else key, _value(metrics[key]),
-             known[key].description if key in known else "") for key in order]
-    samples = "exact (no latent)" if result.get("iw_exact") else f"K={result['iw_samples']}"
+    labels = {metric.path: (metric.label, metric.description) for metric in METRICS}
+    extra_kl = [f"kl.{name}" for name in result.get("kl", {}) if f"kl.{name}" not in labels]
+    rows = []
+    for path in [metric.path for metric in METRICS] + extra_kl:
+        section, _, key = path.partition(".")
+        if key in (result.get(section) or {}):
+            label, description = labels.get(path, (path, ""))
+            rows.append((label, _value(result[section][key]), description))
+    iw = result["iw"]
+    samples = "exact (no latent)" if iw["exact"] else f"K={iw['samples']}"
     where = " ".join(str(result[k]) for k in ("dataset", "split") if result.get(k))
     header = (f"evaluation protocol v{result['protocol_version']}{' - ' + where if where else ''}: "
               f"{result['sentences']:,} sentences, {result['words']:,} words, {result['tokens']:,} tokens; "

@@ -12,9 +12,8 @@ def nll_gap(model_nll: Sequence[float], true_nll: Sequence[float], tokens: int) 
     """The model's NLL minus the true NLL (the corpus's own log-likelihood, end-of-sentence included), per sentence
     and per token. An upper bound such as IW-NLL gives a gap >= 0 up to sampling noise."""
     excess = float(sum(model_nll)) - float(sum(true_nll))
-    return {"true_nll": float(sum(true_nll)) / len(true_nll),
-            "nll_gap": excess / len(true_nll),
-            "nll_gap_per_token": excess / tokens}
+    return {"true_nll": float(sum(true_nll)) / len(true_nll), "gap": excess / len(true_nll),
+            "gap_per_token": excess / tokens}
 
 
 def latent_probe(posterior_mean: torch.Tensor, labels: Sequence[Hashable], seed: int = 0) -> dict[str, float]:
@@ -34,5 +33,5 @@ def latent_probe(posterior_mean: torch.Tensor, labels: Sequence[Hashable], seed:
     nearest = torch.cdist(features[held_out], centroids).argmin(dim=1).tolist()
     correct = sum(classes[k] == labels[i] for k, i in zip(nearest, held_out))
     majority, _ = Counter(labels[i] for i in fit).most_common(1)[0]
-    return {"latent_probe_accuracy": correct / len(held_out),
-            "latent_probe_chance": sum(labels[i] == majority for i in held_out) / len(held_out)}
+    return {"probe_accuracy": correct / len(held_out),
+            "probe_chance": sum(labels[i] == majority for i in held_out) / len(held_out)}
