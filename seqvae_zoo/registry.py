@@ -63,6 +63,12 @@ class Registry:
                     f"cannot register {cls!r} as {self.kind} {name!r}: {self.kind} must subclass "
                     f"{base.__module__}.{base.__qualname__}"
                 )
+            if not name.isidentifier():
+                raise RegistryError(
+                    f"cannot register {cls.__module__}.{cls.__qualname__} as {self.kind} {name!r}: gin selects it as "
+                    f"{self.kind}.<name>, so the name must be a Python identifier (for example "
+                    f"{''.join(c if c.isalnum() else '_' for c in name)!r})"
+                )
             if name in self._entries:
                 other = self._entries[name]
                 raise RegistryError(
