@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import logging
 import re
+import tokenize
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
@@ -63,8 +65,10 @@ def parse_config(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
     root_logger.setLevel(logging.CRITICAL)  # gin logs an error for every search path an include is not found in
     try:
         gin.parse_config_files_and_bindings([str(p) for p in paths], list(bindings), finalize_config=False)
-    except (ValueError, KeyError, SyntaxError, TypeError, IOError) as error:
+    except (ValueError, KeyError, SyntaxError, TypeError, IOError, ImportError) as error:
         raise ConfigError(_gin_message(error)) from None
+    except tokenize.TokenError:  # gin's tokenizer reached the end of a file inside a bracket or string
+        raise ConfigError(_unclosed_message(paths, bindings)) from None
     finally:
         root_logger.setLevel(level)
     return config_text()
@@ -97,12 +101,27 @@ def build_model(vocab_size: int, pad_id: int, bos_id: int, unk_id: int) -> SeqVA
         raise ConfigError(_gin_message(error)) from None
 
 
-_UNKNOWN = re.compile(r"No configurable matching '([^']+)'")
+def _unclosed_message(paths: Sequence[Path], bindings: Sequence[str]) -> str:
+    """Name the file (or the bindings) that ends inside an unclosed bracket or string."""
+    sources = [(str(p), p.read_text()) for p in paths] + [("the --gin bindings", "\n".join(bindings))]
+    for name, text in sources:
+        try:
+            for _ in tokenize.generate_tokens(io.StringIO(text).readline):
+                pass
+        except tokenize.TokenError as error:
+            return (f"{name}, line {error.args[1][0] - 1}: the text ends inside an unclosed bracket or string; "
+                    "close it")
+    return "an included gin file ends inside an unclosed bracket or string; close it"
+
+
+_UNKNOWN = re.compile(r"No configurable matching (?:reference )?'@?([^']+)'")
 
 
 def _gin_message(error: BaseException) -> str:
     """gin's message, with the closest registered name when it does not know a configurable."""
     message = str(error).strip()
+    if isinstance(error, ImportError):
+        message += "\n  A gin `import` needs the module's folder on PYTHONPATH (or the module installed)."
     match = _UNKNOWN.search(message)
     if match:
         wanted = match.group(1)
