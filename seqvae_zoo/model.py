@@ -111,9 +111,10 @@ class SeqVAE(nn.Module):
         output = self.decoder(inputs, lengths, z_enc, memory if self.decoder.reads_memory else None,
                               latent_mode, return_attention)
         logits = self.decoder.logits(output.hidden)
-        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tokens.reshape(-1), ignore_index=self.pad_id,
-                              reduction="none").view_as(tokens).sum(dim=1)
         step_mask = mask.to(output.hidden.dtype)
+        # Masked by the lengths, like every other term: what follows a sentence's end is never scored.
+        nll = (F.cross_entropy(logits.reshape(-1, logits.size(-1)), tokens.reshape(-1), reduction="none")
+               .view_as(step_mask) * step_mask).sum(dim=1)
         for name, per_step in output.kl.items():
             kl[name] = (per_step * step_mask).sum(dim=1)
         log_weight = log_weight - nll + (output.log_ratio * step_mask).sum(dim=1)
