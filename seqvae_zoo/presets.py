@@ -17,6 +17,7 @@ import gin
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.model import SeqVAE
 from seqvae_zoo.registry import REGISTRIES, load_components
+from seqvae_zoo.training import trainer as _trainer  # noqa: F401  registers training.TrainingSettings with gin
 
 #: Files of the configs folder that other presets include; not presets themselves.
 SHARED_FILES = ("base.gin",)

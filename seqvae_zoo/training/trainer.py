@@ -175,8 +175,9 @@ class Trainer:
                     if max_steps is not None and self.step >= max_steps:
                         break
                 bar.close()
-                if self.sampler.state_dict()["position"] < steps_per_epoch:  # stopped by max_steps mid-epoch
-                    self.save()
+                sampler_state = self.sampler.state_dict()
+                if sampler_state["epoch"] == self.epoch and sampler_state["position"] < steps_per_epoch:
+                    self.save()  # stopped by max_steps inside the epoch: --resume continues with the next batch
                     break
                 self._end_epoch(totals, time.perf_counter() - started, weights)
         finally:
