@@ -69,7 +69,7 @@ def test_missing_file_offline_names_files_checksums_and_place(tmp_path, monkeypa
         load_dataset("ptb", data_dir=str(tmp_path))
     message = str(error.value)
     assert "missing ptb.test.txt (md5 8b80168b89c18661a38ef683c0dc3721, 3,761 lines)" in message
-    assert f"put them in {tmp_path / 'ptb'}/" in message and "SEQVAE_OFFLINE" in message
+    assert f"Put them in {tmp_path / 'ptb'}/" in message and "SEQVAE_OFFLINE" in message
     assert "simple-examples.tgz" in message and "ptb.train.txt" not in message
 
 

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from seqvae_zoo.errors import UserError
 
 SPLITS = ("train", "valid", "test")
@@ -61,6 +63,20 @@ def text_md5(sentences: list[list[str]]) -> str:
     for words in sentences:
         digest.update((" ".join(words) + "\n").encode("utf-8"))
     return digest.hexdigest()
+
+
+def hold_out(sentences: list[list[str]], sizes: list[int], seed: int) -> tuple[list[list[str]], list[list[list[str]]]]:
+    """Set aside disjoint random slices of the given sizes (chosen by ``seed``); the rest keeps its order."""
+    if sum(sizes) >= len(sentences) or min(sizes, default=1) < 1:
+        raise DataError(f"cannot hold out {' + '.join(map(str, sizes))} of {len(sentences):,} sentences: each "
+                        f"held-out slice needs at least one sentence and some must remain for training")
+    order = np.random.default_rng(seed).permutation(len(sentences))
+    slices, start = [], 0
+    for size in sizes:
+        slices.append([sentences[i] for i in order[start:start + size]])
+        start += size
+    held = set(order[:start].tolist())
+    return [words for i, words in enumerate(sentences) if i not in held], slices
 
 
 class Dataset:

@@ -109,7 +109,7 @@ class FileDataset(Dataset):
         return lines
 
     def _download(self, missing: list[DataFile], directory: Path) -> None:
-        failures = []
+        failures: list[str] = []
         if offline():
             failures.append(f"downloads are off ({OFFLINE_ENV} is set)")
         for file in missing:
@@ -123,8 +123,8 @@ class FileDataset(Dataset):
             listing = "; ".join(file.describe() for file in missing)
             raise DataError(
                 f"{self.registry_name}: missing {listing} in {directory}. Could not download: {' '.join(failures)}. "
-                f"Get the files from {self.source} and put them in {directory}/, or point --data-dir or "
-                f"{DATA_ENV} at a directory whose {self.folder}/ folder holds them.")
+                f"Where to get them: {self.source}. Put them in {directory}/, or point --data-dir or {DATA_ENV} at "
+                f"a directory whose {self.folder}/ folder holds them.")
 
     def _download_one(self, file: DataFile, directory: Path) -> list[str]:
         """Download one file (trying each address) and verify it; returns why it failed, empty on success."""
