@@ -121,6 +121,8 @@ _UNKNOWN = re.compile(r"No configurable matching (?:reference )?'@?([^']+)'")
 def _gin_message(error: BaseException) -> str:
     """gin's message, with the closest registered name when it does not know a configurable."""
     message = str(error).strip()
+    if isinstance(error, SyntaxError) and error.filename:  # str() would name the file without its folder
+        message = f'{error.msg}\n  In file "{error.filename}", line {error.lineno}\n    {(error.text or "").rstrip()}'
     if isinstance(error, ImportError):
         message += "\n  A gin `import` needs the module's folder on PYTHONPATH (or the module installed)."
     match = _UNKNOWN.search(message)
