@@ -1,0 +1,165 @@
+"""Presets and the `seqvae list | presets | describe` commands, with the messages a user gets for a bad name or
+a bad gin file."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from seqvae_zoo import build_model, parse_config, preset_names
+from seqvae_zoo.cli import main
+from seqvae_zoo.presets import ConfigError, configs_dir
+from seqvae_zoo.registry import REGISTRIES
+
+PRESETS = ["lstm", "vrae", "vrae_sa", "vrae_sa_aux"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def describe_total(out: str) -> int:
+    match = re.search(r"^# total\s+([\d,]+) parameters", out, flags=re.M)
+    assert match, out
+    return int(match.group(1).replace(",", ""))
+
+
+def test_the_four_presets_are_found_and_the_shared_base_is_not_one():
+    assert preset_names() == PRESETS
+    assert (configs_dir() / "base.gin").is_file()
+
+
+def test_presets_lists_each_preset_with_its_description(capsys):
+    status, out, _ = run_cli(capsys, "presets")
+    assert status == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == PRESETS
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines), "every preset's first line describes it"
+
+
+def test_list_shows_every_registry_and_each_component_on_one_line(capsys):
+    status, out, _ = run_cli(capsys, "list")
+    assert status == 0
+    for kind, registry in REGISTRIES.items():
+        assert re.search(rf"^{kind}: \S", out, flags=re.M), f"registry {kind} missing"
+        for name in registry.names():
+            assert re.search(rf"^  {re.escape(name)}\s+\S", out, flags=re.M), f"{kind} {name} missing"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_describe_prints_the_operative_config_and_the_parameter_count(capsys, preset):
+    status, out, err = run_cli(capsys, "describe", preset)
+    assert status == 0 and err == ""
+    expected_decoder = {"lstm": "lstm", "vrae": "lstm", "vrae_sa": "attentive", "vrae_sa_aux": "attentive"}[preset]
+    assert f"SeqVAE.decoder = @decoders.{expected_decoder}" in out
+    assert ("SeqVAE.encoder = None" in out) == (preset == "lstm")
+    assert ("context_prediction.weight = 1.0" in out) == (preset == "vrae_sa_aux")
+    parse_config([preset])
+    torch.manual_seed(0)
+    assert describe_total(out) == build_model(vocab_size=10002, pad_id=0, bos_id=1, unk_id=3).num_parameters()
+
+
+def test_describe_takes_a_gin_file_and_bindings_applied_last(capsys, tmp_path):
+    config = tmp_path / "narrow_vrae.gin"
+    config.write_text("include 'vrae.gin'\nHIDDEN = 64\n")
+    _, paper_out, _ = run_cli(capsys, "describe", "vrae", "--vocab-size", "100")
+    status, narrow_out, _ = run_cli(capsys, "describe", str(config), "--vocab-size", "100")
+    assert status == 0 and describe_total(narrow_out) < describe_total(paper_out)
+    status, rebound_out, _ = run_cli(capsys, "describe", str(config), "--gin", "HIDDEN = 256", "--vocab-size", "100")
+    assert status == 0 and describe_total(rebound_out) == describe_total(paper_out)
+
+
+def test_describe_of_a_misspelled_preset_exits_2_with_one_line(capsys):
+    status, out, err = run_cli(capsys, "describe", "vrae_sa_auxx")
+    assert status == 2 and out == ""
+    assert err.splitlines() == [
+        "error: unknown preset 'vrae_sa_auxx'. Did you mean 'vrae_sa_aux'? Presets: lstm, vrae, vrae_sa, "
+        "vrae_sa_aux; or give the path of a .gin file"]
+
+
+def test_a_missing_gin_file_is_named(capsys, tmp_path):
+    status, _, err = run_cli(capsys, "describe", str(tmp_path / "nowhere.gin"))
+    assert status == 2 and err.splitlines() == [f"error: gin file '{tmp_path / 'nowhere.gin'}' does not exist"]
+
+
+BAD_GIN_FILES = {
+    "misspelled parameter": ("decoders.lstm.hiden_size = 3",
+                             [r"Configurable 'decoders.lstm' doesn't have a parameter named 'hiden_size'"]),
+    "misspelled configurable": ("decoders.lstmm.hidden_size = 3",
+                                [r"No configurable matching 'decoders.lstmm'", r"Did you mean 'decoders.lstm'\?"]),
+    "misspelled reference": ("models.SeqVAE.decoder = @decoders.atentive",
+                             [r"No configurable matching reference '@decoders.atentive'",
+                              r"Did you mean 'decoders.attentive'\?"]),
+    "syntax error": ("decoders.lstm.hidden_size = 3 3", [r"Expected newline"]),
+    "unclosed bracket": ("models.SeqVAE.aux_losses = [@aux_losses.context_prediction",
+                         [r"ends inside an unclosed bracket or string"]),
+    "missing include": ("include 'vrea.gin'", [r"Unable to open file: vrea.gin"]),
+    "failed import": ("import seqvae_no_such_module", [r"No module named 'seqvae_no_such_module'", r"PYTHONPATH"]),
+}
+
+
+@pytest.mark.parametrize("problem", list(BAD_GIN_FILES))
+def test_a_bad_gin_file_gives_one_message_naming_the_file_and_line(capsys, tmp_path, problem):
+    line, patterns = BAD_GIN_FILES[problem]
+    config = tmp_path / "bad.gin"
+    config.write_text(f"# a preset with a mistake on line 3\ninclude 'vrae.gin'\n{line}\n")
+    status, out, err = run_cli(capsys, "describe", str(config))
+    assert status == 2 and out == ""
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert re.search(rf"{re.escape(str(config))}\"?, line 3", err), err
+    for pattern in patterns:
+        assert re.search(pattern, err), err
+
+
+def test_a_bad_command_line_binding_is_named_as_such(capsys):
+    status, _, err = run_cli(capsys, "describe", "vrae", "--gin", "decoders.lstm.hiden_size = 3")
+    assert status == 2
+    assert "doesn't have a parameter named 'hiden_size'" in err and "In bindings string line 1" in err
+
+
+def test_a_value_the_model_cannot_use_is_a_config_error_naming_the_configurable(capsys):
+    status, _, err = run_cli(capsys, "describe", "vrae_sa", "--gin", "models.SeqVAE.encoder = None")
+    assert status == 2
+    assert "decoder 'attentive' has a posterior that reads the encoder" in err
+    assert "In call to configurable 'attentive'" in err
+
+
+def test_an_aux_loss_without_the_decoder_it_reads_is_refused():
+    parse_config(["vrae"], ["models.SeqVAE.aux_losses = [@aux_losses.context_prediction]"])
+    with pytest.raises(ConfigError, match="reads the predicted attention context c~_t, which decoder 'lstm' does "
+                                          "not give: use @decoders.attentive"):
+        build_model(vocab_size=20, pad_id=0, bos_id=1, unk_id=3)
+
+
+def test_the_paper_sizes_are_shared_by_every_preset_through_the_base_file():
+    base = (configs_dir() / "base.gin").read_text()
+    for line in ("EMBEDDING = 512", "HIDDEN = 256", "LATENT = 32", "INPUT_DROPOUT = 0.5"):
+        assert re.search(rf"^{re.escape(line)}\b", base, flags=re.M)
+    for preset in PRESETS:
+        text = (configs_dir() / f"{preset}.gin").read_text()
+        assert re.search(r"^include '(base|vrae_sa)\.gin'", text, flags=re.M), preset
+        assert not re.search(r"^(EMBEDDING|HIDDEN|LATENT) =", text, flags=re.M), f"{preset} redefines a size"
+
+
+def test_an_example_config_documented_in_docs_builds(capsys, monkeypatch):
+    """docs/adding-a-variant.md: a decoder in one file and a gin file that imports it."""
+    from plugin_fixture import EXAMPLE_GIN, isolated_registrations
+
+    with isolated_registrations(monkeypatch):
+        monkeypatch.syspath_prepend(str(EXAMPLE_GIN.parent))
+        status, out, err = run_cli(capsys, "describe", str(EXAMPLE_GIN), "--gin", "HIDDEN = 32", "--vocab-size", "50")
+        assert status == 0, err
+        assert "SeqVAE.decoder = @decoders.gru" in out
+        assert describe_total(out) > 0
+
+
+def test_describe_text_of_a_preset_is_stable(capsys):
+    """The operative config identifies a run (its hash keys the bench cache): the same preset prints the same."""
+    _, first, _ = run_cli(capsys, "describe", "vrae_sa_aux")
+    _, second, _ = run_cli(capsys, "describe", "vrae_sa_aux")
+    assert first == second
+
