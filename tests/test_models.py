@@ -139,7 +139,8 @@ def test_every_preset_builds_and_gives_a_finite_loss_with_gradients_everywhere(p
     loss = model.objective(terms, {})
     assert torch.isfinite(loss)
     loss.backward()
-    unreached = [name for name, p in model.named_parameters() if p.grad is None or not torch.all(torch.isfinite(p.grad))]
+    unreached = [name for name, parameter in model.named_parameters()
+                 if parameter.grad is None or not torch.all(torch.isfinite(parameter.grad))]
     assert not unreached, f"parameters without a finite gradient: {unreached}"
 
 
