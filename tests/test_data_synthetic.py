@@ -56,6 +56,17 @@ def test_long_sentences_do_not_underflow():
     assert np.isfinite(nll).all() and nll[0] > 600  # p < 1e-261: the scaled forward keeps it finite
 
 
+def test_a_component_that_cannot_produce_a_sentence_contributes_nothing():
+    model = tiny_mixture()
+    model.emission[0, :, 2] = 0.0  # component 0 never emits word 2
+    model.emission[0] /= model.emission[0].sum(axis=1, keepdims=True)
+    joint = model.joint_log_likelihoods([[2, 1], [0, 1]])
+    assert joint[0, 0] == -np.inf and np.isfinite(joint[0, 1]) and np.isfinite(joint[1]).all()
+    np.testing.assert_allclose(np.exp(log_likelihood(joint)), [brute_force_probability(model, [2, 1]),
+                                                               brute_force_probability(model, [0, 1])], rtol=1e-10)
+    assert component_posterior(joint)[0].tolist() == [0.0, 1.0]
+
+
 @pytest.fixture(scope="module")
 def synthetic():
     return load_dataset("synthetic")

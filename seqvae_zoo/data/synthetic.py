@@ -49,11 +49,10 @@ class HMMMixture:
                function_share: float = 0.2, leak: float = 0.1, sparsity: float = 0.1,
                transition_sparsity: float = 0.3, stop_range: tuple[float, float] = (0.04, 0.2)) -> "HMMMixture":
         """A random mixture. A third of the states emit the shared function words (``function_share`` of the
-        vocabulary; the same distributions in every component; sentences start in them), the others their component's
-        own content words;
-        ``leak`` of each state's mass is spread evenly over all words of its kind, so every word occurs. Lower
-        ``sparsity`` (a Dirichlet concentration) makes states pickier; function states rarely end a sentence,
-        content states end it with a probability drawn from ``stop_range``."""
+        vocabulary, with the same distributions in every component; sentences start in these states), the others
+        their component's own content words. ``leak`` of each state's mass is spread evenly over all words of its
+        kind, so every word occurs. Lower ``sparsity`` (a Dirichlet concentration) makes states pickier. Function
+        states rarely end a sentence; content states end it with a probability drawn from ``stop_range``."""
         function_words = max(1, round(words * function_share))
         pool_size = (words - function_words) // components
         function_states = max(1, states // 3)
@@ -120,13 +119,15 @@ class HMMMixture:
             if t > 0:
                 alpha = np.matmul(alpha[:, :going], continuing) * self._emit(padded[:going, t])
                 log_scale = log_scale[:, :going]
-            scale = alpha.sum(axis=2)
-            alpha = alpha / scale[:, :, None]
-            log_scale = log_scale + np.log(scale)
+            scale = alpha.sum(axis=2)  # 0 where a component cannot produce the words so far
+            alpha = alpha / np.where(scale > 0, scale, 1.0)[:, :, None]
+            with np.errstate(divide="ignore"):
+                log_scale = log_scale + np.log(scale)
             ending = np.flatnonzero(lengths[:going] == t + 1)
             if ending.size:
                 end = (alpha[:, ending] * self.stop[:, None, :]).sum(axis=2)
-                joint[order[ending]] = (log_scale[:, ending] + np.log(end)).T
+                with np.errstate(divide="ignore"):
+                    joint[order[ending]] = (log_scale[:, ending] + np.log(end)).T
         return joint + np.log(self.weights)[None]
 
     def _emit(self, word_ids: np.ndarray) -> np.ndarray:
@@ -153,9 +154,11 @@ def _draw(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 @DATASETS.register("synthetic")
 class SyntheticHMMMixture(Dataset):
-    """Sentences from a seeded mixture of ``components`` HMMs with ``states`` states over ``words`` pseudo-words;
-    ``train_size`` / ``valid_size`` / ``test_size`` sentences (each split has its own random stream, so resizing one
-    leaves the others as they were).
+    """The embedded default: sentences from a seeded mixture of HMMs, with the exact NLL and true latent of each.
+
+    A mixture of ``components`` HMMs with ``states`` states over ``words`` pseudo-words; ``train_size`` /
+    ``valid_size`` / ``test_size`` sentences (each split has its own random stream, so resizing one leaves the others
+    as they were).
 
     ``metadata["truth"][split]``: the true NLL per sentence and per token (end-of-sentence counted as a token), its
     perplexity, the token count, the entropy of the component given a sentence and the information a sentence

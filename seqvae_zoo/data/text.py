@@ -16,8 +16,9 @@ from seqvae_zoo.registry import DATASETS
 
 @DATASETS.register("text")
 class TextFiles(Dataset):
-    """One-sentence-per-line files: ``train`` (required), ``valid`` and ``test`` (held out from train when not
-    given; ``heldout`` is the fraction of train each missing split takes). ``lowercase`` folds case. Paths are
+    """Your own one-sentence-per-line files: train=PATH, and optionally valid=PATH and test=PATH.
+
+    A split without a file is held out from train (``heldout``: the fraction of train each missing split takes). ``lowercase`` folds case. Paths are
     taken as given (``data_dir`` is not used)."""
 
     def __init__(self, data_dir: str | None = None, train: str | None = None, valid: str | None = None,

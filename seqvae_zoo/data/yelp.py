@@ -40,8 +40,9 @@ class YelpFiles(FileDataset):
 
 @DATASETS.register("yelp13")
 class Yelp13(YelpFiles):
-    """Yelp 2013 with the paper's splits (``yelp/{train,valid,test}.txt``); ``train.txt`` has no published
-    checksum, so its line count identifies it."""
+    """Yelp 2013 with the paper's splits (``yelp/{train,valid,test}.txt``; train.txt is not public).
+
+    ``train.txt`` has no published checksum, so its line count identifies it."""
 
     files = (TRAIN, VALID, TEST)
 
@@ -57,8 +58,9 @@ class Yelp13(YelpFiles):
 
 @DATASETS.register("yelp13_reduced")
 class Yelp13Reduced(YelpFiles):
-    """A deviation for want of ``train.txt``: trains on ``valid.txt`` less ``heldout`` reviews chosen by ``seed``
-    (those validate), tests on ``test.txt``."""
+    """Yelp 2013 without train.txt, a deviation: trains on valid.txt less a held-out slice, tests on test.txt.
+
+    The ``heldout`` reviews (chosen by ``seed``) validate."""
 
     files = (VALID, TEST)
 
