@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Sequence
+from typing import Hashable, Iterable, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
@@ -67,6 +68,14 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Within the block, random draws follow ``seed``; the caller's random state is restored afterwards."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def check_iw_samples(samples: int) -> None:
     if samples < 1:
         raise EvaluationError(f"the number of importance samples must be at least 1, got {samples}; "
@@ -108,8 +117,7 @@ def evaluate(model: SeqVAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     model.eval()
     device = next(model.parameters()).device
     totals = _Totals()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
-        torch.manual_seed(seed)
+    with seeded(seed, device), torch.inference_mode():
         try:
             for tokens, lengths in tqdm(batches, desc="evaluating", unit="batch", disable=not progress):
                 _score_batch(model, tokens.to(device), lengths.to(device), iw_samples,

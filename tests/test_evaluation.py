@@ -1,0 +1,253 @@
+"""The evaluation protocol on small models: bounds in the right order, exact agreement where the likelihood is exact,
+the paper's reconstruction PPL recomputed independently, and the latent metrics at their known extremes."""
+
+import math
+
+import pytest
+import torch
+
+from seqvae_zoo import build_model, parse_config
+from seqvae_zoo.data.base import Corpus
+from seqvae_zoo.data.batching import collate
+from seqvae_zoo.data.vocab import SPECIALS, Vocabulary
+from seqvae_zoo.evaluation import (PROTOCOL_VERSION, EvaluationError, evaluate, evaluate_corpus, format_result)
+from seqvae_zoo.evaluation.importance import importance_log_likelihood, importance_log_weights
+from seqvae_zoo.evaluation.latent import active_units, mutual_information
+from seqvae_zoo.evaluation.synthetic import latent_probe, nll_gap
+from seqvae_zoo.gaussian import DiagGaussian
+
+SMALL = ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4"]
+CLUSTERS, WORDS_PER_CLUSTER = 4, 6
+
+
+def toy_sentences(count: int, seed: int) -> tuple[list[list[str]], list[int]]:
+    """Sentences of 3-8 words, all drawn from the words of one of four clusters: the cluster is the true latent."""
+    generator = torch.Generator().manual_seed(seed)
+    sentences, labels = [], []
+    for _ in range(count):
+        cluster = int(torch.randint(CLUSTERS, (1,), generator=generator))
+        length = int(torch.randint(3, 9, (1,), generator=generator))
+        words = torch.randint(WORDS_PER_CLUSTER, (length,), generator=generator).tolist()
+        sentences.append([f"w{cluster}_{word}" for word in words])
+        labels.append(cluster)
+    return sentences, labels
+
+
+VOCAB = Vocabulary([*SPECIALS,
+                    *(f"w{c}_{w}" for c in range(CLUSTERS) for w in range(WORDS_PER_CLUSTER))])
+
+
+def small_model(preset: str, seed: int = 0):
+    parse_config([preset], SMALL)
+    torch.manual_seed(seed)
+    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id)
+
+
+def trained_model(preset: str, steps: int):
+    """A few hundred Adam steps on the toy corpus, KL weights annealed from 0 to 1 over the first 100 steps."""
+    model = small_model(preset)
+    sentences, _ = toy_sentences(512, seed=0)
+    encoded = VOCAB.encode_all(sentences)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        batch = collate([encoded[i] for i in torch.randint(len(encoded), (32,), generator=generator).tolist()],
+                        VOCAB.pad_id)
+        weight = min(1.0, step / 100)
+        loss = model.objective(model(batch.tokens, batch.lengths), {name: weight for name in model.kl_terms})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def attentive_model():
+    return trained_model("vrae_sa_aux", steps=200)
+
+
+@pytest.fixture(scope="module")
+def vrae_model():
+    return trained_model("vrae", steps=300)
+
+
+def toy_batches(count: int = 64, seed: int = 99, batch_size: int = 32):
+    sentences, labels = toy_sentences(count, seed)
+    encoded = VOCAB.encode_all(sentences)
+    return [collate(encoded[i:i + batch_size], VOCAB.pad_id) for i in range(0, count, batch_size)], sentences, labels
+
+
+def exact_nll_by_steps(model, sentences, z_enc=None) -> torch.Tensor:
+    """-log p(x | z_enc) per sentence through the generation interface, one token at a time with the per-step
+    latents at their prior mean: an independent path to the number the model's teacher-forced pass gives."""
+    totals = []
+    with torch.inference_mode():
+        for index, words in enumerate(sentences):
+            ids = VOCAB.encode(words)
+            z = None if z_enc is None else z_enc[index:index + 1]
+            state = model.decoder.start(z, 1)
+            previous, total = VOCAB.bos_id, 0.0
+            for target in ids:
+                logits, state = model.decoder.step(torch.tensor([previous]), state, z, latent_mode="prior_mean")
+                total -= torch.log_softmax(logits.double(), dim=-1)[0, target].item()
+                previous = target
+            totals.append(total)
+    return torch.tensor(totals, dtype=torch.float64)
+
+
+# -- bounds ----------------------------------------------------------------------------------------------------------
+
+def test_iw_nll_is_below_the_elbo_and_falls_as_samples_grow(attentive_model):
+    batches, _, _ = toy_batches()
+    results = {k: evaluate(attentive_model, batches, iw_samples=k, seed=3) for k in (1, 10, 100)}
+    iw = {k: r["iw"]["nll"] for k, r in results.items()}
+    assert iw[100] < iw[10] < iw[1]
+    assert iw[100] < results[100]["elbo"]["nll"]
+    # with one sample the estimate is a (noisier) ELBO: the gap to it is the whole point of K
+    assert iw[1] - iw[100] > 1.0
+    assert all(r["protocol_version"] == PROTOCOL_VERSION for r in results.values())
+
+
+def test_every_estimator_equals_the_exact_nll_for_the_language_model():
+    model = small_model("lstm").eval()
+    batches, sentences, _ = toy_batches()
+    exact = exact_nll_by_steps(model, sentences)
+    result = evaluate(model, batches, iw_samples=7)
+    for section in ("paper", "elbo", "iw"):
+        assert result[section]["nll"] == pytest.approx(exact.mean().item(), rel=1e-5)
+    tokens = sum(len(s) + 1 for s in sentences)
+    assert result["iw"]["ppl"] == pytest.approx(math.exp(exact.sum().item() / tokens), rel=1e-5)
+    assert result["iw"]["exact"] and result["kl"] == {} and "latent" not in result
+    per_sentence = torch.cat([importance_log_likelihood(model, b.tokens, b.lengths, 7, 2 ** 20) for b in batches])
+    torch.testing.assert_close(-per_sentence.double(), exact, rtol=1e-5, atol=1e-4)
+
+
+def test_paper_reconstruction_ppl_equals_exp_nll_per_word_computed_independently():
+    model = small_model("vrae_sa_aux").eval()
+    latent = model.encoder.latent_dim
+    with torch.no_grad():  # q(z_enc | x) with a negligible variance: z_enc drawn from q is its mean
+        model.encoder.posterior.weight[latent:].zero_()
+        model.encoder.posterior.bias[latent:].fill_(-40.0)
+    batches, sentences, _ = toy_batches()
+    with torch.inference_mode():
+        means = torch.cat([model.encoder(b.tokens, b.lengths).posterior.mean for b in batches])
+    nll = exact_nll_by_steps(model, sentences, z_enc=means)
+    words = sum(len(s) for s in sentences)
+    result = evaluate(model, batches, iw_samples=2)
+    assert result["paper"]["ppl"] == pytest.approx(math.exp(nll.sum().item() / words), rel=1e-5)
+    assert result["paper"]["nll"] == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert result["words"] == words and result["tokens"] == words + len(sentences)
+
+
+def test_importance_weights_with_the_encoder_run_once_equal_those_of_repeated_sentences(vrae_model):
+    batch = toy_batches(count=8)[0][0]
+    samples = 5
+    with torch.random.fork_rng():
+        torch.manual_seed(11)
+        reused = importance_log_weights(vrae_model, batch.tokens, batch.lengths, samples, 2 ** 30)
+    with torch.random.fork_rng(), torch.inference_mode():
+        torch.manual_seed(11)
+        plain = vrae_model(batch.tokens.repeat_interleave(samples, 0), batch.lengths.repeat_interleave(samples, 0))
+    torch.testing.assert_close(reused, plain.log_weight.view(-1, samples))
+
+
+def test_a_small_memory_budget_splits_sentences_and_samples_without_changing_the_estimate(vrae_model):
+    batch = toy_batches(count=16)[0][0]
+    row_bytes = int(batch.lengths.max()) * VOCAB.size * 8
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        whole = importance_log_likelihood(vrae_model, batch.tokens, batch.lengths, 100, 2 ** 30)
+        torch.manual_seed(1)
+        twelve_rows_per_pass = importance_log_weights(vrae_model, batch.tokens, batch.lengths, 100, 12 * row_bytes)
+    assert twelve_rows_per_pass.shape == (16, 100)
+    split = torch.logsumexp(twelve_rows_per_pass.double(), dim=1) - math.log(100)
+    # per sentence, two independent estimates agree; weights given to the wrong sentence would not
+    torch.testing.assert_close(split, whole, atol=0.2, rtol=0)
+    assert (whole.max() - whole.min()).item() > 5.0
+
+
+# -- what z_enc carries ----------------------------------------------------------------------------------------------
+
+def test_a_posterior_equal_to_the_prior_has_no_information_and_no_active_unit():
+    model = small_model("vrae").eval()
+    with torch.no_grad():  # q(z_enc | x) = N(0, I) whatever x is
+        model.encoder.posterior.weight.zero_()
+        model.encoder.posterior.bias.zero_()
+    result = evaluate(model, toy_batches()[0], iw_samples=3)
+    assert result["latent"] == {"mi": pytest.approx(0.0, abs=1e-12), "au": 0, "au_strict": 0}
+    assert result["kl"]["z_enc"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mutual_information_reaches_log_n_for_separate_posteriors_and_never_exceeds_it():
+    count = 50
+    means = torch.arange(count, dtype=torch.float64)[:, None] * torch.ones(1, 3) * 10
+    narrow = DiagGaussian(means, torch.full_like(means, -8.0))
+    assert mutual_information(narrow, samples_per_sentence=4, block_size=7) == pytest.approx(math.log(count),
+                                                                                             abs=1e-6)
+    overlapping = DiagGaussian(torch.randn(count, 3, generator=torch.Generator().manual_seed(0)),
+                               torch.zeros(count, 3, dtype=torch.float64))
+    value = mutual_information(overlapping, generator=torch.Generator().manual_seed(1))
+    assert 0.0 < value < math.log(count)
+
+
+def test_active_units_count_the_dimensions_whose_posterior_means_vary_above_each_threshold():
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(2000, 3, generator=generator)
+    base = (base - base.mean(0)) / base.std(0)
+    means = base * torch.tensor([0.005, 0.05, 0.5]).sqrt()
+    assert active_units(means) == {0.01: 2, 0.2: 1}
+
+
+def test_the_latent_probe_finds_separated_classes_and_scores_chance_on_noise():
+    generator = torch.Generator().manual_seed(0)
+    labels = [i % 3 for i in range(300)]
+    separated = torch.tensor(labels, dtype=torch.float64)[:, None] * 10 + torch.randn(300, 2, generator=generator)
+    assert latent_probe(separated, labels)["probe_accuracy"] == 1.0
+    noise = latent_probe(torch.randn(300, 2, generator=generator), labels)
+    assert noise["probe_accuracy"] < 0.5 and noise["probe_chance"] < 0.45
+
+
+def test_the_gap_to_the_true_nll_is_per_sentence_and_per_token():
+    assert nll_gap([10.0, 14.0], [9.0, 11.0], tokens=8) == {"true_nll": 10.0, "gap": 2.0, "gap_per_token": 0.5}
+
+
+def test_evaluate_corpus_lines_the_true_latent_up_with_the_length_sorted_batches(vrae_model):
+    sentences, labels = toy_sentences(200, seed=5)
+    splits = {"train": sentences, "valid": sentences, "test": sentences}
+    corpus = Corpus("toy", splits, {}, "f" * 12, extras={"true_latent": {"test": labels},
+                                                         "true_nll": {"test": [1.0] * len(sentences)}})
+    result = evaluate_corpus(vrae_model, VOCAB, corpus, "test", iw_samples=2, batch_size=16)
+    assert result["dataset"] == "toy" and result["split"] == "test"
+    assert result["synthetic"]["probe_accuracy"] > 0.9  # about chance (0.25) if labels met the wrong sentences
+    assert result["synthetic"]["gap"] == pytest.approx(result["iw"]["nll"] - 1.0)
+
+
+def test_a_result_is_json_safe_and_prints_as_a_table_with_the_protocol_version(vrae_model):
+    import json
+
+    result = evaluate(vrae_model, toy_batches()[0], iw_samples=2)
+    assert json.loads(json.dumps(result)) == result
+    table = format_result(result)
+    assert f"protocol v{PROTOCOL_VERSION}" in table.splitlines()[0]
+    for label in ("NLL (paper)", "recon. PPL (paper)", "ELBO-NLL", "IW-NLL", "PPL (IW)", "KL z_enc", "MI", "AU"):
+        assert label in table
+
+
+# -- bad input -------------------------------------------------------------------------------------------------------
+
+def test_fewer_than_one_importance_sample_is_refused():
+    with pytest.raises(EvaluationError, match="at least 1"):
+        evaluate(small_model("vrae"), toy_batches()[0], iw_samples=0)
+
+
+def test_an_unknown_split_is_refused_with_the_splits_there_are():
+    corpus = Corpus("toy", {"train": [["w0_0"]], "valid": [["w0_0"]], "test": [["w0_0"]]}, {}, "f" * 12)
+    with pytest.raises(EvaluationError, match="no split 'tset'; its splits are train, valid, test"):
+        evaluate_corpus(small_model("vrae"), VOCAB, corpus, "tset")
+
+
+def test_no_sentences_and_misaligned_truth_are_refused():
+    with pytest.raises(EvaluationError, match="no sentences"):
+        evaluate(small_model("vrae"), [], iw_samples=2)
+    with pytest.raises(EvaluationError, match="3 values of the true NLL for 64 sentences"):
+        evaluate(small_model("vrae"), toy_batches()[0], iw_samples=2, true_nll=[1.0, 2.0, 3.0])
