@@ -45,6 +45,18 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_lines(path: Path, dataset: str) -> list[str]:
+    """The lines of a UTF-8 text file, split at newlines only (other Unicode line breaks stay inside a line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{dataset}: {path} is not UTF-8 text ({error})") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 @dataclass(frozen=True)
 class DataFile:
     """One file of a dataset: its path inside the dataset folder, its MD5 (None where no checksum is published;
@@ -99,10 +111,7 @@ class FileDataset(Dataset):
     def read_lines(self, file: DataFile) -> list[str]:
         """The lines of a fetched file, checked against the expected count."""
         path = self.directory() / file.name
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as error:
-            raise DataError(f"{self.registry_name}: {path} is not UTF-8 text ({error})") from None
+        lines = read_lines(path, self.registry_name)
         if file.lines is not None and len(lines) != file.lines:
             raise DataError(f"{self.registry_name}: {path} has {len(lines):,} lines, expected {file.lines:,}: "
                             f"the file is truncated or a different version ({self.source})")

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from seqvae_zoo.data.base import SPLITS, Corpus, Dataset, DataError, hold_out
-from seqvae_zoo.data.files import file_md5
+from seqvae_zoo.data.files import file_md5, read_lines
 from seqvae_zoo.registry import DATASETS
 
 
@@ -57,13 +57,7 @@ class TextFiles(Dataset):
         """The sentences of a file and how many empty lines it had."""
         if not path.is_file():
             raise DataError(f"text: no such file {str(path)!r}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as error:
-            raise DataError(f"text: {path} is not UTF-8 text ({error})") from None
-        if self.lowercase:
-            text = text.lower()
-        lines = [line.split() for line in text.splitlines()]
+        lines = [(line.lower() if self.lowercase else line).split() for line in read_lines(path, "text")]
         sentences = [words for words in lines if words]
         if not sentences:
             raise DataError(f"text: {path} has no sentences (it is empty or only blank lines)")
