@@ -16,6 +16,7 @@ import gin.config
 import pytest
 
 from seqvae_zoo import registry
+from seqvae_zoo.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DECODER = REPO / "examples" / "gru_decoder" / "gru_decoder.py"
@@ -25,12 +26,15 @@ EXAMPLE_GIN = REPO / "examples" / "gru_decoder" / "vrae_gru.gin"
 @contextlib.contextmanager
 def isolated_registrations(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Everything registered inside the block is forgotten after it: registry entries, gin configurables, the
-    registry's record of loaded plugins, and the modules imported inside the block."""
-    registry.load_components()  # built-ins first, so that they are not registered into the copies below
+    registry's record of loaded plugins, and the modules that made the registrations (so that importing them again
+    registers again)."""
+    # Import all of the package first (built-in components, every command and what it imports), so that nothing of
+    # it is first imported, and registered, inside the block.
+    registry.load_components()
+    build_parser()
     for kind_registry in registry.REGISTRIES.values():
         monkeypatch.setattr(kind_registry, "_entries", dict(kind_registry._entries))
     monkeypatch.setattr(registry, "_plugins_loaded", set(registry._plugins_loaded))
-    modules_before = set(sys.modules)
     gin_before = _gin_selectors()
     try:
         yield
@@ -38,8 +42,7 @@ def isolated_registrations(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         for selector in _gin_selectors() - gin_before:
             configurable = gin.config._REGISTRY.pop(selector)
             gin.config._INVERSE_REGISTRY.pop(configurable.wrapped, None)
-        for name in set(sys.modules) - modules_before:
-            del sys.modules[name]
+            sys.modules.pop(configurable.wrapped.__module__, None)
         gin.clear_config()
 
 
