@@ -135,11 +135,22 @@ _loaded = False
 
 
 def add_registry(registry: Registry) -> Registry:
-    """Add a registry of a new kind (the summarization package adds sentence representations and rankers)."""
+    """Add a registry of a new kind (the summarization package adds sentence representations and rankers).
+
+    Where the built-in components are loaded already, the new registry's folder is imported at once, so its
+    components are there whenever the registry was added. Its modules may then run while the module adding the
+    registry is still executing: they must find the registry bound to its name before this call.
+    """
     if registry.kind in REGISTRIES:
         raise RegistryError(f"a registry of kind {registry.kind!r} already exists")
     REGISTRIES[registry.kind] = registry
+    if _loaded:
+        _import_folder(registry._package)
     return registry
+
+
+#: Packages of this one that add registries of their own kinds (with :func:`add_registry`) when imported.
+REGISTRY_PACKAGES = ("seqvae_zoo.summarization",)
 
 
 def load_components() -> None:
@@ -148,6 +159,8 @@ def load_components() -> None:
     if _loaded:
         return
     _loaded = True
+    for package in REGISTRY_PACKAGES:
+        importlib.import_module(package)
     for registry in list(REGISTRIES.values()):
         _import_folder(registry._package)
     load_plugins()

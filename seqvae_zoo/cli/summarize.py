@@ -1,0 +1,68 @@
+"""``seqvae summarize CHECKPOINT --data duc2007 [--words 250] [--out DIR]``: extractive summaries and ROUGE-1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import gin
+
+from seqvae_zoo.presets import ConfigError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "summarize", help="summarize DUC topics with a trained model (and baselines); ROUGE-1 against the references",
+        description="Rank every topic's sentences by closeness to the topic under the model's representation, take "
+                    "them up to the word budget, write one summary per topic (NIST names) and score them.")
+    parser.add_argument("checkpoint", help="a checkpoint written by `seqvae train` (checkpoint.pt or best.pt)")
+    parser.add_argument("--data", default="duc2007", help="dataset in NIST's DUC layout (default: duc2007)")
+    parser.add_argument("--data-dir", default=None, help="folder holding the corpora (default: $SEQVAE_DATA, "
+                        "then the user cache)")
+    parser.add_argument("--words", type=int, default=250, help="summary length budget in words (default: 250)")
+    parser.add_argument("--out", default="summaries", help="folder for the summaries and scores (default: summaries)")
+    parser.add_argument("--representation", default=None, help="registered sentence representation (default: "
+                        "context_prior for VRAE-SA, posterior for VRAE, final_state for the LSTM)")
+    parser.add_argument("--ranker", default="kl", help="registered ranker (default: kl; also cosine)")
+    parser.add_argument("--system", default="model", help="the model's system id in the file names (default: model)")
+    parser.add_argument("--baselines", default="lead,random",
+                        help="comma-separated baselines to add to the table: lead, random, lda (default: lead,random; "
+                             "'' for none)")
+    parser.add_argument("--random-seeds", type=int, default=5, help="seeds the random baseline is averaged over")
+    parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
+                        help="gin binding for the summarization components, e.g. 'rankers.kl.direction = "
+                             "\"symmetric\"' or 'summarization.SelectionSettings.min_words = 10'")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from seqvae_zoo.data.loading import load_dataset
+    from seqvae_zoo.summarization import baseline_summarizers, model_summarizer, render_table, run_systems
+    from seqvae_zoo.summarization.rouge import protocol
+    from seqvae_zoo.summarization.selection import SelectionSettings
+    from seqvae_zoo.training.checkpoint import load_checkpoint
+    from seqvae_zoo.training.run import default_device
+
+    loaded = load_checkpoint(args.checkpoint, map_location=args.device or default_device())
+    try:
+        gin.parse_config(args.gin)
+    except (ValueError, KeyError, SyntaxError, TypeError) as error:
+        raise ConfigError(f"--gin binding does not parse: {str(error).splitlines()[0]}") from None
+    corpus = load_dataset(args.data, data_dir=args.data_dir)
+    settings = SelectionSettings(words=args.words)
+    model = model_summarizer(loaded.model, loaded.vocab, args.representation, args.ranker, system=args.system)
+    model.label = f"{args.system} ({model.label}; trained on {loaded.dataset or 'unknown data'})"
+    baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
+    systems = [model, *baseline_summarizers(baselines, args.random_seeds)]
+    out = Path(args.out)
+    scores = run_systems(systems, corpus, settings, out_dir=out)
+    table = render_table(scores, args.words)
+    (out / "scores.md").write_text(table + "\n")
+    record = {"protocol": protocol(args.words), "checkpoint": str(args.checkpoint), "dataset": corpus.name,
+              "fingerprint": corpus.fingerprint, "systems": [score.as_dict() for score in scores]}
+    (out / "scores.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(table)
+    print(f"\nsummaries in {out}/<system>/, scores in {out / 'scores.md'} and {out / 'scores.json'}")
+    return 0

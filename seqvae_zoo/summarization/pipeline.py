@@ -1,0 +1,205 @@
+"""Summarize every topic with a system, write the summaries in NIST's naming, score them with ROUGE-1.
+
+A system (:class:`Summarizer`) is a ranker and, unless it is a baseline that reads positions or chance, a sentence
+representation. The model's systems and the baselines (LEAD, random over several seeds, LDA) go through the same
+path: candidates, representation, ranking, selection, scoring.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from seqvae_zoo.data.base import Corpus, DataError
+from seqvae_zoo.data.duc2007 import Topic
+from seqvae_zoo.errors import UserError
+from seqvae_zoo.summarization import RANKERS, REPRESENTATIONS
+from seqvae_zoo.summarization.rankers.base import Ranker, RankingInput
+from seqvae_zoo.summarization.representations.base import SentenceRepresentation
+from seqvae_zoo.summarization.rouge import RougeScore, protocol, rouge1
+from seqvae_zoo.summarization.selection import SelectionSettings, Summary, is_candidate, select
+
+#: The representation a model gets unless one is named: the first of these it supports.
+DEFAULT_REPRESENTATIONS = ("context_prior", "posterior", "final_state")
+RANDOM_SEEDS = 5
+_SYSTEM_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass
+class Summarizer:
+    """A system: ``system`` is its id in the NIST file names (letters, digits, "-", "_"); ``label`` the row of the
+    table it counts towards (systems with one label, like the random baseline's seeds, are averaged)."""
+
+    system: str
+    label: str
+    ranker: Ranker
+    representation: SentenceRepresentation | None = None
+
+    def __post_init__(self):
+        if not _SYSTEM_ID.match(self.system):
+            raise UserError(f"system id {self.system!r} may only hold letters, digits, '-' and '_' (it becomes the "
+                            "last field of NIST file names)")
+        if self.ranker.uses_representation and self.representation is None:
+            raise UserError(f"ranker {type(self.ranker).registry_name!r} compares representations: name one")
+
+
+def default_representation(model) -> str:
+    return next(name for name in DEFAULT_REPRESENTATIONS if REPRESENTATIONS.get(name).supports(model))
+
+
+def model_summarizer(model, vocab, representation: str | None = None, ranker: str = "kl", system: str = "model",
+                     label: str | None = None) -> Summarizer:
+    """The system that ranks with a trained model: ``representation`` defaults to what the model offers (VRAE-SA:
+    the context prior, VRAE: the posterior, LSTM: the final state)."""
+    name = representation or default_representation(model)
+    cls = REPRESENTATIONS.get(name)
+    if not cls.supports(model):
+        raise UserError(f"representation {name!r} does not apply to this model (decoder "
+                        f"{type(model.decoder).registry_name!r}, {'an' if model.encoder else 'no'} encoder); "
+                        f"use one of {', '.join(n for n, c in REPRESENTATIONS.items() if c.supports(model))}")
+    return Summarizer(system, label or f"{name} + {ranker}", RANKERS.get(ranker)(), cls(model=model, vocab=vocab))
+
+
+def baseline_summarizers(names: Sequence[str] = ("lead", "random", "lda"),
+                         random_seeds: int = RANDOM_SEEDS) -> list[Summarizer]:
+    """LEAD, the random baseline (one system per seed, averaged in the table) and LDA + KL."""
+    known = ("lead", "random", "lda")
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UserError(f"unknown baseline {', '.join(unknown)}; baselines: {', '.join(known)}")
+    summarizers = []
+    for name in names:
+        if name == "lead":
+            summarizers.append(Summarizer("LEAD", "LEAD", RANKERS.get("lead")()))
+        elif name == "random":
+            summarizers += [Summarizer(f"RANDOM-{seed}", f"Random ({random_seeds} seeds)",
+                                       RANKERS.get("random")(seed=seed)) for seed in range(random_seeds)]
+        else:
+            summarizers.append(Summarizer("LDA", "LDA + KL", RANKERS.get("kl")(), REPRESENTATIONS.get("lda")()))
+    return summarizers
+
+
+def summarize_topics(summarizer: Summarizer, topics: Sequence[Topic],
+                     settings: SelectionSettings | None = None) -> list[Summary]:
+    """One summary per topic. The representation covers all the topic's sentences; candidates are those long enough
+    and shaped like sentences."""
+    settings = settings or SelectionSettings()
+    summaries = []
+    for topic in topics:
+        sentences = topic.sentences()
+        candidates = [index for index, sentence in enumerate(sentences) if is_candidate(sentence, settings.min_words)]
+        representation = (summarizer.representation.represent([s.words for s in sentences])
+                          if summarizer.ranker.uses_representation else None)
+        ranked = summarizer.ranker.rank(RankingInput(topic, sentences, candidates, representation))
+        summaries.append(select(sentences, ranked, settings, topic.id, summarizer.system))
+    return summaries
+
+
+def nist_name(topic: Topic, system: str, words: int) -> str:
+    """D0701.M.250.A.<system>: cluster, multi-document, length, the topic's assessor, the system."""
+    return f"{topic.cluster}.M.{words}.{topic.assessor}.{system}"
+
+
+def write_summaries(summaries: Sequence[Summary], topics: Sequence[Topic], out_dir: str | Path,
+                    words: int) -> list[Path]:
+    """Each summary in ``out_dir/<system>/`` under its NIST name, one sentence a line."""
+    by_id = {topic.id: topic for topic in topics}
+    paths = []
+    for summary in summaries:
+        path = Path(out_dir) / summary.system / nist_name(by_id[summary.topic_id], summary.system, words)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(summary.text + "\n")
+        paths.append(path)
+    return paths
+
+
+@dataclass
+class SystemScore:
+    """A system's ROUGE-1: the mean over scored topics, each topic's score, and how many topics there were."""
+
+    system: str
+    label: str
+    mean: RougeScore
+    per_topic: dict[str, RougeScore]
+    topics: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"system": self.system, "label": self.label, "rouge1": self.mean.as_dict(),
+                "topics_scored": len(self.per_topic), "topics": self.topics,
+                "per_topic": {topic: score.as_dict() for topic, score in self.per_topic.items()}}
+
+
+def score_summaries(summarizer: Summarizer, summaries: Sequence[Summary], topics: Sequence[Topic],
+                    words: int) -> SystemScore:
+    """ROUGE-1 of each summary whose topic has references; topics without references are not scored."""
+    by_id = {topic.id: topic for topic in topics}
+    per_topic = {summary.topic_id: rouge1(summary.text, [r.text for r in by_id[summary.topic_id].references], words)
+                 for summary in summaries if by_id[summary.topic_id].references}
+    if not per_topic:
+        raise DataError("none of the topics has reference summaries to score against (refs/ is empty or missing)")
+    return SystemScore(summarizer.system, summarizer.label, RougeScore.mean(list(per_topic.values())), per_topic,
+                       len(summaries))
+
+
+def topics_of(corpus: Corpus) -> list[Topic]:
+    topics = corpus.extras.get("topics")
+    if not topics:
+        raise DataError(f"dataset {corpus.name!r} has no topics to summarize: use duc2007 (or another dataset in "
+                        "NIST's DUC layout)")
+    return topics
+
+
+def run_systems(summarizers: Sequence[Summarizer], corpus: Corpus, settings: SelectionSettings | None = None,
+                out_dir: str | Path | None = None) -> list[SystemScore]:
+    """Fit what must be fitted on the corpus's training sentences, summarize every topic, write the summaries (when
+    ``out_dir`` is given) and score them."""
+    settings = settings or SelectionSettings()
+    topics = topics_of(corpus)
+    scores = []
+    for summarizer in summarizers:
+        if summarizer.representation is not None:
+            summarizer.representation.fit(corpus.splits["train"])
+        summaries = summarize_topics(summarizer, topics, settings)
+        if out_dir is not None:
+            write_summaries(summaries, topics, out_dir, settings.words)
+        scores.append(score_summaries(summarizer, summaries, topics, settings.words))
+    return scores
+
+
+def table_rows(scores: Sequence[SystemScore]) -> list[dict[str, Any]]:
+    """One row per label: mean recall, precision and F over its systems (with the spread of F where several)."""
+    rows = []
+    for label in dict.fromkeys(score.label for score in scores):
+        group = [score for score in scores if score.label == label]
+        f_values = [score.mean.f for score in group]
+        rows.append({"label": label, "systems": [score.system for score in group],
+                     "rouge1": RougeScore.mean([score.mean for score in group]).as_dict(),
+                     "f_std": statistics.stdev(f_values) if len(f_values) > 1 else None,
+                     "topics_scored": len(group[0].per_topic), "topics": group[0].topics})
+    return rows
+
+
+def render_table(scores: Sequence[SystemScore], words: int) -> str:
+    """A Markdown table of ROUGE-1 by row, titled with the protocol and how many topics were scored."""
+    from tabulate import tabulate
+
+    rows = table_rows(scores)
+    body = [[row["label"], f"{row['rouge1']['recall']:.3f}", f"{row['rouge1']['precision']:.3f}",
+             f"{row['rouge1']['f']:.3f}" + (f" ± {row['f_std']:.3f}" if row["f_std"] is not None else "")]
+            for row in rows]
+    scored, total = rows[0]["topics_scored"], rows[0]["topics"]
+    title = f"{protocol(words)}; {scored} of {total} topics scored (the others have no references)"
+    return title + "\n\n" + tabulate(body, headers=["System", "Recall", "Precision", "F"], tablefmt="github")
+
+
+def summarize_and_score(model, vocab, corpus: Corpus, words: int = 250, representation: str | None = None,
+                        ranker: str = "kl") -> dict[str, Any]:
+    """The model's ROUGE-1 on the corpus's topics, as a metrics record: {"rouge1": {recall, precision, f},
+    "topics_scored", "topics", "representation", "ranker", "protocol", "per_topic"}."""
+    summarizer = model_summarizer(model, vocab, representation, ranker)
+    score, = run_systems([summarizer], corpus, SelectionSettings(words=words))
+    return {**score.as_dict(), "representation": type(summarizer.representation).registry_name,
+            "ranker": ranker, "protocol": protocol(words)}

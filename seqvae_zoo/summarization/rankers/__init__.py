@@ -1,0 +1,5 @@
+"""Registered rankers, one module per ranker; ``base`` holds the interface.
+
+``kl`` (the paper's: smallest KL between sentence and topic), ``cosine``, and the representation-free baselines
+``lead`` (first sentences, newest documents first) and ``random``.
+"""

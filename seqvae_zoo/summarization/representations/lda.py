@@ -1,0 +1,35 @@
+"""The LDA baseline's representation (standing in for the paper's sentence-based LDA): topic mixtures."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from seqvae_zoo.summarization import REPRESENTATIONS
+from seqvae_zoo.summarization.lda import LDA
+from seqvae_zoo.summarization.representations.base import (Categorical, SentenceRepresentation,
+                                                                TopicRepresentation)
+
+
+@REPRESENTATIONS.register("lda")
+class LDAMixture(SentenceRepresentation):
+    """LDA topic mixtures of sentences and topic (the LDA baseline).
+
+    Each sentence's posterior-mean topic mixture under an LDA fitted on the training sentences; the topic's mixture
+    is the posterior mean for all its sentences pooled into one document (alpha plus their expected topic
+    counts), which is what LDA would infer for the document set given the same word assignments."""
+
+    requires_model = False
+
+    def __init__(self, model=None, vocab=None, num_topics: int = 50, alpha: float = 0.1, eta: float = 0.05,
+                 em_iterations: int = 20, seed: int = 0):
+        super().__init__(model, vocab)
+        self.lda = LDA(num_topics=num_topics, alpha=alpha, eta=eta, em_iterations=em_iterations, seed=seed)
+
+    def fit(self, sentences: Sequence[Sequence[str]]) -> None:
+        self.lda.fit(sentences)
+
+    def represent(self, sentences: Sequence[Sequence[str]]) -> TopicRepresentation:
+        gamma = self.lda.infer(sentences)
+        pooled = self.lda.alpha + (gamma - self.lda.alpha).sum(dim=0)
+        return TopicRepresentation(Categorical(gamma / gamma.sum(dim=1, keepdim=True)),
+                                   Categorical(pooled / pooled.sum()))
