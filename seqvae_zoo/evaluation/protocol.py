@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from sys import float_info
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Iterator, Sequence
@@ -47,24 +48,22 @@ class Metric:
 
 #: Every metric a result may hold, in the order tables show them. KL terms of other latents appear as ``kl.<name>``.
 METRICS: tuple[Metric, ...] = (
-    Metric("paper.nll", "NLL (paper)",
-           "reconstruction NLL per sentence, per-step latents at their prior mean, z_enc drawn from q; no KL"),
-    Metric("paper.kl", "KL (paper)", "KL(q(z_enc|x) || p(z_enc)) per sentence"),
-    Metric("paper.ppl", "recon. PPL (paper)", "exp(sum paper NLL / sum words), end-of-sentence not counted"),
-    Metric("elbo.nll", "ELBO-NLL", "one-sample -ELBO per sentence (analytic KL terms)"),
-    Metric("iw.nll", "IW-NLL", "importance-weighted NLL per sentence, K samples of every latent"),
-    Metric("iw.ppl", "PPL (IW)", "exp(sum IW-NLL / sum tokens), end-of-sentence counted"),
-    Metric("kl.z_enc", "KL z_enc", "KL(q(z_enc|x) || p(z_enc)) per sentence"),
-    Metric("kl.z_t", "KL z_t", "sum over steps of KL(q(z_t|.) || p(z_t|h_t-1)) per sentence"),
+    Metric("paper.nll", "NLL (paper)", "reconstruction NLL/sentence: z_t at prior mean, z_enc ~ q; no KL"),
+    Metric("paper.kl", "KL (paper)", "KL(q(z_enc|x) || p(z_enc))/sentence"),
+    Metric("paper.ppl", "recon. PPL (paper)", "exp(sum paper NLL / sum words), eos not counted"),
+    Metric("elbo.nll", "ELBO-NLL", "one-sample -ELBO/sentence (analytic KL terms)"),
+    Metric("iw.nll", "IW-NLL", "importance-weighted NLL/sentence, K samples of every latent"),
+    Metric("iw.ppl", "PPL (IW)", "exp(sum IW-NLL / sum tokens), eos counted"),
+    Metric("kl.z_enc", "KL z_enc", "KL(q(z_enc|x) || p(z_enc))/sentence"),
+    Metric("kl.z_t", "KL z_t", "sum_t KL(q(z_t|.) || p(z_t|h_t-1))/sentence"),
     Metric("latent.mi", "MI", "I_q(x; z_enc) over the split, nats"),
     Metric("latent.au", "AU", f"units of z_enc with Cov_x E_q[z] > {ACTIVE_UNIT_THRESHOLDS[0]:g}"),
     Metric("latent.au_strict", "AU strict", f"units of z_enc with Cov_x E_q[z] > {ACTIVE_UNIT_THRESHOLDS[1]:g}"),
-    Metric("synthetic.true_nll", "true NLL", "the synthetic corpus's exact NLL per sentence"),
-    Metric("synthetic.gap", "gap", "IW-NLL minus true NLL, per sentence"),
-    Metric("synthetic.gap_per_token", "gap/token", "IW-NLL minus true NLL, per token"),
-    Metric("synthetic.probe_accuracy", "z_enc probe acc.",
-           "nearest-class-mean accuracy of the posterior means on the true latent (held-out half)"),
-    Metric("synthetic.probe_chance", "probe chance", "majority-label accuracy on the same held-out half"),
+    Metric("synthetic.true_nll", "true NLL", "the corpus's exact NLL/sentence"),
+    Metric("synthetic.gap", "gap", "IW-NLL - true NLL, per sentence"),
+    Metric("synthetic.gap_per_token", "gap/token", "IW-NLL - true NLL, per token"),
+    Metric("synthetic.probe_accuracy", "z_enc probe", "nearest-class-mean accuracy on the true latent, held-out half"),
+    Metric("synthetic.probe_chance", "probe chance", "majority-label accuracy, same half"),
 )
 
 
@@ -142,8 +141,12 @@ def evaluate_corpus(model: SeqVAE, vocab, corpus: Corpus, split: str = "test", *
     check_iw_samples(iw_samples)
     loader = make_loader(vocab.encode_all(corpus.splits[split]), batch_size, vocab.pad_id, shuffle=False, seed=seed)
     order = [index for batch in loader.batch_sampler.batches() for index in batch]
-    truth = {key: [corpus.extras[key][split][i] for i in order]
-             for key in ("true_nll", "true_latent") if split in corpus.extras.get(key, {})}
+    truth = {}
+    for key in ("true_nll", "true_latent"):
+        if split in corpus.extras.get(key, {}):
+            values = corpus.extras[key][split]
+            values = values.tolist() if hasattr(values, "tolist") else list(values)  # numpy arrays -> Python
+            truth[key] = [values[i] for i in order]
     result = evaluate(model, loader, iw_samples=iw_samples, seed=seed, memory_budget_mb=memory_budget_mb,
                       progress=progress, **truth)
     return {"dataset": corpus.name, "fingerprint": corpus.fingerprint, "split": split, **result}
@@ -176,9 +179,9 @@ def _aggregate(model: SeqVAE, totals: _Totals, iw_samples: int, seed: int,
         "seed": seed,
         "paper": {"nll": totals.sum("paper_nll") / sentences,
                   "kl": totals.sum("kl.z_enc") / sentences if has_encoder else None,
-                  "ppl": math.exp(totals.sum("paper_nll") / words) if words else None},
+                  "ppl": perplexity(totals.sum("paper_nll"), words)},
         "elbo": {"nll": totals.sum("elbo_nll") / sentences},
-        "iw": {"nll": totals.sum("iw_nll") / sentences, "ppl": math.exp(totals.sum("iw_nll") / tokens),
+        "iw": {"nll": totals.sum("iw_nll") / sentences, "ppl": perplexity(totals.sum("iw_nll"), tokens),
                "samples": iw_samples, "exact": not has_latents(model)},
         "kl": {name: totals.sum(f"kl.{name}") / sentences for name in model.kl_terms},
     }
@@ -197,6 +200,13 @@ def _aggregate(model: SeqVAE, totals: _Totals, iw_samples: int, seed: int,
     if synthetic:
         result["synthetic"] = synthetic
     return result
+
+
+def perplexity(nats: float, units: float) -> float | None:
+    """exp(nats / units); None where it is not a finite float (no units, or a model too poor to express)."""
+    if not units or nats / units > math.log(float_info.max):
+        return None
+    return math.exp(nats / units)
 
 
 def _check_aligned(what: str, values: Sequence, sentences: int) -> None:

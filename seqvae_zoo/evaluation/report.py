@@ -32,4 +32,6 @@ def _value(value) -> str:
         return "-"
     if isinstance(value, int):
         return str(value)
+    if abs(value) >= 1e6:
+        return f"{value:.3e}"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
