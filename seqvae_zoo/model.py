@@ -13,6 +13,7 @@ import gin
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
@@ -20,6 +21,64 @@ from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
 from seqvae_zoo.regularizers.base import Regularizer
+
+
+#: Elements of the (rows, vocabulary) logits block the fused output layer computes at once: small enough that each
+#: block is served from memory the allocator already holds instead of freshly mapped pages, large enough for the
+#: matmul to run at full speed.
+OUTPUT_BLOCK_ELEMENTS = 2 ** 22
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """-log softmax(hidden weight^T + bias)[target] per row, computed block by block.
+
+    Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic. The forward keeps each
+    block's log-probabilities (not the logits as well); the backward turns them into probabilities in place and
+    folds the per-row gradient into the (N, H) side of the matmuls, so the (N, V) block is read only by them:
+    d hidden = g (P W - W[target]), d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g).
+    """
+
+    @staticmethod
+    def forward(ctx, keep: bool, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                targets: torch.Tensor) -> torch.Tensor:
+        block = max(1, OUTPUT_BLOCK_ELEMENTS // weight.size(0))
+        nll = hidden.new_empty(hidden.size(0))
+        log_probs = []
+        for start in range(0, hidden.size(0), block):
+            rows = slice(start, start + block)
+            block_log_probs = torch.log_softmax(torch.addmm(bias, hidden[rows], weight.t()), dim=1)
+            torch.gather(block_log_probs, 1, targets[rows, None], out=nll[rows, None]).neg_()
+            if keep:
+                log_probs.append(block_log_probs)
+        if keep:
+            ctx.log_probs, ctx.block = log_probs, block
+            ctx.save_for_backward(hidden, weight, targets)
+        return nll
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_nll: torch.Tensor):
+        hidden, weight, targets = ctx.saved_tensors
+        scaled_hidden = hidden * d_nll[:, None]
+        d_hidden = torch.empty_like(hidden)
+        d_weight = weight.new_zeros(weight.shape).index_add_(0, targets, scaled_hidden, alpha=-1)
+        d_bias = weight.new_zeros(weight.size(0)).index_add_(0, targets, d_nll, alpha=-1)
+        for start, block_log_probs in zip(range(0, hidden.size(0), ctx.block), ctx.log_probs):
+            rows = slice(start, start + ctx.block)
+            probs = block_log_probs.exp_()
+            torch.mm(probs, weight, out=d_hidden[rows]).sub_(weight.index_select(0, targets[rows]))
+            d_hidden[rows].mul_(d_nll[rows, None])
+            d_weight.addmm_(probs.t(), scaled_hidden[rows])
+            d_bias.addmv_(probs.t(), d_nll[rows])
+        ctx.log_probs = None
+        return None, d_hidden, d_weight, d_bias, None
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                         targets: torch.Tensor) -> torch.Tensor:
+    """(N,) -log softmax(hidden weight^T + bias)[targets]: the output layer and its cross-entropy, fused."""
+    keep = torch.is_grad_enabled() and any(t.requires_grad for t in (hidden, weight, bias))
+    return _LinearCrossEntropy.apply(keep, hidden, weight, bias, targets)
 
 
 @dataclass
@@ -110,11 +169,11 @@ class SeqVAE(nn.Module):
             log_weight = self.latent_prior.log_prob(z_enc) - posterior.log_prob(z_enc)
         output = self.decoder(inputs, lengths, z_enc, memory if self.decoder.reads_memory else None,
                               latent_mode, return_attention)
-        logits = self.decoder.logits(output.hidden)
         step_mask = mask.to(output.hidden.dtype)
-        # Masked by the lengths, like every other term: what follows a sentence's end is never scored.
-        nll = (F.cross_entropy(logits.reshape(-1, logits.size(-1)), tokens.reshape(-1), reduction="none")
-               .view_as(step_mask) * step_mask).sum(dim=1)
+        # Only the real tokens are scored (masked by the lengths, like every other term): what follows a
+        # sentence's end never reaches the output layer.
+        token_nll = self._token_nll(output.hidden[mask], tokens[mask])
+        nll = token_nll.new_zeros(mask.shape).masked_scatter(mask, token_nll).sum(dim=1)
         for name, per_step in output.kl.items():
             kl[name] = (per_step * step_mask).sum(dim=1)
         log_weight = log_weight - nll + (output.log_ratio * step_mask).sum(dim=1)
@@ -122,6 +181,13 @@ class SeqVAE(nn.Module):
                if latent_mode.startswith("posterior") else {})
         return LossTerms(nll=nll, kl=kl, aux=aux, log_weight=log_weight, tokens=lengths, words=lengths - 1,
                          attention=output.attention, z_enc=z_enc)
+
+    def _token_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """-log p(target | h) for each row of ``hidden`` (N, H). The plain linear output layer takes the fused
+        path; a decoder with its own ``logits`` gets the cross-entropy of what it returns."""
+        if type(self.decoder).logits is Decoder.logits:
+            return linear_cross_entropy(hidden, self.decoder.output.weight, self.decoder.output.bias, targets)
+        return F.cross_entropy(self.decoder.logits(hidden), targets, reduction="none")
 
     def objective(self, terms: LossTerms, weights: Mapping[str, float]) -> torch.Tensor:
         """The training loss: mean over sentences of NLL + weighted KL terms (after regularizers) + weighted

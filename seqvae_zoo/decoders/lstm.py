@@ -1,20 +1,258 @@
-"""Deterministic LSTM decoder: the language model (``lstm``) and, given z_enc at every step, VRAE's decoder."""
+"""Deterministic LSTM decoder (``lstm``; VRAE's decoder given z_enc), and the packed LSTM recurrence that every
+recurrent decoder of the package runs.
+
+The recurrence is where the time goes, so it is built for speed without changing the mathematics:
+
+- the sentences are sorted by length and laid out time-major without padding (:class:`PackedLayout`, the order of
+  torch's PackedSequence): step t runs only the sentences that are still going, so padded steps cost nothing;
+- whatever does not depend on h_{t-1} is computed for all steps at once before the loop (the input projection of
+  every token, z_enc's projection) and whatever only reads the states is computed after it (the output layer, the
+  per-step prior);
+- the loop is one autograd node (:class:`PackedLSTM`) with a hand-written backward: each step runs its matmuls and
+  elementwise updates in place, into buffers allocated once per batch, so no per-step autograd graph, no per-step
+  allocation and no stacking afterwards; the weight gradients of all steps are one large matmul each, after the loop.
+
+Gates are laid out (input, forget, output, cell), so that one sigmoid covers the first three.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
-from seqvae_zoo.decoders.base import Decoder, DecoderOutput
+from seqvae_zoo.decoders.base import Decoder, DecoderOutput, check_mode
 from seqvae_zoo.encoders.base import EncoderOutput
+from seqvae_zoo.errors import UserError
 from seqvae_zoo.registry import DECODERS
+
+
+class LengthsError(UserError, ValueError):
+    """Sentence lengths that do not fit the batch they come with."""
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """Where the real tokens of a padded (B, T) batch go when the sentences are sorted by decreasing length and laid
+    out time-major without padding: step t holds the packed rows ``offsets[t]:offsets[t] + batch_sizes[t]``, which
+    belong to the ``batch_sizes[t]`` longest sentences (ranks 0, 1, ...; ``order[rank]`` is the batch row)."""
+
+    order: torch.Tensor  # (B,) batch row of each rank, longest sentence first (ties keep batch order)
+    batch_sizes: list[int]  # sentences still running at each step
+    offsets: list[int]  # first packed row of each step
+    width: int  # T, the padded batch's number of columns
+    sentence: torch.Tensor  # (N,) each packed row's batch row
+    padded_index: torch.Tensor  # (N,) its position in the flattened (B * T) batch
+    time_major_index: torch.Tensor  # (N,) its position in a flattened (T * B) time-major tensor
+    rank: torch.Tensor  # (N,) the rank of its sentence
+    previous: torch.Tensor  # (N,) the row holding its step t-1 in [initial state (B ranks); packed rows (N)]
+
+    @classmethod
+    def from_lengths(cls, lengths: torch.Tensor, width: int) -> "PackedLayout":
+        batch = lengths.numel()
+        sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
+        host_lengths = sorted_lengths.tolist()  # the one device-to-host copy of a batch
+        if batch == 0 or host_lengths[-1] < 1 or host_lengths[0] > width:
+            raise LengthsError(f"sentence lengths must lie between 1 (the end-of-sentence token) and the batch's "
+                               f"{width} columns; got {lengths.tolist() if batch else 'no sentences'}")
+        counts = [0] * host_lengths[0]
+        for length in host_lengths:
+            counts[length - 1] += 1
+        batch_sizes, running = [], 0
+        for count in reversed(counts):  # sentences longer than t: those of length t + 1 and more
+            running += count
+            batch_sizes.append(running)
+        batch_sizes.reverse()
+        offsets = [0]
+        for size in batch_sizes[:-1]:
+            offsets.append(offsets[-1] + size)
+        device = lengths.device
+        sizes = torch.tensor(batch_sizes, device=device)
+        step = torch.repeat_interleave(torch.arange(len(batch_sizes), device=device), sizes)
+        starts = torch.tensor(offsets, device=device)
+        rank = torch.arange(step.numel(), device=device) - starts[step]
+        sentence = order[rank]
+        previous = torch.where(step > 0, batch + starts[(step - 1).clamp(min=0)] + rank, rank)
+        return cls(order, batch_sizes, offsets, width, sentence, sentence * width + step, step * batch + sentence,
+                   rank, previous)
+
+    @property
+    def batch_size(self) -> int:
+        return self.order.numel()
+
+    @property
+    def num_rows(self) -> int:
+        return self.rank.numel()
+
+    def steps(self):
+        """(rows, n) per step: the step's slice of packed rows and how many sentences it runs."""
+        return [(slice(offset, offset + n), n) for offset, n in zip(self.offsets, self.batch_sizes)]
+
+    def pack(self, padded: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) -> (N, ...): the real positions, in packed order."""
+        return padded.reshape(-1, *padded.shape[2:]).index_select(0, self.padded_index)
+
+    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        """(N, ...) -> (B, T, ...), zero at padded positions."""
+        padded = packed.new_zeros(self.batch_size * self.width, *packed.shape[1:])
+        return padded.index_copy(0, self.padded_index, packed).view(self.batch_size, self.width, *packed.shape[1:])
+
+    def with_previous(self, initial: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+        """(N, ...) the value each packed row's step reads from the step before: ``initial`` (B ranks) at t = 0."""
+        return torch.cat([initial, packed]).index_select(0, self.previous)
+
+
+class StepRows:
+    """A per-row quantity of the recurrence: kept for all packed rows (N, ...) when the backward pass reads it,
+    otherwise one reused (B, ...) scratch tensor, so that scoring without gradients stays small."""
+
+    def __init__(self, like: torch.Tensor, layout: PackedLayout, keep: bool, *shape: int):
+        self.keep = keep
+        self.tensor = like.new_empty(layout.num_rows if keep else layout.batch_size, *shape)
+
+    def __call__(self, rows: slice, n: int) -> torch.Tensor:
+        return self.tensor[rows] if self.keep else self.tensor[:n]
+
+
+class LatentHead:
+    """What a stochastic decoder adds to the packed recurrence at every step: it reads ``width`` columns of the
+    recurrent projection of h_{t-1} (after the 4H gate columns), draws the step's latents and adds their
+    contribution to the gate pre-activations; in the backward pass it does the reverse.
+
+    ``inputs`` are the tensors whose gradients :meth:`input_grads` gives, in that order; ``outputs`` are per-row
+    results (N, ...) handed back to the decoder; :meth:`begin_backward` receives their gradients (None: unused).
+    """
+
+    width: int
+    inputs: tuple[torch.Tensor, ...]
+    non_differentiable_outputs: int = 0  # how many of the last outputs carry no gradient
+
+    def begin_forward(self, layout: PackedLayout, keep: bool) -> None:
+        raise NotImplementedError
+
+    def forward_step(self, rows: slice, n: int, projected: torch.Tensor, gates: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def outputs(self) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def begin_backward(self, output_grads: tuple[torch.Tensor | None, ...]) -> None:
+        raise NotImplementedError
+
+    def backward_step(self, rows: slice, n: int, d_gates: torch.Tensor, d_projected: torch.Tensor) -> None:
+        """From the gradient of this step's gate pre-activations, write the gradient of the head's columns of the
+        recurrent projection into ``d_projected``."""
+        raise NotImplementedError
+
+    def input_grads(self, d_projected: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """After the loop: the gradients of ``inputs``, given the gradient of every row's recurrent projection."""
+        raise NotImplementedError
+
+
+class PackedLSTM(torch.autograd.Function):
+    """h_t, c_t = LSTM(gate_inputs_t + weight h_{t-1} + bias [+ the head's latent input]) over a packed batch.
+
+    ``gate_inputs`` (N, 4H) hold everything the gates receive that does not depend on the recurrence; ``weight``
+    (4H + head.width, H) and ``bias`` project h_{t-1} onto the gates and the head's columns; ``initial_h`` and
+    ``initial_c`` (B, H) are the states before the first step, in rank order. Returns the hidden and cell states of
+    every packed row (N, H) and the head's outputs.
+    """
+
+    @staticmethod
+    def forward(ctx, layout: PackedLayout, head: LatentHead | None, keep: bool, gate_inputs: torch.Tensor,
+                weight: torch.Tensor, bias: torch.Tensor, initial_h: torch.Tensor, initial_c: torch.Tensor,
+                *head_inputs: torch.Tensor):
+        size = weight.size(1)
+        gates = 4 * size
+        hidden = gate_inputs.new_empty(layout.num_rows, size)
+        cells = gate_inputs.new_empty(layout.num_rows, size)
+        projected = StepRows(gate_inputs, layout, keep, weight.size(0))
+        activations = StepRows(gate_inputs, layout, keep, gates)
+        tanh_cells = StepRows(gate_inputs, layout, keep, size)
+        if head is not None:
+            head.begin_forward(layout, keep)
+        h, c = initial_h, initial_c
+        weight_t = weight.t()
+        for rows, n in layout.steps():
+            step_projected = torch.addmm(bias, h[:n], weight_t, out=projected(rows, n))
+            act = torch.add(gate_inputs[rows], step_projected[:, :gates], out=activations(rows, n))
+            if head is not None:
+                head.forward_step(rows, n, step_projected[:, gates:], act)
+            act[:, :3 * size].sigmoid_()
+            act[:, 3 * size:].tanh_()
+            c = torch.mul(act[:, size:2 * size], c[:n], out=cells[rows]).addcmul_(act[:, :size], act[:, 3 * size:])
+            h = torch.mul(act[:, 2 * size:3 * size], torch.tanh(c, out=tanh_cells(rows, n)), out=hidden[rows])
+        head_outputs = head.outputs() if head is not None else ()
+        if keep:
+            ctx.layout, ctx.head = layout, head
+            ctx.activations, ctx.tanh_cells = activations.tensor, tanh_cells.tensor
+            ctx.save_for_backward(weight, initial_h, initial_c, hidden, cells)
+        ctx.set_materialize_grads(False)
+        if head is not None and head.non_differentiable_outputs:
+            ctx.mark_non_differentiable(*head_outputs[-head.non_differentiable_outputs:])
+        return (hidden, cells, *head_outputs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_hidden, d_cells, *d_head_outputs):
+        layout, head = ctx.layout, ctx.head
+        weight, initial_h, initial_c, hidden, cells = ctx.saved_tensors
+        activations, tanh_cells = ctx.activations, ctx.tanh_cells
+        size = weight.size(1)
+        gates = 4 * size
+        d_projected = weight.new_empty(layout.num_rows, weight.size(0))
+        dh = weight.new_zeros(layout.batch_size, size)  # gradient reaching h_{t-1} of each rank from step t on
+        dc = weight.new_zeros(layout.batch_size, size)
+        scratch = weight.new_empty(layout.batch_size, size)
+        previous_cells = layout.with_previous(initial_c, cells)
+        if head is not None:
+            head.begin_backward(d_head_outputs)
+        for rows, n in reversed(layout.steps()):
+            act, tc = activations[rows], tanh_cells[rows]
+            i, f, o, g = act[:, :size], act[:, size:2 * size], act[:, 2 * size:3 * size], act[:, 3 * size:]
+            dh_t, dc_t = dh[:n], dc[:n]
+            if d_hidden is not None:
+                dh_t.add_(d_hidden[rows])
+            if d_cells is not None:
+                dc_t.add_(d_cells[rows])
+            # dc_t += dh_t * o * (1 - tanh(c_t)^2)
+            dc_t.sub_(torch.mul(tc, tc, out=scratch[:n]).sub_(1).mul_(o).mul_(dh_t))
+            d_gates = d_projected[rows, :gates]
+            torch.addcmul(act[:, :3 * size], act[:, :3 * size], act[:, :3 * size], value=-1,
+                          out=d_gates[:, :3 * size])  # sigmoid' = s (1 - s)
+            torch.addcmul(dc_t, dc_t, torch.mul(g, g, out=scratch[:n]), value=-1, out=d_gates[:, 3 * size:])
+            d_gates[:, :size].mul_(dc_t).mul_(g)  # input gate
+            d_gates[:, size:2 * size].mul_(dc_t).mul_(previous_cells[rows])  # forget gate
+            d_gates[:, 2 * size:3 * size].mul_(dh_t).mul_(tc)  # output gate
+            d_gates[:, 3 * size:].mul_(i)  # cell candidate: dc (1 - g^2) i
+            dc_t.mul_(f)
+            if head is not None:
+                head.backward_step(rows, n, d_gates, d_projected[rows, gates:])
+            torch.mm(d_projected[rows], weight, out=dh_t)
+        previous_hidden = layout.with_previous(initial_h, hidden)
+        head_grads = head.input_grads(d_projected) if head is not None else ()
+        return (None, None, None, d_projected[:, :gates], d_projected.t() @ previous_hidden, d_projected.sum(0),
+                dh, dc, *head_grads)
+
+
+def run_packed_lstm(layout: PackedLayout, head: LatentHead | None, gate_inputs: torch.Tensor,
+                    weight: torch.Tensor, bias: torch.Tensor, initial_h: torch.Tensor,
+                    initial_c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """:class:`PackedLSTM`, keeping what its backward pass reads only when a gradient can flow."""
+    tensors = (gate_inputs, weight, bias, initial_h, initial_c, *(head.inputs if head is not None else ()))
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return PackedLSTM.apply(layout, head, keep, *tensors)
 
 
 @DECODERS.register("lstm")
 class LSTMDecoder(Decoder):
     """h_t = LSTM([dropout(x_t), z_enc], h_{t-1}); p(x_{t+1} | h_t) = softmax(W h_t + b).
 
-    No per-step latent, so the whole sequence runs through one fused ``nn.LSTM`` call.
+    The LSTM's weights are ``input_projection`` (x_t, with the input bias), ``z_enc_projection`` (z_enc) and the
+    first 4H rows of ``recurrent`` (h_{t-1}, with the recurrent bias), initialized as ``nn.LSTM`` initializes its own.
+    Subclasses add latent heads: more rows of ``recurrent`` (:meth:`_head_size`) and a :class:`LatentHead`.
     """
 
     def __init__(self, vocab_size: int, pad_id: int, z_enc_dim: int = 0, memory_size: int = 0,
@@ -23,19 +261,66 @@ class LSTMDecoder(Decoder):
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.input_dropout = nn.Dropout(input_dropout)
         self.z_enc_dim = z_enc_dim
-        self.rnn = nn.LSTM(embedding_dim + z_enc_dim, hidden_size, batch_first=True)
+        gates = 4 * hidden_size
+        self.input_projection = nn.Linear(embedding_dim, gates)
+        self.z_enc_projection = nn.Linear(z_enc_dim, gates, bias=False) if z_enc_dim else None
+        self.recurrent = nn.Linear(hidden_size, gates + self._head_size())
+        bound = hidden_size ** -0.5
+        with torch.no_grad():
+            for parameter in (self.input_projection.weight, self.input_projection.bias, self.recurrent.weight[:gates],
+                              self.recurrent.bias[:gates],
+                              *([self.z_enc_projection.weight] if self.z_enc_projection is not None else [])):
+                parameter.uniform_(-bound, bound)
 
-    def _inputs(self, tokens: torch.Tensor, z_enc: torch.Tensor | None) -> torch.Tensor:
-        embedded = self.input_dropout(self.embedding(tokens))
-        if self.z_enc_dim:
-            embedded = torch.cat([embedded, z_enc[:, None, :].expand(-1, tokens.size(1), -1)], dim=-1)
-        return embedded
+    # -- what subclasses change -----------------------------------------------------------------------------------
+    def _head_size(self) -> int:
+        """Rows ``recurrent`` has beyond the 4H gates: the heads of a stochastic decoder that read h_{t-1}."""
+        return 0
+
+    def _head(self, layout: PackedLayout, mode: str, memory: EncoderOutput | None, steps: int,
+              like: torch.Tensor) -> LatentHead | None:
+        """The per-step latents of this decoder in ``mode`` (None: deterministic), for a batch ``steps`` wide."""
+        return None
+
+    def _step_weights(self, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of ``recurrent`` the loop reads in ``mode``: the gates, then the head's columns."""
+        gates = 4 * self.hidden_size
+        return self.recurrent.weight[:gates], self.recurrent.bias[:gates]
+
+    def _output(self, layout: PackedLayout, hidden: torch.Tensor, head_outputs: tuple[torch.Tensor, ...],
+                mode: str, return_attention: bool) -> DecoderOutput:
+        padded = layout.unpack(hidden)
+        return DecoderOutput(hidden=padded, log_ratio=padded.new_zeros(padded.shape[:2]))
+
+    # -- the recurrence -----------------------------------------------------------------------------------------
+    def _gate_inputs(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None) -> torch.Tensor:
+        """Gate pre-activations from x_t and z_enc, for every packed row at once: (N, 4H)."""
+        gate_inputs = self.input_projection(self.input_dropout(self.embedding(layout.pack(inputs))))
+        if self.z_enc_projection is not None:
+            gate_inputs = gate_inputs + self.z_enc_projection(z_enc).index_select(0, layout.sentence)
+        return gate_inputs
+
+    def _run(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None, mode: str,
+             memory: EncoderOutput | None, state: tuple[torch.Tensor, ...] | None = None
+             ) -> tuple[torch.Tensor, ...]:
+        """The packed recurrence over ``inputs`` from ``state`` (batch order; zeros by default): hidden and cell
+        states (N, H), then the head's outputs."""
+        head = self._head(layout, mode, memory, inputs.size(1), self.output.weight)
+        weight, bias = self._step_weights(mode)
+        if state is None:
+            initial_h = initial_c = weight.new_zeros(layout.batch_size, self.hidden_size)
+        else:
+            initial_h, initial_c = (s.index_select(0, layout.order) for s in state)
+        return run_packed_lstm(layout, head, self._gate_inputs(layout, inputs, z_enc), weight, bias,
+                               initial_h, initial_c)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, z_enc: torch.Tensor | None,
                 memory: EncoderOutput | None, mode: str = "posterior",
                 return_attention: bool = False) -> DecoderOutput:
-        hidden, _ = self.rnn(self._inputs(inputs, z_enc))
-        return DecoderOutput(hidden=hidden, log_ratio=hidden.new_zeros(hidden.shape[:2]))
+        check_mode(mode)
+        layout = PackedLayout.from_lengths(lengths, inputs.size(1))
+        hidden, _, *head_outputs = self._run(layout, inputs, z_enc, mode, memory)
+        return self._output(layout, hidden, tuple(head_outputs), mode, return_attention)
 
     def start(self, z_enc: torch.Tensor | None, batch_size: int) -> tuple[torch.Tensor, ...]:
         zeros = self.output.weight.new_zeros(batch_size, self.hidden_size)
@@ -43,6 +328,9 @@ class LSTMDecoder(Decoder):
 
     def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...], z_enc: torch.Tensor | None,
              latent_mode: str = "prior_sample") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        h, c = state
-        out, (h, c) = self.rnn(self._inputs(tokens[:, None], z_enc), (h[None], c[None]))
-        return self.logits(out[:, 0]), (h[0], c[0])
+        check_mode(latent_mode)
+        if self.per_step_latents and latent_mode.startswith("posterior"):
+            raise ValueError("generation draws z_t from the prior: use latent_mode 'prior_sample' or 'prior_mean'")
+        layout = PackedLayout.from_lengths(torch.ones_like(tokens), 1)  # one step: packed order is batch order
+        hidden, cells = self._run(layout, tokens[:, None], z_enc, latent_mode, None, state)[:2]
+        return self.logits(hidden), (hidden, cells)

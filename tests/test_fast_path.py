@@ -1,0 +1,262 @@
+"""The fast path computes the model's mathematics: the packed recurrence with its hand-written backward and the fused
+output layer give the same per-sentence loss terms and the same gradients as a plain reference written here, one
+sentence and one step at a time, straight from the paper's equations.
+
+The reference reads the model's parameters (the decoders' documented layout: ``recurrent`` holds the gates, in the
+order input, forget, output, cell, then the posterior's h_{t-1} half, the attention query and the prior) and the
+noise the model drew; float64 throughout, so agreement is to rounding error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqvae_zoo import build_model, parse_config
+from seqvae_zoo.decoders.base import LATENT_MODES
+from seqvae_zoo.decoders.lstm import LengthsError, PackedLayout
+from seqvae_zoo.model import linear_cross_entropy
+
+VOCAB, PAD, BOS, EOS, UNK = 29, 0, 1, 2, 3
+SMALL = ["EMBEDDING = 7", "HIDDEN = 6", "LATENT = 3", "decoders.attentive.attention_size = 5"]
+SETUPS = {
+    "lstm": (["lstm"], []),
+    "vrae": (["vrae"], []),
+    "stochastic": (["vrae"], ["models.SeqVAE.decoder = @decoders.stochastic"]),
+    "vrae_sa_aux": (["vrae_sa_aux"], ["aux_losses.context_prediction.weight = 0.7"]),
+}
+LENGTHS = [5, 1, 7, 7, 3]  # unsorted, with a tie and a one-token sentence
+WIDTH = 9  # more columns than the longest sentence
+
+
+def small_model(setup: str):
+    configs, bindings = SETUPS[setup]
+    parse_config(configs, SMALL + bindings)
+    torch.manual_seed(0)
+    return build_model(vocab_size=VOCAB, pad_id=PAD, bos_id=BOS, unk_id=UNK).double().eval()
+
+
+def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(UNK + 1, VOCAB, (len(LENGTHS), WIDTH), generator=generator)
+    for row, length in enumerate(LENGTHS):
+        tokens[row, length - 1] = EOS
+        tokens[row, length:] = PAD
+    return tokens, torch.tensor(LENGTHS)
+
+
+# -- the reference -----------------------------------------------------------------------------------------------
+def log_normal(x, mean, logvar):
+    return -0.5 * (math.log(2 * math.pi) + logvar + (x - mean) ** 2 / logvar.exp()).sum()
+
+
+def kl_normal(mean_q, logvar_q, mean_p, logvar_p):
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p) ** 2) / logvar_p.exp() - 1).sum()
+
+
+def reference_terms(model, tokens, lengths, z_enc, mode, noise):
+    """Per-sentence nll, KL terms, auxiliary term and log-weight, one sentence and one step at a time."""
+    decoder, hidden_size = model.decoder, model.decoder.hidden_size
+    latent = getattr(decoder, "latent_dim", 0)
+    query = getattr(decoder, "query_size", 0)
+    context_dim = getattr(decoder, "extra_latent_size", 0)
+    memory = model.encoder(tokens, lengths) if model.encoder is not None else None
+    rows = {name: [] for name in ("nll", "z_enc", "z_t", "aux", "log_weight")}
+    for b, length in enumerate(lengths.tolist()):
+        h = c = torch.zeros(hidden_size, dtype=torch.float64)
+        nll = kl_t = aux = log_ratio = torch.zeros((), dtype=torch.float64)
+        inputs = [BOS] + tokens[b, :length - 1].tolist()
+        for t in range(length):
+            projected = decoder.recurrent.weight @ h + decoder.recurrent.bias
+            gate_h, rest = projected[:4 * hidden_size], projected[4 * hidden_size:]
+            posterior_h, query_h, prior_h = rest[:2 * latent], rest[2 * latent:2 * latent + query], rest[-2 * latent:]
+            gates = gate_h + decoder.input_projection(decoder.embedding.weight[inputs[t]])
+            if decoder.z_enc_projection is not None:
+                gates = gates + decoder.z_enc_projection.weight @ z_enc[b]
+            if latent:
+                prior_mean, prior_logvar = prior_h[:latent], prior_h[latent:]
+                if mode.startswith("posterior"):
+                    if query:  # eqs. 3-4 over the sentence's own encoder states
+                        states = memory.states[b, :length]
+                        scores = decoder.score.weight[0] @ torch.tanh(
+                            decoder.key_projection.weight @ states.T + query_h[:, None])
+                        context = torch.softmax(scores, 0) @ states
+                    else:
+                        context = memory.final[b]
+                    params = posterior_h + decoder.posterior_context.weight @ context
+                    mean, logvar = params[:latent], params[latent:]
+                else:
+                    mean, logvar = prior_mean, prior_logvar
+                z = mean if mode.endswith("_mean") else mean + (0.5 * logvar).exp() * noise[0][t, b]
+                if mode.startswith("posterior"):
+                    kl_t = kl_t + kl_normal(mean, logvar, prior_mean, prior_logvar)
+                    log_ratio = log_ratio + log_normal(z, prior_mean, prior_logvar) - log_normal(z, mean, logvar)
+                latents = z
+                if context_dim:
+                    context_prior = decoder.context_prior.weight @ z + decoder.context_prior.bias
+                    c_mean, c_logvar = context_prior[:context_dim], context_prior[context_dim:]
+                    predicted = c_mean if mode.endswith("_mean") else (
+                        c_mean + (0.5 * c_logvar).exp() * noise[1][t, b])
+                    latents = torch.cat([z, predicted])
+                    if mode.startswith("posterior"):
+                        aux = aux - log_normal(context @ decoder.context_target_projection, c_mean, c_logvar)
+                gates = gates + decoder.latent_projection.weight @ latents
+            i, f, o, g = gates.split(hidden_size)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            logits = decoder.output.weight @ h + decoder.output.bias
+            nll = nll - torch.log_softmax(logits, 0)[tokens[b, t]]
+        rows["nll"].append(nll)
+        rows["z_t"].append(kl_t)
+        rows["aux"].append(aux)
+        log_weight = -nll + log_ratio
+        if memory is not None:
+            mean, logvar = memory.posterior.mean[b], memory.posterior.logvar[b]
+            rows["z_enc"].append(kl_normal(mean, logvar, torch.zeros_like(mean), torch.zeros_like(logvar)))
+            log_weight = log_weight + log_normal(z_enc[b], torch.zeros_like(mean), torch.zeros_like(logvar)) \
+                - log_normal(z_enc[b], mean, logvar)
+        rows["log_weight"].append(log_weight)
+    kept = {"nll", "log_weight"} | ({"z_enc"} if memory is not None else set()) | ({"z_t"} if latent else set()) \
+        | ({"aux"} if model.aux_losses else set())
+    return {name: torch.stack(values) for name, values in rows.items() if name in kept}
+
+
+def fast_terms(model, tokens, lengths, z_enc, mode):
+    terms = model(tokens, lengths, mode, z_enc=z_enc)
+    values = {"nll": terms.nll, "log_weight": terms.log_weight, **terms.kl}
+    if model.aux_losses:  # not computed in the prior modes, where the reference gives 0
+        values["aux"] = terms.aux.get("context_prediction", torch.zeros_like(terms.nll))
+    return values
+
+
+def recording_noise(model, monkeypatch):
+    """Record the noise the decoder draws, so that the reference can use the very same numbers."""
+    drawn = []
+    if hasattr(model.decoder, "_draw_noise"):
+        draw = model.decoder._draw_noise
+
+        def record(*args, **kwargs):
+            drawn.append(draw(*args, **kwargs))
+            return drawn[-1]
+        monkeypatch.setattr(model.decoder, "_draw_noise", record)
+    return drawn
+
+
+def weighted_sum(values: dict[str, torch.Tensor], seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return sum((torch.rand(value.shape, generator=generator, dtype=value.dtype) * value).sum()
+               for _, value in sorted(values.items()))
+
+
+def gradients(model, z_enc, loss):
+    leaves = [p for p in model.parameters()] + ([z_enc] if z_enc is not None else [])
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    names = [name for name, _ in model.named_parameters()] + (["z_enc"] if z_enc is not None else [])
+    return {name: grad for name, grad in zip(names, grads)}
+
+
+# -- the tests ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", LATENT_MODES)
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_fast_path_gives_the_reference_terms_and_gradients(setup, mode, monkeypatch):
+    if not model_has_latents(setup) and mode != "posterior":
+        pytest.skip("a deterministic decoder has one mode")
+    model = small_model(setup)
+    tokens, lengths = batch()
+    z_enc = (torch.randn(len(LENGTHS), 3, dtype=torch.float64, requires_grad=True)
+             if model.encoder is not None else None)
+    drawn = recording_noise(model, monkeypatch)
+    torch.manual_seed(2)
+    fast = fast_terms(model, tokens, lengths, z_enc, mode)
+    noise = drawn[0] if drawn else None
+    reference = reference_terms(model, tokens, lengths, z_enc, mode, noise)
+    assert set(fast) == set(reference)
+    for name in reference:
+        torch.testing.assert_close(fast[name], reference[name], rtol=1e-10, atol=1e-10, msg=f"{name} differs")
+    fast_grads = gradients(model, z_enc, weighted_sum(fast, seed=3))
+    reference_grads = gradients(model, z_enc, weighted_sum(reference, seed=3))
+    for name, expected in reference_grads.items():
+        got = fast_grads[name]
+        if expected is None:  # not read in this mode (the attention, say, in the prior modes)
+            assert got is None or torch.all(got == 0), f"{name} has a gradient the reference does not"
+            continue
+        assert got is not None, f"{name} has no gradient"
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10, msg=f"gradient of {name} differs")
+
+
+def model_has_latents(setup: str) -> bool:
+    return setup in ("stochastic", "vrae_sa_aux")
+
+
+def test_scoring_without_gradients_gives_the_same_terms(monkeypatch):
+    """Without gradients the recurrence keeps nothing for a backward pass; the numbers must not change."""
+    model = small_model("vrae_sa_aux")
+    tokens, lengths = batch(seed=4)
+    torch.manual_seed(5)
+    with_grad = model(tokens, lengths)
+    torch.manual_seed(5)
+    with torch.inference_mode():
+        without = model(tokens, lengths)
+    for name in ("nll", "log_weight"):
+        torch.testing.assert_close(getattr(without, name), getattr(with_grad, name).detach(), rtol=0, atol=0)
+
+
+def test_training_mode_gradients_match_a_finite_difference():
+    """Dropout on (training mode, float64): the fused output layer and the recurrence still give the derivative."""
+    model = small_model("vrae_sa_aux").train()
+    tokens, lengths = batch(seed=6)
+    parameter = model.decoder.recurrent.weight
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(7)
+        return model.objective(model(tokens, lengths), {})
+
+    analytic = torch.autograd.grad(loss(), parameter)[0]
+    direction = torch.randn_like(parameter)
+    step = 1e-6
+    with torch.no_grad():
+        parameter += step * direction
+        upper = loss()
+        parameter -= 2 * step * direction
+        lower = loss()
+        parameter += step * direction
+    torch.testing.assert_close((upper - lower) / (2 * step), (analytic * direction).sum(), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 40])
+def test_fused_output_layer_is_the_softmax_cross_entropy(rows, monkeypatch):
+    """Values and gradients of the fused layer equal cross_entropy(linear(...)), also when the rows are cut into
+    several blocks and when targets repeat."""
+    monkeypatch.setattr("seqvae_zoo.model.OUTPUT_BLOCK_ELEMENTS", 3 * VOCAB)
+    generator = torch.Generator().manual_seed(8)
+    hidden = torch.randn(rows, 5, dtype=torch.float64, generator=generator, requires_grad=True)
+    weight = torch.randn(VOCAB, 5, dtype=torch.float64, generator=generator, requires_grad=True)
+    bias = torch.randn(VOCAB, dtype=torch.float64, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 4, (rows,), generator=generator)
+    upstream = torch.rand(rows, dtype=torch.float64, generator=generator)
+    fused = linear_cross_entropy(hidden, weight, bias, targets)
+    plain = F.cross_entropy(F.linear(hidden, weight, bias), targets, reduction="none")
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    for got, expected in zip(torch.autograd.grad((fused * upstream).sum(), (hidden, weight, bias)),
+                             torch.autograd.grad((plain * upstream).sum(), (hidden, weight, bias))):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_packed_layout_sorts_by_length_and_skips_padding():
+    layout = PackedLayout.from_lengths(torch.tensor([2, 3, 1, 3]), width=4)
+    assert layout.order.tolist() == [1, 3, 0, 2] and layout.batch_sizes == [4, 3, 2]
+    assert layout.offsets == [0, 4, 7]
+    assert layout.sentence.tolist() == [1, 3, 0, 2, 1, 3, 0, 1, 3]
+    padded = torch.arange(16.0).view(4, 4)
+    packed = layout.pack(padded)
+    assert packed.tolist() == [4, 12, 0, 8, 5, 13, 1, 6, 14]
+    assert layout.unpack(packed).tolist() == [[0, 1, 0, 0], [4, 5, 6, 0], [8, 0, 0, 0], [12, 13, 14, 0]]
+
+
+@pytest.mark.parametrize("lengths", [[3, 0], [3, 5], []])
+def test_lengths_that_do_not_fit_the_batch_are_refused(lengths):
+    with pytest.raises(LengthsError, match="between 1 .* and the batch's 4 columns"):
+        PackedLayout.from_lengths(torch.tensor(lengths, dtype=torch.long), width=4)
