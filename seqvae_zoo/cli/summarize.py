@@ -30,6 +30,8 @@ def register(subparsers) -> None:
                         help="comma-separated baselines to add to the table: lead, random, lda (default: lead,random; "
                              "'' for none)")
     parser.add_argument("--random-seeds", type=int, default=5, help="seeds the random baseline is averaged over")
+    parser.add_argument("--topics", default=None, help="comma-separated topic ids to summarize, e.g. D0701A,D0703A "
+                        "(default: all)")
     parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
                         help="gin binding for the summarization components, e.g. 'rankers.kl.direction = "
                              "\"symmetric\"' or 'summarization.SelectionSettings.min_words = 10'")
@@ -39,25 +41,30 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from seqvae_zoo.data.loading import load_dataset
-    from seqvae_zoo.summarization import baseline_summarizers, model_summarizer, render_table, run_systems
+    from seqvae_zoo.summarization import (RANKERS, REPRESENTATIONS, baseline_summarizers, model_summarizer,
+                                          render_table, run_systems)
     from seqvae_zoo.summarization.rouge import protocol
     from seqvae_zoo.summarization.selection import SelectionSettings
     from seqvae_zoo.training.checkpoint import load_checkpoint
     from seqvae_zoo.training.run import default_device
 
+    RANKERS.get(args.ranker)  # names first: a typo should not wait for the checkpoint and the corpus
+    if args.representation is not None:
+        REPRESENTATIONS.get(args.representation)
+    baselines = baseline_summarizers([name.strip() for name in args.baselines.split(",") if name.strip()],
+                                     args.random_seeds)
     loaded = load_checkpoint(args.checkpoint, map_location=args.device or default_device())
     try:
         gin.parse_config(args.gin)
     except (ValueError, KeyError, SyntaxError, TypeError) as error:
         raise ConfigError(f"--gin binding does not parse: {str(error).splitlines()[0]}") from None
-    corpus = load_dataset(args.data, data_dir=args.data_dir)
     settings = SelectionSettings(words=args.words)
     model = model_summarizer(loaded.model, loaded.vocab, args.representation, args.ranker, system=args.system)
     model.label = f"{args.system} ({model.label}; trained on {loaded.dataset or 'unknown data'})"
-    baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
-    systems = [model, *baseline_summarizers(baselines, args.random_seeds)]
+    corpus = load_dataset(args.data, data_dir=args.data_dir)
+    topics = args.topics.split(",") if args.topics else None
     out = Path(args.out)
-    scores = run_systems(systems, corpus, settings, out_dir=out)
+    scores = run_systems([model, *baselines], corpus, settings, out_dir=out, topic_ids=topics)
     table = render_table(scores, args.words)
     (out / "scores.md").write_text(table + "\n")
     record = {"protocol": protocol(args.words), "checkpoint": str(args.checkpoint), "dataset": corpus.name,

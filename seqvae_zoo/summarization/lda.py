@@ -1,9 +1,10 @@
 """Latent Dirichlet allocation (Blei, Ng & Jordan 2003) by batch variational EM, for the LDA baseline.
 
-Each sentence is a document. q(theta_d) = Dir(gamma_d) for its topic mixture and q(beta_k) = Dir(lambda_k) for each
+Documents are token lists (pooled sentences to learn topics, single sentences to infer their mixtures).
+q(theta_d) = Dir(gamma_d) for its topic mixture and q(beta_k) = Dir(lambda_k) for each
 topic's words (smoothed LDA, in the batch form of Hoffman, Blei & Bach 2010). Every step is vectorized over all
-(document, word) pairs at once, so fitting some 25,000 DUC sentences takes seconds, not minutes.
-Stop words and numbers are left out: in sentence-sized documents they would fill every topic.
+(document, word) pairs at once, so fitting the 1,125 DUC documents takes seconds (with the cores to oneself).
+Stop words and numbers are left out: they would fill every topic.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class BagOfWords(NamedTuple):
 
 
 class LDA:
-    """``num_topics`` topics over the words seen ``min_count`` times in the training sentences.
+    """``num_topics`` topics over the words seen ``min_count`` times in the training documents.
 
     ``alpha`` and ``eta`` are the symmetric Dirichlet priors of the mixtures and of the topics' words;
     ``em_iterations`` rounds of (``inner_iterations`` updates of every gamma, then lambda), the gammas carried from
@@ -58,30 +59,30 @@ class LDA:
         self.topic_words: torch.Tensor | None = None  # lambda (K, V)
 
     # -- data ---------------------------------------------------------------------------------------------------
-    def bag_of_words(self, sentences: Sequence[Sequence[str]]) -> BagOfWords:
-        """The counts of the vocabulary's words in each sentence (other words are ignored)."""
-        documents, words, counts = [], [], []
-        for index, sentence in enumerate(sentences):
-            for word, count in Counter(w for w in sentence if w in self.words).items():
-                documents.append(index)
+    def bag_of_words(self, documents: Sequence[Sequence[str]]) -> BagOfWords:
+        """The counts of the vocabulary's words in each document (other words are ignored)."""
+        rows, words, counts = [], [], []
+        for index, document in enumerate(documents):
+            for word, count in Counter(w for w in document if w in self.words).items():
+                rows.append(index)
                 words.append(self.words[word])
                 counts.append(count)
-        return BagOfWords(torch.tensor(documents, dtype=torch.long), torch.tensor(words, dtype=torch.long),
-                          torch.tensor(counts, dtype=torch.float32), len(sentences))
+        return BagOfWords(torch.tensor(rows, dtype=torch.long), torch.tensor(words, dtype=torch.long),
+                          torch.tensor(counts, dtype=torch.float32), len(documents))
 
     @staticmethod
     def is_content_word(word: str) -> bool:
         return word not in STOP_WORDS and word != "N" and any(c.isalpha() for c in word)
 
     # -- learning -----------------------------------------------------------------------------------------------
-    def fit(self, sentences: Sequence[Sequence[str]]) -> "LDA":
-        counts = Counter(word for sentence in sentences for word in sentence if self.is_content_word(word))
+    def fit(self, documents: Sequence[Sequence[str]]) -> "LDA":
+        counts = Counter(word for document in documents for word in document if self.is_content_word(word))
         kept = sorted(word for word, count in counts.items() if count >= self.min_count)
         if len(kept) < self.num_topics:
-            raise UserError(f"LDA: the training sentences have {len(kept)} content words seen at least "
+            raise UserError(f"LDA: the training text has {len(kept)} content words seen at least "
                             f"{self.min_count} times, fewer than its {self.num_topics} topics: train on more text")
         self.words = {word: index for index, word in enumerate(kept)}
-        bag = self.bag_of_words(sentences)
+        bag = self.bag_of_words(documents)
         start = np.random.default_rng(self.seed).gamma(100.0, 0.01, (self.num_topics, len(kept)))
         self.topic_words = torch.tensor(start, dtype=torch.float32)
         gamma = torch.ones(bag.documents, self.num_topics)
@@ -90,11 +91,11 @@ class LDA:
             self.topic_words = self.eta + statistics
         return self
 
-    def infer(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
-        """gamma (N, K): alpha plus each sentence's expected topic counts, with the topics held fixed."""
+    def infer(self, documents: Sequence[Sequence[str]]) -> torch.Tensor:
+        """gamma (N, K): alpha plus each document's expected topic counts, with the topics held fixed."""
         if self.topic_words is None:
             raise RuntimeError("LDA.infer before fit")
-        bag = self.bag_of_words(sentences)
+        bag = self.bag_of_words(documents)
         gamma, _ = self._e_step(bag, torch.ones(bag.documents, self.num_topics), self.infer_iterations)
         return gamma
 

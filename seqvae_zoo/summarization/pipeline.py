@@ -144,20 +144,28 @@ def score_summaries(summarizer: Summarizer, summaries: Sequence[Summary], topics
                        len(summaries))
 
 
-def topics_of(corpus: Corpus) -> list[Topic]:
+def topics_of(corpus: Corpus, topic_ids: Sequence[str] | None = None) -> list[Topic]:
+    """The corpus's topics (those named in ``topic_ids`` only, in that order, when given)."""
     topics = corpus.extras.get("topics")
     if not topics:
         raise DataError(f"dataset {corpus.name!r} has no topics to summarize: use duc2007 (or another dataset in "
                         "NIST's DUC layout)")
-    return topics
+    if topic_ids is None:
+        return topics
+    by_id = {topic.id: topic for topic in topics}
+    unknown = [topic_id for topic_id in topic_ids if topic_id not in by_id]
+    if unknown:
+        raise DataError(f"{corpus.name} has no topic {', '.join(unknown)}; its topics are {topics[0].id} to "
+                        f"{topics[-1].id}")
+    return [by_id[topic_id] for topic_id in topic_ids]
 
 
 def run_systems(summarizers: Sequence[Summarizer], corpus: Corpus, settings: SelectionSettings | None = None,
-                out_dir: str | Path | None = None) -> list[SystemScore]:
-    """Fit what must be fitted on the corpus's training sentences, summarize every topic, write the summaries (when
-    ``out_dir`` is given) and score them."""
+                out_dir: str | Path | None = None, topic_ids: Sequence[str] | None = None) -> list[SystemScore]:
+    """Fit what must be fitted on the corpus's training sentences, summarize every topic (or those of
+    ``topic_ids``), write the summaries (when ``out_dir`` is given) and score them."""
     settings = settings or SelectionSettings()
-    topics = topics_of(corpus)
+    topics = topics_of(corpus, topic_ids)
     scores = []
     for summarizer in summarizers:
         if summarizer.representation is not None:

@@ -27,10 +27,10 @@ def kl_divergence(p: Distribution, q: Distribution) -> torch.Tensor:
 class KLRanker(Ranker):
     """Smallest KL divergence between sentence and topic first (the paper's ranking).
 
-    ``direction`` "sentence_to_topic" (default) is KL(sentence || topic): how well the topic's
-    broad distribution explains the sentence's, which a sentence near the topic's centre satisfies whatever its
-    own spread; "topic_to_sentence" is the reverse, which favours broad sentence distributions; "symmetric" sums
-    both. The paper does not say which it used."""
+    ``direction`` "sentence_to_topic" (default) is KL(sentence || topic), which measures the distance between
+    means in the topic's spread, the same yardstick for every sentence; "topic_to_sentence" measures it in each
+    sentence's own spread, so sentences with broad (uncertain) distributions come first; "symmetric" adds both.
+    The paper does not say which it used."""
 
     def __init__(self, direction: str = "sentence_to_topic"):
         if direction not in DIRECTIONS:
