@@ -1,0 +1,301 @@
+"""Training and scoring throughput of the presets on PTB, beside the matmul ceiling measured in the same process.
+
+For each preset, at the paper's sizes, on length-bucketed PTB batches of 32:
+
+- training: tokens/s of whole steps (forward, backward, gradient-norm clipping at 5, Adam), warm-up steps first, then
+  the median over repetitions of a fixed set of batches;
+- scoring: tokens/s of one ELBO pass (``latent_mode="posterior"``) in inference mode, measured the same way;
+- the ceiling: the model's own matmul FLOPs per token (forward; training counts 3 x forward) at the float32 matmul
+  rate of a large matmul timed just before each repetition, and the fraction of it reached;
+- IW-NLL with K samples (500, the protocol's default): :func:`importance_log_likelihood` of the evaluation module on a
+  few of the protocol's length-sorted test batches, extrapolated to the whole test split by tokens;
+- peak memory: the process's peak resident set on CPU, peak allocated CUDA memory on a GPU.
+
+Each preset runs in a fresh process, so that its peak memory and allocator state are its own.
+
+    python benchmarks/throughput.py                     # all four presets, a table
+    python benchmarks/throughput.py --presets vrae_sa_aux --iw-batches 0 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import resource
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Sequence
+
+import torch
+from tabulate import tabulate
+
+from seqvae_zoo import build_model, parse_config
+from seqvae_zoo.data import load_dataset
+from seqvae_zoo.data.batching import make_loader
+from seqvae_zoo.data.vocab import Vocabulary
+from seqvae_zoo.decoders.attentive import AttentiveDecoder
+from seqvae_zoo.decoders.lstm import LSTMDecoder
+from seqvae_zoo.decoders.stochastic import StochasticDecoder
+from seqvae_zoo.encoders.lstm import LSTMEncoder
+from seqvae_zoo.evaluation.importance import importance_log_likelihood
+from seqvae_zoo.evaluation.protocol import DEFAULT_IW_SAMPLES, DEFAULT_MEMORY_BUDGET_MB
+from seqvae_zoo.model import SeqVAE
+
+PRESETS = ("lstm", "vrae", "vrae_sa", "vrae_sa_aux")
+BATCH_SIZE = 32  # the paper's
+EVALUATION_BATCH_SIZE = 64  # evaluate_corpus's default
+CLIP_NORM = 5.0
+#: Adam's implementations (the same update): one fused kernel over all parameters, or torch's default for the device
+#: (on CPU a loop of separate elementwise operations per parameter).
+ADAM_IMPLEMENTATIONS = {"fused": {"fused": True}, "default": {}}
+
+
+# -- the ceiling -------------------------------------------------------------------------------------------------
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(device: torch.device, repeats: int = 3) -> float:
+    """float32 FLOP/s of a large square matmul (the best of ``repeats``, after one untimed run)."""
+    size = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    out = torch.empty(size, size, device=device)
+    best = float("inf")
+    for attempt in range(repeats + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        synchronize(device)
+        if attempt:
+            best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def _linear(inputs: int, outputs: int) -> int:
+    return 2 * inputs * outputs
+
+
+def encoder_flops(encoder: LSTMEncoder | None, lengths: Sequence[int]) -> float:
+    """Forward matmul FLOPs of the encoder over sentences of these lengths (the LSTM, then q(z_enc | x))."""
+    if encoder is None:
+        return 0.0
+    if not isinstance(encoder, LSTMEncoder):
+        raise TypeError(f"no FLOP count for encoder {type(encoder).__name__}")
+    rnn = encoder.rnn
+    directions = 2 if rnn.bidirectional else 1
+    per_token = directions * _linear(rnn.input_size + rnn.hidden_size, 4 * rnn.hidden_size)
+    per_sentence = _linear(encoder.state_size, encoder.posterior.out_features)
+    return sum(lengths) * per_token + len(lengths) * per_sentence
+
+
+def decoder_flops(decoder: LSTMDecoder, lengths: Sequence[int], memory_size: int) -> float:
+    """Forward matmul FLOPs of the decoder and the output layer in a posterior-mode pass over sentences of these
+    lengths: what the model's mathematics needs, each product computed once (z_enc's projection once per sentence,
+    the attention keys once per encoder state)."""
+    if not isinstance(decoder, LSTMDecoder):
+        raise TypeError(f"no FLOP count for decoder {type(decoder).__name__}")
+    hidden, gates = decoder.hidden_size, 4 * decoder.hidden_size
+    per_token = (_linear(decoder.input_projection.in_features, gates) + _linear(hidden, gates)
+                 + _linear(hidden, decoder.vocab_size))
+    per_sentence = _linear(decoder.z_enc_dim, gates) if decoder.z_enc_dim else 0
+    per_token_squared = 0  # attention reads every encoder state at every step
+    if isinstance(decoder, StochasticDecoder):
+        latent, extra = decoder.latent_dim, decoder.extra_latent_size
+        per_token += (2 * _linear(hidden, 2 * latent)  # posterior (h_{t-1} half), prior
+                      + _linear(latent + extra, gates))  # [z_t, c~_t] into the gates
+        if isinstance(decoder, AttentiveDecoder):
+            attention = decoder.query_size
+            per_token += (_linear(hidden, attention)  # query W h_{t-1}
+                          + _linear(memory_size, attention)  # keys V s_i
+                          + _linear(memory_size, 2 * latent)  # posterior, c_t half
+                          + _linear(latent, 2 * extra)  # p(c~_t | z_t)
+                          + _linear(memory_size, extra))  # c_t's projection, the auxiliary target
+            per_token_squared = _linear(attention, 1) + _linear(1, memory_size)  # scores, weighted sum
+        else:
+            per_sentence += _linear(memory_size, 2 * latent)  # posterior, the sentence summary's half
+    return (sum(lengths) * per_token + len(lengths) * per_sentence
+            + sum(length * length for length in lengths) * per_token_squared)
+
+
+def forward_flops(model: SeqVAE, lengths: Sequence[int], samples: int = 1) -> float:
+    """Forward matmul FLOPs of scoring sentences of these lengths with ``samples`` draws of the latents each (the
+    encoder runs once per sentence)."""
+    memory_size = model.encoder.state_size if model.encoder is not None else 0
+    return encoder_flops(model.encoder, lengths) + samples * decoder_flops(model.decoder, lengths, memory_size)
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+def ptb_batches(data_dir: str | None, train_batches: int, iw_batches: int, seed: int):
+    """The first ``train_batches`` length-bucketed training batches of an epoch (shuffled as in training), and
+    ``iw_batches`` of the protocol's length-sorted test batches, evenly spread over lengths; with the test split's
+    total token count."""
+    corpus = load_dataset("ptb", data_dir=data_dir)
+    vocab = Vocabulary.build(corpus.splits["train"])
+    loader = make_loader(vocab.encode_all(corpus.splits["train"]), BATCH_SIZE, vocab.pad_id, seed=seed)
+    train = [batch for batch, _ in zip(loader, range(train_batches))]
+    test = list(make_loader(vocab.encode_all(corpus.splits["test"]), EVALUATION_BATCH_SIZE, vocab.pad_id,
+                            shuffle=False))
+    picked = [test[int((i + 0.5) * len(test) / iw_batches)] for i in range(iw_batches)]
+    test_tokens = sum(int(batch.lengths.sum()) for batch in test)
+    return vocab, train, picked, test_tokens
+
+
+# -- measurements ------------------------------------------------------------------------------------------------
+def repeated(run: Callable[[], None], repeats: int, warmup: int, device: torch.device) -> list[dict[str, float]]:
+    """Run ``warmup`` times untimed, then ``repeats`` times, each timed beside a fresh matmul-rate measurement."""
+    for _ in range(warmup):
+        run()
+    results = []
+    for _ in range(repeats):
+        rate = matmul_rate(device)
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        results.append({"seconds": time.perf_counter() - start, "matmul_flops_per_second": rate})
+    return results
+
+
+def summarize(results: list[dict[str, float]], tokens: int, flops: float) -> dict[str, float]:
+    """Median tokens/s, ceiling tokens/s and fraction of the ceiling (each repetition against its own rate)."""
+    throughput = [tokens / r["seconds"] for r in results]
+    ceiling = [r["matmul_flops_per_second"] * tokens / flops for r in results]
+    return {"tokens_per_second": statistics.median(throughput),
+            "ceiling_tokens_per_second": statistics.median(ceiling),
+            "fraction_of_ceiling": statistics.median(t / c for t, c in zip(throughput, ceiling)),
+            "matmul_gflops": statistics.median(r["matmul_flops_per_second"] for r in results) / 1e9,
+            "seconds": statistics.median(r["seconds"] for r in results)}
+
+
+def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Every measurement of one preset (run in its own process)."""
+    if options["threads"]:
+        torch.set_num_threads(options["threads"])
+    device = torch.device(options["device"])
+    torch.manual_seed(options["seed"])
+    vocab, train, iw_batches, test_tokens = ptb_batches(options["data_dir"], options["batches"],
+                                                        options["iw_batches"], options["seed"])
+    parse_config([preset])
+    model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **ADAM_IMPLEMENTATIONS[options["adam"]])
+    batches = [(b.tokens.to(device), b.lengths.to(device)) for b in train]
+    lengths = [length for _, batch_lengths in batches for length in batch_lengths.tolist()]
+    tokens = sum(lengths)
+
+    def train_steps() -> None:
+        model.train()
+        for batch_tokens, batch_lengths in batches:
+            optimizer.zero_grad(set_to_none=True)
+            model.objective(model(batch_tokens, batch_lengths), {}).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+            optimizer.step()
+
+    def score() -> None:
+        model.eval()
+        with torch.inference_mode():
+            for batch_tokens, batch_lengths in batches:
+                model(batch_tokens, batch_lengths, latent_mode="posterior")
+
+    repeats, warmup = options["repeats"], options["warmup"]
+    result: dict[str, Any] = {
+        "preset": preset, "parameters": model.num_parameters(), "tokens": tokens, "batches": len(batches),
+        "forward_gflop_per_token": forward_flops(model, lengths) / tokens / 1e9,
+        "training": summarize(repeated(train_steps, repeats, warmup, device), tokens, 3 * forward_flops(model, lengths)),
+        "scoring": summarize(repeated(score, repeats, warmup, device), tokens, forward_flops(model, lengths)),
+    }
+    if iw_batches and model.kl_terms:
+        result["iw"] = measure_iw(model, iw_batches, test_tokens, options["iw_samples"], device)
+    result["peak_memory_mb"] = peak_memory_mb(device)
+    return result
+
+
+def measure_iw(model: SeqVAE, batches, test_tokens: int, samples: int, device: torch.device) -> dict[str, float]:
+    """IW-NLL with ``samples`` draws per sentence on ``batches``, as the evaluation protocol computes it, timed once
+    and extrapolated to the test split by tokens."""
+    model.eval()
+    rate = matmul_rate(device)
+    lengths = [length for batch in batches for length in batch.lengths.tolist()]
+    synchronize(device)
+    start = time.perf_counter()
+    for batch in batches:
+        importance_log_likelihood(model, batch.tokens.to(device), batch.lengths.to(device), samples,
+                                  DEFAULT_MEMORY_BUDGET_MB * 2 ** 20)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    ceiling_seconds = forward_flops(model, lengths, samples) / rate
+    scale = test_tokens / sum(lengths)
+    return {"samples": samples, "sentences": len(lengths), "tokens": sum(lengths), "seconds": seconds,
+            "test_split_seconds": seconds * scale, "ceiling_test_split_seconds": ceiling_seconds * scale,
+            "fraction_of_ceiling": ceiling_seconds / seconds, "matmul_gflops": rate / 1e9}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10  # kilobytes on Linux
+
+
+# -- the report --------------------------------------------------------------------------------------------------
+def table(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for r in results:
+        train, scoring, iw = r["training"], r["scoring"], r.get("iw")
+        rows.append([r["preset"], f"{r['forward_gflop_per_token'] * 1e3:.2f}",
+                     f"{train['tokens_per_second']:,.0f}", f"{train['ceiling_tokens_per_second']:,.0f}",
+                     f"{train['fraction_of_ceiling']:.2f}",
+                     f"{scoring['tokens_per_second']:,.0f}", f"{scoring['fraction_of_ceiling']:.2f}",
+                     f"{iw['test_split_seconds'] / 60:.1f}" if iw else "-",
+                     f"{iw['fraction_of_ceiling']:.2f}" if iw else "-", f"{r['peak_memory_mb']:,.0f}"])
+    return tabulate(rows, headers=["preset", "MFLOP/token", "train tok/s", "ceiling tok/s", "fraction",
+                                   "score tok/s", "fraction", "IW test min", "fraction", "peak MB"],
+                    tablefmt="github", disable_numparse=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
+    parser.add_argument("--data-dir", help="folder holding ptb/ (default: $SEQVAE_DATA, then the user cache)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--batches", type=int, default=20, help="training batches per repetition")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes over the batches first")
+    parser.add_argument("--iw-batches", type=int, default=2, help="test batches of 64 timed for IW-NLL (0: skip)")
+    parser.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES)
+    parser.add_argument("--adam", choices=sorted(ADAM_IMPLEMENTATIONS), default="fused",
+                        help="Adam implementation (the same update either way)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    args = parser.parse_args(argv)
+    for name in ("batches", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    options = {key: getattr(args, key) for key in ("data_dir", "device", "threads", "batches", "repeats", "warmup",
+                                                   "iw_batches", "iw_samples", "adam", "seed")}
+    context = multiprocessing.get_context("spawn")
+    results = []
+    for preset in args.presets:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            results.append(pool.submit(measure_preset, preset, options).result())
+        if not args.json:
+            print(f"{preset}: done", file=sys.stderr)
+    environment = {"device": args.device, "torch": torch.__version__, "threads": args.threads or torch.get_num_threads(),
+                   "machine": platform.processor() or platform.machine(), "options": options}
+    if args.json:
+        print(json.dumps({"environment": environment, "results": results}, indent=2))
+    else:
+        print(table(results))
+        print(f"\ntorch {torch.__version__} on {args.device}, {environment['threads']} threads; training counts "
+              f"3 x forward FLOPs; ceilings at the float32 matmul rate measured beside each repetition "
+              f"(median {statistics.median(r['training']['matmul_gflops'] for r in results):.0f} GFLOP/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
