@@ -218,7 +218,7 @@ def test_evaluate_corpus_lines_the_true_latent_up_with_the_length_sorted_batches
                                                          "true_nll": {"test": [1.0] * len(sentences)}})
     result = evaluate_corpus(vrae_model, VOCAB, corpus, "test", iw_samples=2, batch_size=16)
     assert result["dataset"] == "toy" and result["split"] == "test"
-    assert result["synthetic"]["probe_accuracy"] > 0.9  # about chance (0.25) if labels met the wrong sentences
+    assert result["synthetic"]["probe_accuracy"] > 0.7  # about chance (0.25) if labels met the wrong sentences
     assert result["synthetic"]["gap"] == pytest.approx(result["iw"]["nll"] - 1.0)
 
 

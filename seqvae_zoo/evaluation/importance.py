@@ -19,8 +19,9 @@ from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.model import SeqVAE
 
-#: Bytes one token of one repeated row costs in a scoring pass: the float32 logits over the vocabulary and the
-#: log-softmax the cross-entropy makes of them (per word type: 2 x 4 bytes). The rest of the pass is much smaller.
+#: Bytes one token of one repeated row may cost in a scoring pass, per vocabulary entry: the float32 logits and their
+#: log-softmax (2 x 4 bytes), were the output layer to hold them all at once. A bound: the rest of the pass is much
+#: smaller, and an output layer that works in blocks holds less.
 BYTES_PER_TOKEN_PER_TYPE = 8
 
 
