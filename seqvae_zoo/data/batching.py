@@ -124,4 +124,7 @@ def make_loader(encoded: list[list[int]], batch_size: int, pad_id: int, shuffle:
     """A DataLoader of :class:`Batch` over encoded sentences, batched by a :class:`BucketBatchSampler` (reach it
     as ``loader.batch_sampler`` for ``set_epoch``, ``state_dict`` and ``padding_ratio``)."""
     sampler = BucketBatchSampler([len(sequence) for sequence in encoded], batch_size, shuffle=shuffle, seed=seed)
-    return DataLoader(encoded, batch_sampler=sampler, collate_fn=functools.partial(collate, pad_id=pad_id))
+    # A generator of its own: each new DataLoader iterator draws a seed from its generator, and drawing it from the
+    # global one would shift the dropout and latent noise of a resumed run against an uninterrupted one.
+    return DataLoader(encoded, batch_sampler=sampler, collate_fn=functools.partial(collate, pad_id=pad_id),
+                      generator=torch.Generator().manual_seed(seed))

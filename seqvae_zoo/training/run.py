@@ -68,9 +68,8 @@ def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_di
             raise UserError("--resume continues a run with its saved config: give no preset or --gin bindings "
                             "(only --epochs may change)")
         saved = read_checkpoint(checkpoint)
-        parse_config_text(saved["config_text"])
-        gin.parse_config(epoch_binding)
-        text = saved["config_text"]
+        text = "\n".join([saved["config_text"], *epoch_binding])
+        parse_config_text(text)
         dataset, seed = saved["dataset"], saved["seed"]
         dataset_options = saved.get("dataset_options", {})
     else:
@@ -79,8 +78,7 @@ def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_di
                             "another --out")
         if not configs:
             raise UserError("give at least one preset or gin file (see `seqvae presets`)")
-        text = parse_config(configs, list(bindings))
-        gin.parse_config(epoch_binding)
+        text = parse_config(configs, [*bindings, *epoch_binding])
     corpus = load_dataset(dataset, data_dir=data_dir, **(dataset_options or {}))
     vocabulary_settings = VocabularySettings()
     vocab = (vocabulary_from_dict(saved["vocab"]) if resume

@@ -1,0 +1,199 @@
+"""The trainer: learning, exact resume (in process and after SIGKILL), bad checkpoints, NaN stops, run files."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqvae_zoo.cli import main
+from seqvae_zoo.errors import UserError
+from seqvae_zoo.schedules.annealing import Cyclical, Linear, TwoPhase
+from seqvae_zoo.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from seqvae_zoo.training.run import train_run
+from seqvae_zoo.training.trainer import NonFiniteLossError, TrainingSettings
+
+TINY = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "training.TrainingSettings.batch_size = 16",
+        "training.TrainingSettings.checkpoint_every = 4", "kl_schedules.linear.warmup_epochs = 1.0"]
+SMALL_DATA = {"train_size": 160, "valid_size": 32, "test_size": 32}
+
+
+def tiny_run(out: Path, preset: str = "vrae_sa_aux", **kwargs):
+    kwargs.setdefault("epochs", 2)
+    return train_run([preset], "synthetic", out, bindings=TINY + kwargs.pop("bindings", []), progress=False,
+                     dataset_options=SMALL_DATA, **kwargs)
+
+
+def parameters(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["model"]
+
+
+def assert_same_parameters(a: Path, b: Path, atol: float = 0.0) -> None:
+    left, right = parameters(a), parameters(b)
+    assert left.keys() == right.keys()
+    for name in left:
+        assert torch.allclose(left[name], right[name], atol=atol, rtol=0), name
+
+
+def test_lr_schedule_is_the_papers():
+    settings = TrainingSettings()
+    factors = [settings.lr_factor(epoch) for epoch in range(16)]
+    assert factors[:10] == [1.0] * 10
+    assert factors[10:16] == [0.5, 0.5, 0.25, 0.25, 0.125, 0.125]
+
+
+def test_kl_schedules():
+    assert Linear(warmup_epochs=2.0).weights(0, 1.0) == {"z_enc": 0.5, "z_t": 0.5}
+    assert Linear(warmup_epochs=2.0).weights(0, 3.0)["z_enc"] == 1.0
+    cyclical = Cyclical(cycle_epochs=2.0, ratio=0.5)
+    assert [cyclical.weights(0, e)["z_t"] for e in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5]
+    two_phase = TwoPhase()
+    early, late = two_phase.weights(0, 2.0), two_phase.weights(0, 7.5)
+    assert early == {"z_enc": 0.1, "z_t": 0.4, "context_prediction": 0.0}
+    assert late["z_enc"] == pytest.approx(0.1 + 0.9 * 0.5) and late["z_t"] == 1.0 and late["context_prediction"] == 1.0
+
+
+@pytest.mark.parametrize("preset", ["lstm", "vrae", "vrae_sa", "vrae_sa_aux"])
+def test_each_preset_learns_on_the_synthetic_corpus(tmp_path, preset):
+    run = train_run([preset], "synthetic", tmp_path, bindings=[
+        "EMBEDDING = 32", "HIDDEN = 32", "LATENT = 4", "training.TrainingSettings.checkpoint_every = 0",
+        "kl_schedules.linear.warmup_epochs = 1.0"], epochs=3, progress=False,
+        dataset_options={"train_size": 1500, "valid_size": 100, "test_size": 100})
+    vocab_size = run.vocab.size
+    tokens_per_sentence = sum(len(s) + 1 for s in run.corpus.splits["valid"]) / len(run.corpus.splits["valid"])
+    uniform = math.log(vocab_size) * tokens_per_sentence  # the NLL of a model that has learned nothing
+    first, last = run.history[0], run.history[-1]
+    assert last["valid_neg_elbo"] < 0.75 * uniform
+    assert last["train_nll"] < first["train_nll"]
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "learning_curves.png").stat().st_size > 0
+
+
+def test_resume_equals_uninterrupted_training(tmp_path):
+    tiny_run(tmp_path / "straight")
+    tiny_run(tmp_path / "stopped", max_steps=6)  # mid-epoch: 10 batches per epoch
+    assert read_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["step"] == 6
+    resumed = train_run([], "synthetic", tmp_path / "stopped", resume=True, progress=False)
+    assert resumed.history[-1]["epoch"] == 2
+    assert_same_parameters(tmp_path / "straight" / "checkpoint.pt", tmp_path / "stopped" / "checkpoint.pt")
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    """A run killed with SIGKILL between checkpoints resumes from the last one and ends where an uninterrupted
+    run ends."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "seqvae_zoo.cli", "train", "vrae_sa_aux", "--data", "synthetic", "--quiet",
+               "--epochs", "2", "--gin", "synthetic.train_size = 160", "--gin", "synthetic.valid_size = 32",
+               "--gin", "synthetic.test_size = 32", *(a for b in TINY for a in ("--gin", b)),
+               "--gin", "training.TrainingSettings.checkpoint_every = 1"]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--out", str(killed)], env=env)
+    checkpoint = killed / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoint.is_file() and read_checkpoint(checkpoint)["step"] >= 5:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stopped_at = read_checkpoint(checkpoint)["step"]
+    assert 5 <= stopped_at < 20
+    subprocess.run([*command[:3], "train", "--resume", "--out", str(killed), "--quiet"], env=env, check=True)
+    straight = tmp_path / "straight"
+    subprocess.run([*command, "--out", str(straight)], env=env, check=True)
+    assert read_checkpoint(checkpoint)["step"] == 20
+    assert_same_parameters(straight / "checkpoint.pt", checkpoint, atol=1e-6)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from seqvae_zoo.model import SeqVAE
+
+    original = SeqVAE.objective
+    calls = {"n": 0}
+
+    def poisoned(self, terms, weights):
+        calls["n"] += 1
+        loss = original(self, terms, weights)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    monkeypatch.setattr(SeqVAE, "objective", poisoned)
+    with pytest.raises(NonFiniteLossError, match="at step 7 .*checkpoint.pt"):
+        tiny_run(tmp_path)
+    kept = read_checkpoint(tmp_path / "checkpoint.pt")
+    assert kept["step"] == 4
+    assert all(torch.isfinite(value).all() for value in kept["model"].values())
+
+
+def test_bad_checkpoints_give_one_clear_error(tmp_path):
+    tiny_run(tmp_path / "run", max_steps=4)
+    good = tmp_path / "run" / "checkpoint.pt"
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    for path, message in ((truncated, "truncated, corrupt"), (garbage, "truncated, corrupt"),
+                          (foreign, "not a seqvae_zoo checkpoint"), (tmp_path / "missing.pt", "does not exist")):
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(path)
+    loaded = load_checkpoint(tmp_path / "run")
+    assert not loaded.model.training and loaded.vocab.size > 4
+
+
+def test_checkpoints_refuse_code_execution(tmp_path):
+    """Weights-only loading: a pickle that would run code is refused, not executed."""
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "seqvae_zoo.checkpoint", "payload": Exploit()}, path)
+    with pytest.raises(CheckpointError):
+        read_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_atomic_save_leaves_no_temporary_file(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"x": torch.ones(3)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+    assert torch.equal(read_checkpoint(tmp_path / "c.pt")["x"], torch.ones(3))
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path):
+    tiny_run(tmp_path, max_steps=4)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(UserError, match="already holds a run: pass --resume"):
+        tiny_run(tmp_path, max_steps=4)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    with pytest.raises(UserError, match="nothing to resume"):
+        train_run([], "synthetic", tmp_path / "empty", resume=True)
+    with pytest.raises(UserError, match="saved config"):
+        train_run(["vrae"], "synthetic", tmp_path, resume=True)
+
+
+def test_run_folder_holds_config_metrics_curves_and_events(tmp_path):
+    run = tiny_run(tmp_path, epochs=2)
+    assert "SeqVAE.decoder = @decoders.attentive" in (tmp_path / "config.gin").read_text()
+    assert "TrainingSettings" in (tmp_path / "operative_config.gin").read_text()
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "valid_neg_elbo" in rows[0] and "weight_z_enc" in rows[0]
+    assert any((tmp_path / "tensorboard").iterdir())
+    assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert [row["epoch"] for row in run.history] == [1, 2]
+
+
+def test_train_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["train", "vrae_sa_aus", "--data", "synthetic", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown preset 'vrae_sa_aus'. Did you mean 'vrae_sa_aux'?")
+    assert main(["train", "vrae", "--data", "ptbb", "--out", str(tmp_path / "y")]) == 2
+    assert "Did you mean 'ptb'?" in capsys.readouterr().err
