@@ -144,40 +144,32 @@ def test_holdout_must_leave_something_to_train_on():
 
 
 # -- broken copies ---------------------------------------------------------------------------------------------------
-@pytest.fixture
-def copy_of_duc(tmp_path):
-    """A full copy of duc2007/ in a fresh data directory, to break."""
+def replace_in(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new))
+
+
+BREAKAGES = {
+    "a missing document": (lambda duc: (duc / "docs/D0701A/NYT19990227.0073").unlink(),
+                           r"topic D0701A: 1 of its 25 documents are missing, first .*docs/D0701A/NYT19990227\.0073"),
+    "unreadable SGML": (lambda duc: replace_in(duc / "docs/D0701A/APW19990612.0141", "<TEXT>", "<TXT>"),
+                        r"docs/D0701A/APW19990612\.0141 is not a readable NIST SGML file: it has no <TEXT> element"),
+    "a document under another's name": (
+        lambda duc: shutil.copy(duc / "docs/D0701A/APW19991013.0008", duc / "docs/D0701A/APW19990612.0141"),
+        r"APW19990612\.0141 holds document 'APW19991013\.0008'"),
+    "a changed topics file": (lambda duc: replace_in(duc / "topics.sgml", "Southern Poverty", "Northern Poverty"),
+                              r"topics\.sgml has md5 \w+, expected e6b48b5de4e4864931d6fe5fcbe844f0"),
+    "a missing reference": (lambda duc: (duc / "refs/D0743.M.250.J.B").unlink(),
+                            r"topic D0743J has 3 references .*expected 4: a reference file is missing"),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_a_broken_copy_is_refused_naming_the_file(breakage, tmp_path):
     shutil.copytree(DUC, tmp_path / "duc2007")
-    return tmp_path
-
-
-def test_a_missing_document_is_named(copy_of_duc):
-    (copy_of_duc / "duc2007/docs/D0701A/NYT19990227.0073").unlink()
-    with pytest.raises(DataError, match=r"topic D0701A: 1 of its 25 documents are missing, first "
-                                        r".*docs/D0701A/NYT19990227\.0073"):
-        Duc2007(data_dir=str(copy_of_duc)).topics()
-
-
-def test_unreadable_sgml_is_named(copy_of_duc):
-    path = copy_of_duc / "duc2007/docs/D0701A/APW19990612.0141"
-    path.write_text(path.read_text().replace("<TEXT>", "<TXT>"))
-    with pytest.raises(DataError, match=r"docs/D0701A/APW19990612\.0141 is not a readable NIST SGML file: it has no "
-                                        r"<TEXT> element"):
-        Duc2007(data_dir=str(copy_of_duc)).topics()
-
-
-def test_a_document_under_another_name_is_named(copy_of_duc):
-    folder = copy_of_duc / "duc2007/docs/D0701A"
-    shutil.copy(folder / "APW19991013.0008", folder / "APW19990612.0141")
-    with pytest.raises(DataError, match=r"APW19990612\.0141 holds document 'APW19991013\.0008'"):
-        Duc2007(data_dir=str(copy_of_duc)).topics()
-
-
-def test_a_changed_topics_file_fails_its_checksum(copy_of_duc):
-    path = copy_of_duc / "duc2007/topics.sgml"
-    path.write_text(path.read_text().replace("Southern Poverty", "Northern Poverty"))
-    with pytest.raises(DataError, match=r"topics\.sgml has md5 \w+, expected e6b48b5de4e4864931d6fe5fcbe844f0"):
-        Duc2007(data_dir=str(copy_of_duc)).topics()
+    damage, message = BREAKAGES[breakage]
+    damage(tmp_path / "duc2007")
+    with pytest.raises(DataError, match=message):
+        Duc2007(data_dir=str(tmp_path)).topics()
 
 
 def test_a_missing_topics_file_says_where_to_put_it(tmp_path, monkeypatch):
@@ -185,12 +177,6 @@ def test_a_missing_topics_file_says_where_to_put_it(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"missing topics\.sgml \(md5 e6b48b5de4e4864931d6fe5fcbe844f0\) in "
                                         r".*duc2007.*duc\.nist\.gov"):
         load_dataset("duc2007", data_dir=str(tmp_path))
-
-
-def test_a_missing_reference_is_noticed(copy_of_duc):
-    (copy_of_duc / "duc2007/refs/D0743.M.250.J.B").unlink()
-    with pytest.raises(DataError, match=r"topic D0743J has 3 references .*expected 4: a reference file is missing"):
-        Duc2007(data_dir=str(copy_of_duc)).topics()
 
 
 # -- the reader on other NIST copies ---------------------------------------------------------------------------------

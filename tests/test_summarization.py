@@ -16,8 +16,9 @@ from seqvae_zoo.errors import UserError
 from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.presets import build_model, parse_config
 from seqvae_zoo.registry import REGISTRIES
-from seqvae_zoo.summarization import (RANKERS, REPRESENTATIONS, Summarizer, baseline_summarizers, model_summarizer,
-                                      render_table, run_systems, summarize_topics, write_summaries)
+from seqvae_zoo.summarization import (RANKERS, REPRESENTATIONS, Summarizer, baseline_metrics, baseline_summarizers,
+                                      model_summarizer, render_table, run_systems, summarize_and_score,
+                                      summarize_topics, write_summaries)
 from seqvae_zoo.summarization.lda import LDA
 from seqvae_zoo.summarization.pipeline import score_summaries, table_rows
 from seqvae_zoo.summarization.rankers.base import RankingInput
@@ -276,6 +277,16 @@ def test_a_tiny_model_summarizes_end_to_end(preset, representation, small_topic,
     assert model.training  # left as it was found
     if preset == "vrae_sa_aux":  # the stochastic decoder runs at its means: the same summary every time
         assert summarize_topics(summarizer, [small_topic])[0].sentences == summary.sentences
+
+
+def test_the_bench_gets_metrics_records_for_models_and_baselines(duc, vocab):
+    record = summarize_and_score(tiny_model("vrae", vocab), vocab, duc, topic_ids=["D0701A"])
+    assert (record["representation"], record["ranker"], record["topics_scored"]) == ("posterior", "kl", 1)
+    assert set(record["rouge1"]) == {"recall", "precision", "f"} and "Porter stemming" in record["protocol"]
+    baselines = baseline_metrics(duc, names=("lead", "random"), random_seeds=2, topic_ids=["D0701A"])
+    assert list(baselines) == ["LEAD", "Random (2 seeds)"]
+    assert baselines["Random (2 seeds)"]["systems"] == ["RANDOM-0", "RANDOM-1"]
+    assert baselines["Random (2 seeds)"]["f_std"] > 0 and baselines["LEAD"]["f_std"] is None
 
 
 def test_a_representation_the_model_does_not_have_is_refused(vocab):

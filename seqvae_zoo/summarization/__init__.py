@@ -24,8 +24,8 @@ add_registry(REPRESENTATIONS)
 add_registry(RANKERS)
 
 from seqvae_zoo.summarization.pipeline import (  # noqa: E402  (after the registries its modules use)
-    Summarizer, baseline_summarizers, model_summarizer, render_table, run_systems, summarize_and_score,
-    summarize_topics, write_summaries)
+    Summarizer, baseline_metrics, baseline_summarizers, model_summarizer, render_table, run_systems,
+    summarize_and_score, summarize_topics, write_summaries)
 
-__all__ = ["RANKERS", "REPRESENTATIONS", "Summarizer", "baseline_summarizers", "model_summarizer", "render_table",
-           "run_systems", "summarize_and_score", "summarize_topics", "write_summaries"]
+__all__ = ["RANKERS", "REPRESENTATIONS", "Summarizer", "baseline_metrics", "baseline_summarizers", "model_summarizer",
+           "render_table", "run_systems", "summarize_and_score", "summarize_topics", "write_summaries"]

@@ -204,10 +204,20 @@ def render_table(scores: Sequence[SystemScore], words: int) -> str:
 
 
 def summarize_and_score(model, vocab, corpus: Corpus, words: int = 250, representation: str | None = None,
-                        ranker: str = "kl") -> dict[str, Any]:
-    """The model's ROUGE-1 on the corpus's topics, as a metrics record: {"rouge1": {recall, precision, f},
-    "topics_scored", "topics", "representation", "ranker", "protocol", "per_topic"}."""
+                        ranker: str = "kl", topic_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """The model's ROUGE-1 on the corpus's topics (all, or those of ``topic_ids``), as a metrics record:
+    {"rouge1": {recall, precision, f}, "topics_scored", "topics", "representation", "ranker", "protocol",
+    "per_topic"}."""
     summarizer = model_summarizer(model, vocab, representation, ranker)
-    score, = run_systems([summarizer], corpus, SelectionSettings(words=words))
+    score, = run_systems([summarizer], corpus, SelectionSettings(words=words), topic_ids=topic_ids)
     return {**score.as_dict(), "representation": type(summarizer.representation).registry_name,
             "ranker": ranker, "protocol": protocol(words)}
+
+
+def baseline_metrics(corpus: Corpus, words: int = 250, names: Sequence[str] = ("lda", "lead", "random"),
+                     random_seeds: int = RANDOM_SEEDS, topic_ids: Sequence[str] | None = None) -> dict[str, dict]:
+    """The baselines' ROUGE-1 on the corpus's topics, by table label, as metrics records shaped like
+    :func:`summarize_and_score`'s (the random baseline's is the mean over its seeds, with ``f_std``)."""
+    scores = run_systems(baseline_summarizers(names, random_seeds), corpus, SelectionSettings(words=words),
+                         topic_ids=topic_ids)
+    return {row["label"]: {**row, "protocol": protocol(words)} for row in table_rows(scores)}
