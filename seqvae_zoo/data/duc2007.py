@@ -131,6 +131,7 @@ def split_sentences(paragraph: str) -> list[str]:
 
 
 def _ends_sentence(chunk: str, following: str) -> bool:
+    """Whether the whitespace between ``chunk`` and the ``following`` one ends a sentence."""
     bare = chunk.rstrip(_CLOSERS)
     if not bare or bare[-1] not in ".?!":
         return False
@@ -139,13 +140,13 @@ def _ends_sentence(chunk: str, following: str) -> bool:
         return False
     if bare[-1] != "." or bare != chunk:  # "?", "!", or a period inside closing quotes: the quote ends with it
         return True
-    word = bare.lstrip(_OPENERS)[:-1]
-    starts_sentence = opened.rstrip(_CLOSERS + ".,;:").lower() in SENTENCE_STARTERS or opened != following
-    if word.lower() in TITLES or word.lower() in MONTHS:
+    word = bare.lstrip(_OPENERS)[:-1].lower()
+    if word in TITLES or word in MONTHS:
         return False
-    if word.endswith("..") or (len(word) == 1 and word.isalpha()) or "." in word or word.lower() in AMBIGUOUS:
-        return starts_sentence
-    return True
+    is_abbreviation = word.endswith("..") or (len(word) == 1 and word.isalpha()) or "." in word or word in AMBIGUOUS
+    if not is_abbreviation:
+        return True
+    return opened != following or opened.rstrip(_CLOSERS + ".,;:").lower() in SENTENCE_STARTERS
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -179,15 +180,11 @@ class Document:
     sentences: list[Sentence]
 
     @property
-    def date(self) -> str:
-        """YYYYMMDD from the DOCNO (APW19990612.0141 -> 19990612), the same for every wire service."""
-        return _DOCNO.match(self.docno).group(2)
-
-    @property
     def order_key(self) -> tuple[str, str]:
-        """Sorts documents by publication: date, then the wire service's serial number."""
+        """Sorts documents by publication: the date in the DOCNO (APW19990612.0141 -> 19990612, the same for every
+        wire service), then the service's serial number. DOCNOs of other forms sort as they are."""
         match = _DOCNO.match(self.docno)
-        return match.group(2), match.group(3)
+        return (match.group(2), match.group(3)) if match else (self.docno, "")
 
 
 @dataclass(frozen=True)
@@ -288,9 +285,10 @@ def read_document(path: Path, docno: str) -> Document:
         if len(prelude.split()) > len(text.split()):
             paragraphs = _paragraphs(prelude) + paragraphs
     paragraphs = [paragraph for paragraph in paragraphs if _is_prose(paragraph)]
-    datelines, paragraphs = zip(*map(strip_dateline, paragraphs)) if paragraphs else ((), ())
-    dateline = next((line for line in datelines if line), "")
-    paragraphs = list(paragraphs)
+    dateline = ""
+    for index, paragraph in enumerate(paragraphs):
+        found, paragraphs[index] = strip_dateline(paragraph)
+        dateline = dateline or found
     sentences = []
     for paragraph in paragraphs:
         for text_of_sentence in split_sentences(paragraph):

@@ -58,7 +58,7 @@ def model_summarizer(model, vocab, representation: str | None = None, ranker: st
     cls = REPRESENTATIONS.get(name)
     if not cls.supports(model):
         raise UserError(f"representation {name!r} does not apply to this model (decoder "
-                        f"{type(model.decoder).registry_name!r}, {'an' if model.encoder else 'no'} encoder); "
+                        f"{type(model.decoder).registry_name!r}, {'an' if model.encoder is not None else 'no'} encoder); "
                         f"use one of {', '.join(n for n, c in REPRESENTATIONS.items() if c.supports(model))}")
     return Summarizer(system, label or f"{name} + {ranker}", RANKERS.get(ranker)(), cls(model=model, vocab=vocab))
 
