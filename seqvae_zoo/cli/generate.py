@@ -1,10 +1,4 @@
-"""``seqvae generate CHECKPOINT``: new sentences, reconstructions, interpolations, attention maps.
-
-With no sentence: new sentences from the prior (the paper's Algorithm 2 by default). With sentences (``-s "w1 w2"``,
-repeated, words separated by spaces; or ``--input FILE``, one per line): each is reconstructed from its posterior;
-``--interpolate`` decodes the path between two; ``--attention-map OUT.png`` draws the self-attention of each
-(attentive decoders).
-"""
+"""``seqvae generate CHECKPOINT``: new sentences, reconstructions, interpolations, attention maps."""
 
 from __future__ import annotations
 
@@ -14,10 +8,17 @@ from pathlib import Path
 from seqvae_zoo.generation.decoding import GENERATION_LATENT_MODES, STRATEGIES, DecodingOptions, GenerationError
 from seqvae_zoo.generation.sentences import INTERPOLATIONS
 
+DESCRIPTION = """\
+With no sentence: new sentences from the prior (the paper's Algorithm 2 by default).
+With sentences (-s "w1 w2 w3", repeated; or --input FILE, one per line; words separated by spaces):
+  each is reconstructed from its posterior;
+  --interpolate decodes the path between two;
+  --attention-map OUT.png draws the self-attention weights of each (attentive decoders)."""
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate, reconstruct or interpolate sentences; draw attention",
-                                   description=__doc__.split("\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
+                                   description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("checkpoint", help="checkpoint file or run folder written by `seqvae train`")
     parser.add_argument("-s", "--sentence", action="append", default=[], dest="sentences", metavar="SENTENCE",
                         help="a sentence to reconstruct, interpolate or draw (quoted; repeat for more)")
@@ -79,12 +80,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.interpolate:
         path = interpolate(model, vocab, sentences[0], sentences[1], args.steps, args.path, options, args.seed)
         for step, words in enumerate(path):
-            print(f"{step / (len(path) - 1):.2f}  {' '.join(words)}")
+            print(f"{step / (len(path) - 1):.2f}  {_text(words)}")
     elif sentences:
         for given, words in zip(sentences, reconstruct(model, vocab, sentences, options, args.seed,
                                                        args.sample_posterior)):
-            print(f"> {' '.join(given)}\n  {' '.join(words)}")
+            print(f"> {_text(given)}\n  {_text(words)}")
     else:
         for words in generate(model, vocab, args.num, options, args.seed):
-            print(" ".join(words))
+            print(_text(words))
     return 0
+
+
+def _text(words: list[str]) -> str:
+    return " ".join(words) if words else "(empty sentence)"
