@@ -239,9 +239,11 @@ def test_a_system_id_must_fit_a_nist_file_name():
         Summarizer("KL", "kl without representation", RANKERS.get("kl")())
 
 
-def test_an_unknown_baseline_is_refused():
+def test_an_unknown_baseline_or_no_random_seed_is_refused():
     with pytest.raises(UserError, match="unknown baseline sumy; baselines: lead, random, lda"):
         baseline_summarizers(["lead", "sumy"])
+    with pytest.raises(UserError, match="needs at least one seed; got 0"):
+        baseline_summarizers(["random"], random_seeds=0)
 
 
 # -- models end to end -----------------------------------------------------------------------------------------------

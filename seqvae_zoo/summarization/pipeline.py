@@ -57,8 +57,9 @@ def model_summarizer(model, vocab, representation: str | None = None, ranker: st
     name = representation or default_representation(model)
     cls = REPRESENTATIONS.get(name)
     if not cls.supports(model):
+        encoder = "an" if model.encoder is not None else "no"
         raise UserError(f"representation {name!r} does not apply to this model (decoder "
-                        f"{type(model.decoder).registry_name!r}, {'an' if model.encoder is not None else 'no'} encoder); "
+                        f"{type(model.decoder).registry_name!r}, {encoder} encoder); "
                         f"use one of {', '.join(n for n, c in REPRESENTATIONS.items() if c.supports(model))}")
     return Summarizer(system, label or f"{name} + {ranker}", RANKERS.get(ranker)(), cls(model=model, vocab=vocab))
 
@@ -70,6 +71,8 @@ def baseline_summarizers(names: Sequence[str] = ("lead", "random", "lda"),
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UserError(f"unknown baseline {', '.join(unknown)}; baselines: {', '.join(known)}")
+    if "random" in names and random_seeds < 1:
+        raise UserError(f"the random baseline needs at least one seed; got {random_seeds}")
     summarizers = []
     for name in names:
         if name == "lead":
