@@ -16,7 +16,7 @@ from seqvae_zoo.gaussian import DiagGaussian, gaussian_log_prob
 ACTIVE_UNIT_THRESHOLDS = (0.01, 0.2)
 
 
-def mutual_information(posterior: DiagGaussian, samples_per_sentence: int = 1, block_size: int = 256,
+def mutual_information(posterior: DiagGaussian, samples_per_sentence: int = 1, block_size: int = 128,
                        generator: torch.Generator | None = None) -> float:
     """I_q(x; z) = E_x E_{q(z|x)}[log q(z|x) - log q(z)] (He et al. 2019), in nats.
 
