@@ -1,0 +1,156 @@
+"""The bench harness: records with provenance, cache and resume after interruption, tables rebuilt from JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from seqvae_zoo.bench.harness import Bench
+from seqvae_zoo.bench.leaderboard import load_results, metric_value, render
+from seqvae_zoo.bench.suite import SuiteError, load_suite, suite_names
+from seqvae_zoo.cli import main
+
+TINY_SUITE = """
+title = "tiny"
+datasets = ["synthetic"]
+seeds = [0, 1]
+epochs = 1
+bindings = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "training.TrainingSettings.batch_size = 32",
+            "training.TrainingSettings.checkpoint_every = 0"]
+
+[dataset_options.synthetic]
+train_size = 128
+valid_size = 32
+test_size = 32
+
+[evaluation]
+split = "test"
+iw_samples = 4
+batch_size = 32
+
+[[models]]
+name = "LSTM"
+configs = ["lstm"]
+
+[[models]]
+name = "VRAE"
+configs = ["vrae"]
+
+[[columns]]
+header = "IW-NLL"
+metric = "iw.nll"
+
+[[columns]]
+header = "KL z_enc"
+metric = "kl.z_enc"
+
+[[columns]]
+header = "tokens/s"
+metric = "training.tokens_per_s"
+digits = 0
+
+[[references]]
+model = "VRAE"
+source = "made-up reference"
+values = { "iw.nll" = 12.5 }
+"""
+
+
+@pytest.fixture()
+def suite_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SUITE)
+    return path
+
+
+def test_shipped_suites_parse():
+    assert {"quick", "paper-ptb", "paper-yelp", "ptb-short"} <= set(suite_names())
+    for name in suite_names():
+        suite = load_suite(name)
+        assert suite.runs() and suite.columns
+
+
+def test_bench_writes_records_with_provenance_and_rebuilds_the_same_table(tmp_path, suite_file, capsys):
+    assert main(["bench", str(suite_file), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    records = sorted((tmp_path / "out" / "tiny" / "records").glob("*.json"))
+    assert len(records) == 4
+    record = json.loads(records[0].read_text())
+    for key in ("package_version", "git_commit", "torch_version", "device", "finished_at"):
+        assert key in record["provenance"]
+    assert record["config_hash"] and "SeqVAE.decoder" in record["config_text"]
+    assert record["dataset"]["fingerprint"] and record["protocol_version"]
+    assert record["training"]["epochs"] == 1 and record["training"]["tokens_per_s"] > 0
+    assert metric_value(record, "iw.nll") == record["metrics"]["iw"]["nll"]
+    assert main(["leaderboard", str(tmp_path / "out"), "--format", "md"]) == 0
+    rebuilt = capsys.readouterr().out
+    assert rebuilt.strip() in printed
+    assert "made-up reference" in rebuilt and "±" in rebuilt  # a reference row; two seeds give a std
+    lstm_row = next(line for line in rebuilt.splitlines() if line.startswith("| LSTM"))
+    assert "–" in lstm_row  # no KL for the LSTM
+    for fmt, marker in (("latex", "\\toprule"), ("csv", "IW-NLL std")):
+        assert marker in render(load_results(tmp_path / "out"), fmt)
+
+
+def test_interrupted_bench_resumes_without_redoing_finished_runs(tmp_path, suite_file, monkeypatch):
+    suite = load_suite(str(suite_file))
+    trained: list[str] = []
+    original = Bench.train_and_evaluate
+
+    def interrupted_after_two(self, model, dataset, seed, key, text):
+        if len(trained) == 2:
+            raise KeyboardInterrupt
+        trained.append(f"{model.name}/{seed}")
+        return original(self, model, dataset, seed, key, text)
+
+    monkeypatch.setattr(Bench, "train_and_evaluate", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        Bench(suite, tmp_path, progress=False, log=lambda _: None).run()
+    records = tmp_path / "tiny" / "records"
+    finished = {p.name: p.read_bytes() for p in records.glob("*.json")}
+    assert len(finished) == 2
+    assert not list(records.glob(".*.tmp"))  # no torn record
+
+    trained.clear()
+    monkeypatch.setattr(Bench, "train_and_evaluate", lambda self, *a: (trained.append(a[0].name), original(self, *a))[1])
+    logged: list[str] = []
+    Bench(suite, tmp_path, progress=False, log=logged.append).run()
+    assert len(trained) == 2  # only the two runs that had not finished
+    assert sum("cached" in line for line in logged) == 2
+    for name, content in finished.items():
+        assert (records / name).read_bytes() == content
+    assert len(list(records.glob("*.json"))) == 4
+
+
+def test_a_run_interrupted_mid_training_resumes_from_its_checkpoint(tmp_path, suite_file):
+    suite = load_suite(str(suite_file))
+    suite.models, suite.seeds = suite.models[:1], [0]
+    bench = Bench(suite, tmp_path, progress=False, log=lambda _: None)
+    key, _ = bench.run_key(suite.models[0], "synthetic", 0)
+    from seqvae_zoo.training.run import train_run
+
+    train_run(["lstm"], "synthetic", tmp_path / "tiny" / "runs" / key, bindings=[*suite.bindings,
+              "training.TrainingSettings.epochs = 1"], max_steps=2, progress=False,
+              dataset_options=suite.dataset_options["synthetic"])
+    bench.run()
+    record = json.loads(next((tmp_path / "tiny" / "records").glob("*.json")).read_text())
+    assert record["training"]["steps"] == 4  # 128 sentences / 32: the two remaining steps were added, not redone
+
+
+def test_bad_suites_give_clear_errors(tmp_path):
+    with pytest.raises(SuiteError, match="unknown suite 'quik'. Did you mean 'quick'"):
+        load_suite("quik")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('title = "x"\nmodls = []\n')
+    with pytest.raises(SuiteError, match="unknown key"):
+        load_suite(str(bad))
+    bad.write_text('title = "x"\ndatasets = ["ptb"]\n')
+    with pytest.raises(SuiteError, match="needs models"):
+        load_suite(str(bad))
+    bad.write_text("title = \n")
+    with pytest.raises(SuiteError, match="not valid TOML"):
+        load_suite(str(bad))
+    with pytest.raises(Exception, match="no results under"):
+        load_results(tmp_path / "nothing")
