@@ -62,16 +62,20 @@ def test_kl_schedules():
 
 @pytest.mark.parametrize("preset", ["lstm", "vrae", "vrae_sa", "vrae_sa_aux"])
 def test_each_preset_learns_on_the_synthetic_corpus(tmp_path, preset):
+    """Two short epochs on a small synthetic instance (60 words): the reconstruction loss falls well below the
+    NLL of the untrained model (uniform over the vocabulary), and the validation -ELBO clearly below it too."""
     run = train_run([preset], "synthetic", tmp_path, bindings=[
         "EMBEDDING = 32", "HIDDEN = 32", "LATENT = 4", "training.TrainingSettings.checkpoint_every = 0",
-        "kl_schedules.linear.warmup_epochs = 1.0"], epochs=3, progress=False,
-        dataset_options={"train_size": 1500, "valid_size": 100, "test_size": 100})
-    vocab_size = run.vocab.size
-    tokens_per_sentence = sum(len(s) + 1 for s in run.corpus.splits["valid"]) / len(run.corpus.splits["valid"])
-    uniform = math.log(vocab_size) * tokens_per_sentence  # the NLL of a model that has learned nothing
+        "training.TrainingSettings.batch_size = 16", "training.TrainingSettings.lr = 3e-3",
+        "kl_schedules.linear.warmup_epochs = 1.0"], epochs=2, progress=False,
+        dataset_options={"components": 2, "states": 4, "words": 60, "train_size": 640, "valid_size": 100,
+                         "test_size": 100})
+    valid = run.corpus.splits["valid"]
+    uniform = math.log(run.vocab.size) * sum(len(s) + 1 for s in valid) / len(valid)  # the untrained model's NLL
     first, last = run.history[0], run.history[-1]
-    assert last["valid_neg_elbo"] < 0.75 * uniform
+    assert last["train_nll"] < 0.85 * uniform
     assert last["train_nll"] < first["train_nll"]
+    assert last["valid_neg_elbo"] < 0.93 * uniform
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "learning_curves.png").stat().st_size > 0
 
 
