@@ -6,23 +6,11 @@ import pytest
 
 from seqvae_zoo.cli import main
 from seqvae_zoo.evaluation import PROTOCOL_VERSION
-from seqvae_zoo.training.run import train_run
-
-SMALL = ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4", "training.TrainingSettings.batch_size = 16"]
-SMALL_SYNTHETIC = dict(train_size=64, valid_size=16, test_size=40, words=40)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    train_run(["vrae_sa_aux"], "synthetic", out, bindings=SMALL, max_steps=1, progress=False,
-              dataset_options=SMALL_SYNTHETIC, device="cpu")
-    return out
-
-
-def test_eval_prints_the_table_and_writes_the_result_as_json(run_dir, tmp_path, capsys):
+def test_eval_prints_the_table_and_writes_the_result_as_json(tiny_run_dir, tmp_path, capsys):
     out = tmp_path / "result.json"
-    assert main(["eval", str(run_dir), "--iw-samples", "3", "--batch-size", "8", "--json", str(out),
+    assert main(["eval", str(tiny_run_dir), "--iw-samples", "3", "--batch-size", "8", "--json", str(out),
                  "--quiet", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"evaluation protocol v{PROTOCOL_VERSION} - synthetic test: 40 sentences")
@@ -34,8 +22,8 @@ def test_eval_prints_the_table_and_writes_the_result_as_json(run_dir, tmp_path, 
     assert result["synthetic"]["gap"] == pytest.approx(result["iw"]["nll"] - result["synthetic"]["true_nll"])
 
 
-def test_eval_takes_another_split_of_the_training_dataset(run_dir, capsys):
-    assert main(["eval", str(run_dir), "--split", "valid", "--iw-samples", "2", "--quiet", "--device", "cpu"]) == 0
+def test_eval_takes_another_split_of_the_training_dataset(tiny_run_dir, capsys):
+    assert main(["eval", str(tiny_run_dir), "--split", "valid", "--iw-samples", "2", "--quiet", "--device", "cpu"]) == 0
     assert "synthetic valid: 16 sentences" in capsys.readouterr().out
 
 
@@ -44,6 +32,6 @@ def test_eval_takes_another_split_of_the_training_dataset(run_dir, capsys):
                             "default is 500"),
     (["--split", "tset"], "error: dataset 'synthetic' has no split 'tset'; its splits are train, valid, test"),
 ])
-def test_eval_refuses_bad_flags_in_one_line(run_dir, capsys, flags, message):
-    assert main(["eval", str(run_dir), "--quiet", "--device", "cpu", *flags]) == 2
+def test_eval_refuses_bad_flags_in_one_line(tiny_run_dir, capsys, flags, message):
+    assert main(["eval", str(tiny_run_dir), "--quiet", "--device", "cpu", *flags]) == 2
     assert capsys.readouterr().err.strip() == message

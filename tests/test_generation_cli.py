@@ -4,46 +4,34 @@ import matplotlib.image
 import pytest
 
 from seqvae_zoo.cli import main
-from seqvae_zoo.training.run import train_run
-
-SMALL = ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4", "training.TrainingSettings.batch_size = 16"]
-SMALL_SYNTHETIC = dict(train_size=64, valid_size=16, test_size=16, words=40)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    train_run(["vrae_sa_aux"], "synthetic", out, bindings=SMALL, max_steps=1, progress=False,
-              dataset_options=SMALL_SYNTHETIC, device="cpu")
-    return out
+def generate(tiny_run_dir, *arguments):
+    return main(["generate", str(tiny_run_dir), "--device", "cpu", "--max-length", "8", *arguments])
 
 
-def generate(run_dir, *arguments):
-    return main(["generate", str(run_dir), "--device", "cpu", "--max-length", "8", *arguments])
-
-
-def test_new_sentences_one_per_line(run_dir, capsys):
-    assert generate(run_dir, "--num", "4", "--strategy", "sample", "--top-p", "0.9") == 0
+def test_new_sentences_one_per_line(tiny_run_dir, capsys):
+    assert generate(tiny_run_dir, "--num", "4", "--strategy", "sample", "--top-p", "0.9") == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and all(len(line.split()) <= 8 for line in lines)
 
 
-def test_each_given_sentence_and_its_reconstruction(run_dir, capsys):
-    assert generate(run_dir, "-s", "ba be bi", "--sentence", "bo bu", "--strategy", "beam", "--beam-size", "3") == 0
+def test_each_given_sentence_and_its_reconstruction(tiny_run_dir, capsys):
+    assert generate(tiny_run_dir, "-s", "ba be bi", "--sentence", "bo bu", "--strategy", "beam", "--beam-size", "3") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "> ba be bi" and lines[2] == "> bo bu" and len(lines) == 4
 
 
-def test_interpolation_prints_each_point_of_the_path(run_dir, capsys):
-    assert generate(run_dir, "-s", "ba be bi", "--sentence", "bo bu", "--interpolate", "--steps", "3", "--path", "spherical") == 0
+def test_interpolation_prints_each_point_of_the_path(tiny_run_dir, capsys):
+    assert generate(tiny_run_dir, "-s", "ba be bi", "--sentence", "bo bu", "--interpolate", "--steps", "3", "--path", "spherical") == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["0.00", "0.50", "1.00"]
 
 
-def test_the_attention_map_is_written_from_sentences_in_a_file(run_dir, tmp_path, capsys):
+def test_the_attention_map_is_written_from_sentences_in_a_file(tiny_run_dir, tmp_path, capsys):
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("ba be bi bo\nbu ba\n")
     out = tmp_path / "attention.png"
-    assert generate(run_dir, "--input", str(sentences), "--attention-map", str(out)) == 0
+    assert generate(tiny_run_dir, "--input", str(sentences), "--attention-map", str(out)) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     assert matplotlib.image.imread(out).ndim == 3
 
@@ -57,6 +45,6 @@ def test_the_attention_map_is_written_from_sentences_in_a_file(run_dir, tmp_path
     (["--input", "no-such-file.txt"], "error: --input 'no-such-file.txt' does not exist: give a file with one "
                                       "sentence per line"),
 ])
-def test_bad_requests_are_refused_in_one_line(run_dir, capsys, arguments, message):
-    assert generate(run_dir, *arguments) == 2
+def test_bad_requests_are_refused_in_one_line(tiny_run_dir, capsys, arguments, message):
+    assert generate(tiny_run_dir, *arguments) == 2
     assert capsys.readouterr().err.strip() == message
