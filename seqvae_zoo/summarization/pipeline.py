@@ -202,7 +202,8 @@ def render_table(scores: Sequence[SystemScore], words: int) -> str:
              f"{row['rouge1']['f']:.3f}" + (f" ± {row['f_std']:.3f}" if row["f_std"] is not None else "")]
             for row in rows]
     scored, total = rows[0]["topics_scored"], rows[0]["topics"]
-    title = f"{protocol(words)}; {scored} of {total} topics scored (the others have no references)"
+    unscored = " (the others have no references)" if scored < total else ""
+    title = f"{protocol(words)}; {scored} of {total} topics scored{unscored}"
     return title + "\n\n" + tabulate(body, headers=["System", "Recall", "Precision", "F"], tablefmt="github")
 
 
