@@ -27,26 +27,36 @@ from seqvae_zoo.regularizers.base import Regularizer
 #: block is served from memory the allocator already holds instead of freshly mapped pages, large enough for the
 #: matmul to run at full speed.
 OUTPUT_BLOCK_ELEMENTS = 2 ** 22
+#: Floats the rows of the logits block are padded to a multiple of: BLAS writes rows that start on 64-byte
+#: boundaries much faster (a 10,002-word vocabulary gives misaligned rows otherwise, and the matmul runs at 60%).
+ROW_ALIGNMENT = 16
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
     """-log softmax(hidden weight^T + bias)[target] per row, computed block by block.
 
-    Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic. The forward keeps each
-    block's log-probabilities (not the logits as well); the backward turns them into probabilities in place and
-    folds the per-row gradient into the (N, H) side of the matmuls, so the (N, V) block is read only by them:
+    Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic and time. The logits are
+    written into a scratch block with aligned rows; the forward keeps each block's log-probabilities (not the
+    logits as well); the backward turns them into probabilities in place and folds the per-row gradient into the
+    (N, H) side of the matmuls, so the (N, V) block is read only by them:
     d hidden = g (P W - W[target]), d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g).
     """
 
     @staticmethod
     def forward(ctx, keep: bool, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 targets: torch.Tensor) -> torch.Tensor:
-        block = max(1, OUTPUT_BLOCK_ELEMENTS // weight.size(0))
+        vocabulary = weight.size(0)
+        padded = -(-vocabulary // ROW_ALIGNMENT) * ROW_ALIGNMENT
+        blocks = -(-hidden.size(0) // max(1, OUTPUT_BLOCK_ELEMENTS // padded))
+        block = -(-hidden.size(0) // blocks)
+        logits = hidden.new_empty(block, padded)[:, :vocabulary]
         nll = hidden.new_empty(hidden.size(0))
         log_probs = []
         for start in range(0, hidden.size(0), block):
             rows = slice(start, start + block)
-            block_log_probs = torch.log_softmax(torch.addmm(bias, hidden[rows], weight.t()), dim=1)
+            block_hidden = hidden[rows]
+            block_logits = torch.addmm(bias, block_hidden, weight.t(), out=logits[:block_hidden.size(0)])
+            block_log_probs = torch.log_softmax(block_logits, dim=1)
             torch.gather(block_log_probs, 1, targets[rows, None], out=nll[rows, None]).neg_()
             if keep:
                 log_probs.append(block_log_probs)

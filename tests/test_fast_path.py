@@ -3,7 +3,7 @@ output layer give the same per-sentence loss terms and the same gradients as a p
 sentence and one step at a time, straight from the paper's equations.
 
 The reference reads the model's parameters (the decoders' documented layout: ``recurrent`` holds the gates, in the
-order input, forget, output, cell, then the posterior's h_{t-1} half, the attention query and the prior) and the
+order output, input, forget, cell, then the posterior's h_{t-1} half, the attention query and the prior) and the
 noise the model drew; float64 throughout, so agreement is to rounding error.
 """
 
@@ -104,7 +104,7 @@ def reference_terms(model, tokens, lengths, z_enc, mode, noise):
                     if mode.startswith("posterior"):
                         aux = aux - log_normal(context @ decoder.context_target_projection, c_mean, c_logvar)
                 gates = gates + decoder.latent_projection.weight @ latents
-            i, f, o, g = gates.split(hidden_size)
+            o, i, f, g = gates.split(hidden_size)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             logits = decoder.output.weight @ h + decoder.output.bias

@@ -12,7 +12,7 @@ The recurrence is where the time goes, so it is built for speed without changing
   elementwise updates in place, into buffers allocated once per batch, so no per-step autograd graph, no per-step
   allocation and no stacking afterwards; the weight gradients of all steps are one large matmul each, after the loop.
 
-Gates are laid out (input, forget, output, cell), so that one sigmoid covers the first three.
+Gates are laid out (output, input, forget, cell).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class PackedLayout:
     padded_index: torch.Tensor  # (N,) its position in the flattened (B * T) batch
     time_major_index: torch.Tensor  # (N,) its position in a flattened (T * B) time-major tensor
     rank: torch.Tensor  # (N,) the rank of its sentence
+    rank_index: torch.Tensor  # (N,) its position in a flattened (B * steps) tensor in rank order
     previous: torch.Tensor  # (N,) the row holding its step t-1 in [initial state (B ranks); packed rows (N)]
 
     @classmethod
@@ -76,7 +77,7 @@ class PackedLayout:
         sentence = order[rank]
         previous = torch.where(step > 0, batch + starts[(step - 1).clamp(min=0)] + rank, rank)
         return cls(order, batch_sizes, offsets, width, sentence, sentence * width + step, step * batch + sentence,
-                   rank, previous)
+                   rank, rank * len(batch_sizes) + step, previous)
 
     @property
     def batch_size(self) -> int:
@@ -86,9 +87,9 @@ class PackedLayout:
     def num_rows(self) -> int:
         return self.rank.numel()
 
-    def steps(self):
-        """(rows, n) per step: the step's slice of packed rows and how many sentences it runs."""
-        return [(slice(offset, offset + n), n) for offset, n in zip(self.offsets, self.batch_sizes)]
+    @property
+    def num_steps(self) -> int:
+        return len(self.batch_sizes)
 
     def pack(self, padded: torch.Tensor) -> torch.Tensor:
         """(B, T, ...) -> (N, ...): the real positions, in packed order."""
@@ -99,21 +100,36 @@ class PackedLayout:
         padded = packed.new_zeros(self.batch_size * self.width, *packed.shape[1:])
         return padded.index_copy(0, self.padded_index, packed).view(self.batch_size, self.width, *packed.shape[1:])
 
+    def by_rank(self, packed: torch.Tensor) -> torch.Tensor:
+        """(N, ...) -> (B, steps, ...) in rank order, zero where a sentence has ended."""
+        padded = packed.new_zeros(self.batch_size * self.num_steps, *packed.shape[1:])
+        return padded.index_copy_(0, self.rank_index, packed).view(self.batch_size, self.num_steps,
+                                                                   *packed.shape[1:])
+
     def with_previous(self, initial: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         """(N, ...) the value each packed row's step reads from the step before: ``initial`` (B ranks) at t = 0."""
         return torch.cat([initial, packed]).index_select(0, self.previous)
 
 
+def step_blocks(tensor: torch.Tensor | None, layout: PackedLayout) -> list[torch.Tensor | None]:
+    """Views of a packed (N, ...) tensor, one per step, made before the loop (one call, not one per step); for
+    None, Nones."""
+    return list(tensor.split(layout.batch_sizes)) if tensor is not None else [None] * layout.num_steps
+
+
 class StepRows:
     """A per-row quantity of the recurrence: kept for all packed rows (N, ...) when the backward pass reads it,
-    otherwise one reused (B, ...) scratch tensor, so that scoring without gradients stays small."""
+    otherwise one reused (B, ...) scratch tensor, so that scoring without gradients stays small. ``blocks`` holds the
+    rows of each step."""
 
     def __init__(self, like: torch.Tensor, layout: PackedLayout, keep: bool, *shape: int):
-        self.keep = keep
+        self.layout, self.keep = layout, keep
         self.tensor = like.new_empty(layout.num_rows if keep else layout.batch_size, *shape)
+        self.blocks = self.step_views(self.tensor)
 
-    def __call__(self, rows: slice, n: int) -> torch.Tensor:
-        return self.tensor[rows] if self.keep else self.tensor[:n]
+    def step_views(self, view: torch.Tensor) -> list[torch.Tensor]:
+        """Each step's rows of ``view``, a view of ``tensor`` (some of its columns, say)."""
+        return step_blocks(view, self.layout) if self.keep else [view[:n] for n in self.layout.batch_sizes]
 
 
 class LatentHead:
@@ -121,33 +137,38 @@ class LatentHead:
     recurrent projection of h_{t-1} (after the 4H gate columns), draws the step's latents and adds their
     contribution to the gate pre-activations; in the backward pass it does the reverse.
 
-    ``inputs`` are the tensors whose gradients :meth:`input_grads` gives, in that order; ``outputs`` are per-row
-    results (N, ...) handed back to the decoder; :meth:`begin_backward` receives their gradients (None: unused).
+    ``inputs`` are the tensors whose gradients :meth:`input_grads` gives, in that order (None where absent);
+    ``outputs`` are per-row results (N, ...) handed back to the decoder; :meth:`begin_backward` receives their
+    gradients (None: unused). Steps are numbered t = 0, 1, ...; the head prepares its per-step views of the
+    recurrence's buffers before each loop, so that a step costs no Python work beyond its arithmetic.
     """
 
     width: int
-    inputs: tuple[torch.Tensor, ...]
+    inputs: tuple[torch.Tensor | None, ...]
     non_differentiable_outputs: int = 0  # how many of the last outputs carry no gradient
 
-    def begin_forward(self, layout: PackedLayout, keep: bool) -> None:
+    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows) -> None:
+        """Before the loop: ``projected`` will hold each step's recurrent projection (the head's columns after the
+        4H gate columns), ``gates`` the gate pre-activations the head adds to."""
         raise NotImplementedError
 
-    def forward_step(self, rows: slice, n: int, projected: torch.Tensor, gates: torch.Tensor) -> None:
+    def forward_step(self, t: int) -> None:
         raise NotImplementedError
 
     def outputs(self) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
-    def begin_backward(self, output_grads: tuple[torch.Tensor | None, ...]) -> None:
+    def begin_backward(self, output_grads: tuple[torch.Tensor | None, ...], d_projected: torch.Tensor) -> None:
+        """Before the loop: ``d_projected`` (N, 4H + width) will hold the gradient of each row's recurrent
+        projection; the loop fills a step's gate columns before calling :meth:`backward_step`, which fills the
+        head's columns."""
         raise NotImplementedError
 
-    def backward_step(self, rows: slice, n: int, d_gates: torch.Tensor, d_projected: torch.Tensor) -> None:
-        """From the gradient of this step's gate pre-activations, write the gradient of the head's columns of the
-        recurrent projection into ``d_projected``."""
+    def backward_step(self, t: int) -> None:
         raise NotImplementedError
 
-    def input_grads(self, d_projected: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        """After the loop: the gradients of ``inputs``, given the gradient of every row's recurrent projection."""
+    def input_grads(self) -> tuple[torch.Tensor | None, ...]:
+        """After the loop: the gradients of ``inputs``."""
         raise NotImplementedError
 
 
@@ -157,13 +178,14 @@ class PackedLSTM(torch.autograd.Function):
     ``gate_inputs`` (N, 4H) hold everything the gates receive that does not depend on the recurrence; ``weight``
     (4H + head.width, H) and ``bias`` project h_{t-1} onto the gates and the head's columns; ``initial_h`` and
     ``initial_c`` (B, H) are the states before the first step, in rank order. Returns the hidden and cell states of
-    every packed row (N, H) and the head's outputs.
+    every packed row (N, H) and the head's outputs. Gates are laid out (output, input, forget, cell): one sigmoid
+    covers the first three, and in the backward pass the three that the cell's gradient scales are adjacent.
     """
 
     @staticmethod
     def forward(ctx, layout: PackedLayout, head: LatentHead | None, keep: bool, gate_inputs: torch.Tensor,
                 weight: torch.Tensor, bias: torch.Tensor, initial_h: torch.Tensor, initial_c: torch.Tensor,
-                *head_inputs: torch.Tensor):
+                *head_inputs: torch.Tensor | None):
         size = weight.size(1)
         gates = 4 * size
         hidden = gate_inputs.new_empty(layout.num_rows, size)
@@ -172,18 +194,27 @@ class PackedLSTM(torch.autograd.Function):
         activations = StepRows(gate_inputs, layout, keep, gates)
         tanh_cells = StepRows(gate_inputs, layout, keep, size)
         if head is not None:
-            head.begin_forward(layout, keep)
+            head.begin_forward(layout, keep, projected, activations)
+        steps = zip(step_blocks(gate_inputs, layout), projected.blocks,
+                    projected.step_views(projected.tensor[:, :gates]), activations.blocks,
+                    activations.step_views(activations.tensor[:, :3 * size]),
+                    activations.step_views(activations.tensor[:, 3 * size:]), tanh_cells.blocks,
+                    step_blocks(cells, layout), step_blocks(hidden, layout))
         h, c = initial_h, initial_c
         weight_t = weight.t()
-        for rows, n in layout.steps():
-            step_projected = torch.addmm(bias, h[:n], weight_t, out=projected(rows, n))
-            act = torch.add(gate_inputs[rows], step_projected[:, :gates], out=activations(rows, n))
+        for t, (step_inputs, step_projected, step_gates, act, sigmoids, candidate, tanh_c, c_out, h_out) \
+                in enumerate(steps):
+            n = step_inputs.size(0)
+            if n < h.size(0):
+                h, c = h[:n], c[:n]
+            torch.addmm(bias, h, weight_t, out=step_projected)
+            torch.add(step_inputs, step_gates, out=act)
             if head is not None:
-                head.forward_step(rows, n, step_projected[:, gates:], act)
-            act[:, :3 * size].sigmoid_()
-            act[:, 3 * size:].tanh_()
-            c = torch.mul(act[:, size:2 * size], c[:n], out=cells[rows]).addcmul_(act[:, :size], act[:, 3 * size:])
-            h = torch.mul(act[:, 2 * size:3 * size], torch.tanh(c, out=tanh_cells(rows, n)), out=hidden[rows])
+                head.forward_step(t)
+            output_gate, input_gate, forget_gate = sigmoids.sigmoid_().split(size, dim=1)
+            candidate.tanh_()
+            c = torch.mul(forget_gate, c, out=c_out).addcmul_(input_gate, candidate)
+            h = torch.mul(output_gate, torch.tanh(c, out=tanh_c), out=h_out)
         head_outputs = head.outputs() if head is not None else ()
         if keep:
             ctx.layout, ctx.head = layout, head
@@ -203,38 +234,45 @@ class PackedLSTM(torch.autograd.Function):
         size = weight.size(1)
         gates = 4 * size
         d_projected = weight.new_empty(layout.num_rows, weight.size(0))
-        dh = weight.new_zeros(layout.batch_size, size)  # gradient reaching h_{t-1} of each rank from step t on
+        d_gates = d_projected[:, :gates]
+        # Everything of the cell's backward that does not depend on the incoming gradient, for all rows at once:
+        # each gate's derivative times what the gradient of h_t (output gate) or c_t (the others) is scaled by.
+        output_gate, input_gate, forget_gate, candidate = activations.split(size, dim=1)
+        sigmoids = activations[:, :3 * size]
+        torch.addcmul(sigmoids, sigmoids, sigmoids, value=-1, out=d_gates[:, :3 * size])  # s (1 - s)
+        torch.mul(candidate, candidate, out=d_gates[:, 3 * size:]).neg_().add_(1)  # 1 - tanh^2
+        for columns, factor in zip(d_gates.split(size, dim=1),
+                                   (tanh_cells, candidate, layout.with_previous(initial_c, cells), input_gate)):
+            columns.mul_(factor)
+        cell_from_hidden = torch.mul(tanh_cells, tanh_cells).neg_().add_(1).mul_(output_gate)  # dc_t / dh_t
+        dh = weight.new_zeros(layout.batch_size, size)  # the gradient reaching h_{t-1} of each rank from step t on
         dc = weight.new_zeros(layout.batch_size, size)
-        scratch = weight.new_empty(layout.batch_size, size)
-        previous_cells = layout.with_previous(initial_c, cells)
         if head is not None:
-            head.begin_backward(d_head_outputs)
-        for rows, n in reversed(layout.steps()):
-            act, tc = activations[rows], tanh_cells[rows]
-            i, f, o, g = act[:, :size], act[:, size:2 * size], act[:, 2 * size:3 * size], act[:, 3 * size:]
-            dh_t, dc_t = dh[:n], dc[:n]
-            if d_hidden is not None:
-                dh_t.add_(d_hidden[rows])
-            if d_cells is not None:
-                dc_t.add_(d_cells[rows])
-            # dc_t += dh_t * o * (1 - tanh(c_t)^2)
-            dc_t.sub_(torch.mul(tc, tc, out=scratch[:n]).sub_(1).mul_(o).mul_(dh_t))
-            d_gates = d_projected[rows, :gates]
-            torch.addcmul(act[:, :3 * size], act[:, :3 * size], act[:, :3 * size], value=-1,
-                          out=d_gates[:, :3 * size])  # sigmoid' = s (1 - s)
-            torch.addcmul(dc_t, dc_t, torch.mul(g, g, out=scratch[:n]), value=-1, out=d_gates[:, 3 * size:])
-            d_gates[:, :size].mul_(dc_t).mul_(g)  # input gate
-            d_gates[:, size:2 * size].mul_(dc_t).mul_(previous_cells[rows])  # forget gate
-            d_gates[:, 2 * size:3 * size].mul_(dh_t).mul_(tc)  # output gate
-            d_gates[:, 3 * size:].mul_(i)  # cell candidate: dc (1 - g^2) i
-            dc_t.mul_(f)
+            head.begin_backward(d_head_outputs, d_projected)
+        steps = list(zip(step_blocks(d_projected, layout), step_blocks(d_gates[:, :size], layout),
+                         step_blocks(d_gates[:, size:].unflatten(1, (3, size)), layout),
+                         step_blocks(d_hidden, layout), step_blocks(d_cells, layout),
+                         step_blocks(cell_from_hidden, layout), step_blocks(forget_gate, layout),
+                         [dh[:n] for n in layout.batch_sizes], [dc[:n] for n in layout.batch_sizes],
+                         [dc[:n, None, :] for n in layout.batch_sizes]))
+        for t in reversed(range(layout.num_steps)):
+            (d_step, d_output, d_others, d_h_out, d_c_out, step_cell_from_hidden, step_forget, dh_t, dc_t,
+             dc_per_gate) = steps[t]
+            if d_h_out is not None:
+                dh_t.add_(d_h_out)
+            if d_c_out is not None:
+                dc_t.add_(d_c_out)
+            dc_t.addcmul_(dh_t, step_cell_from_hidden)
+            d_output.mul_(dh_t)
+            d_others.mul_(dc_per_gate)
+            dc_t.mul_(step_forget)
             if head is not None:
-                head.backward_step(rows, n, d_gates, d_projected[rows, gates:])
-            torch.mm(d_projected[rows], weight, out=dh_t)
+                head.backward_step(t)
+            torch.mm(d_step, weight, out=dh_t)
         previous_hidden = layout.with_previous(initial_h, hidden)
-        head_grads = head.input_grads(d_projected) if head is not None else ()
-        return (None, None, None, d_projected[:, :gates], d_projected.t() @ previous_hidden, d_projected.sum(0),
-                dh, dc, *head_grads)
+        head_grads = head.input_grads() if head is not None else ()
+        return (None, None, None, d_gates, d_projected.t() @ previous_hidden, d_projected.sum(0), dh, dc,
+                *head_grads)
 
 
 def run_packed_lstm(layout: PackedLayout, head: LatentHead | None, gate_inputs: torch.Tensor,
@@ -244,6 +282,16 @@ def run_packed_lstm(layout: PackedLayout, head: LatentHead | None, gate_inputs: 
     tensors = (gate_inputs, weight, bias, initial_h, initial_c, *(head.inputs if head is not None else ()))
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     return PackedLSTM.apply(layout, head, keep, *tensors)
+
+
+class InputDropout(nn.Dropout):
+    """``nn.Dropout`` (each element zeroed with probability p, the rest scaled by 1 / (1 - p)) with the mask drawn
+    from ``torch.rand`` on the CPU, where ``bernoulli_`` draws one element at a time and costs three times as much."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or inputs.device.type != "cpu" or self.p == 1:
+            return super().forward(inputs)
+        return inputs * (torch.rand_like(inputs) >= self.p).to(inputs.dtype).mul_(1 / (1 - self.p))
 
 
 @DECODERS.register("lstm")
@@ -259,7 +307,7 @@ class LSTMDecoder(Decoder):
                  embedding_dim: int = 512, hidden_size: int = 256, input_dropout: float = 0.5):
         super().__init__(vocab_size, hidden_size)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.input_dropout = nn.Dropout(input_dropout)
+        self.input_dropout = InputDropout(input_dropout)
         self.z_enc_dim = z_enc_dim
         gates = 4 * hidden_size
         self.input_projection = nn.Linear(embedding_dim, gates)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqvae_zoo.decoders.base import DecoderOutput
-from seqvae_zoo.decoders.lstm import LatentHead, LSTMDecoder, PackedLayout, StepRows
+from seqvae_zoo.decoders.lstm import LatentHead, LSTMDecoder, PackedLayout, StepRows, step_blocks
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.gaussian import gaussian_kl, gaussian_log_prob, split_params
 from seqvae_zoo.registry import DECODERS
@@ -46,68 +46,84 @@ class StochasticHead(LatentHead):
         self.inputs = (latent_weight, context_params)
 
     # -- forward ------------------------------------------------------------------------------------------------
-    def begin_forward(self, layout: PackedLayout, keep: bool) -> None:
+    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows) -> None:
         self.layout, self.keep = layout, keep
-        like = self.latent_weight
-        self.params = like.new_empty(layout.num_rows, 2 * self.latent_dim)
+        like, latent = self.latent_weight, self.latent_dim
+        self.params = like.new_empty(layout.num_rows, 2 * latent)
         self.latents = like.new_empty(layout.num_rows, self.latent_weight.size(1))
-        self.spread = StepRows(like, layout, keep, self.latent_dim)  # exp(logvar / 2) * noise
+        self.spread = StepRows(like, layout, keep, latent)  # exp(logvar / 2)
+        self.latent_weight_t = self.latent_weight.t()
+        start = gates.tensor.size(1)
+        context = [self.context_params[:n] for n in layout.batch_sizes] if self.context_params is not None else None
+        self.steps = list(zip(
+            projected.step_views(projected.tensor[:, start:start + 2 * latent]), gates.blocks,
+            *(step_blocks(x, layout) for x in (self.params, self.params[:, :latent], self.params[:, latent:],
+                                               self.latents, self.latents[:, :latent], self.latents[:, latent:])),
+            self.spread.blocks, step_blocks(self.noise, layout), context or step_blocks(None, layout)))
 
-    def forward_step(self, rows: slice, n: int, projected: torch.Tensor, gates: torch.Tensor) -> None:
-        params = self._params(rows, n, projected)
-        latents = self.latents[rows]
-        z = latents[:, :self.latent_dim]
-        if self.noise is None:
-            z.copy_(params[:, :self.latent_dim])
+    def forward_step(self, t: int) -> None:
+        from_hidden, gates, params, mean, logvar, latents, z, extras, spread, noise, context = self.steps[t]
+        self._params(t, from_hidden, context, params)
+        if noise is None:
+            z.copy_(mean)
         else:
-            spread = torch.mul(params[:, self.latent_dim:], 0.5, out=self.spread(rows, n)).exp_()
-            torch.add(params[:, :self.latent_dim], spread.mul_(self.noise[rows]), out=z)
-        self._extra_latents(rows, n, z, latents[:, self.latent_dim:])
-        gates.addmm_(latents, self.latent_weight.t())
+            torch.addcmul(mean, torch.mul(logvar, 0.5, out=spread).exp_(), noise, out=z)
+        self._extra_latents(t, z, extras)
+        gates.addmm_(latents, self.latent_weight_t)
 
-    def _params(self, rows: slice, n: int, projected: torch.Tensor) -> torch.Tensor:
-        """The parameters z_t is drawn from, written into ``self.params[rows]``."""
-        if self.context_params is None:
-            return self.params[rows].copy_(projected)
-        return torch.add(projected, self.context_params[:n], out=self.params[rows])
+    def _params(self, t: int, from_hidden: torch.Tensor, context: torch.Tensor | None, params: torch.Tensor) -> None:
+        """Write the parameters z_t is drawn from into ``params``: the head's columns (``from_hidden``) plus the
+        posterior's context half (``context``, None in the prior modes)."""
+        if context is None:
+            params.copy_(from_hidden)
+        else:
+            torch.add(from_hidden, context, out=params)
 
-    def _extra_latents(self, rows: slice, n: int, z: torch.Tensor, extras: torch.Tensor) -> None:
+    def _extra_latents(self, t: int, z: torch.Tensor, extras: torch.Tensor) -> None:
         """Latents drawn given z_t that enter the gates beside it (none here)."""
 
     def outputs(self) -> tuple[torch.Tensor, ...]:
         return self.latents[:, :self.latent_dim], self.params
 
     # -- backward -----------------------------------------------------------------------------------------------
-    def begin_backward(self, output_grads: tuple[torch.Tensor | None, ...]) -> None:
-        self.d_z, self.d_params = output_grads[:2]
+    def begin_backward(self, output_grads: tuple[torch.Tensor | None, ...], d_projected: torch.Tensor) -> None:
+        layout, latent = self.layout, self.latent_dim
+        start = self.latent_weight.size(0)
+        self.d_projected = d_projected
+        d_params = d_projected[:, start:start + 2 * latent]
+        d_z, d_params_out = output_grads[:2]
+        # d logvar = d z * exp(logvar / 2) * noise / 2, with the second factor known before the loop
+        half_spread_noise = (self.spread.tensor * self.noise).mul_(0.5) if self.noise is not None else None
+        self.backward_steps = list(zip(*(step_blocks(x, layout) for x in (
+            d_projected[:, :start], d_params, d_params[:, :latent], d_params[:, latent:], d_z, d_params_out,
+            half_spread_noise))))
 
-    def backward_step(self, rows: slice, n: int, d_gates: torch.Tensor, d_projected: torch.Tensor) -> None:
-        d_params = d_projected[:, :2 * self.latent_dim]
-        d_mean, d_logvar = d_params[:, :self.latent_dim], d_params[:, self.latent_dim:]
-        self._latents_backward(rows, n, d_gates, d_mean)
-        if self.d_z is not None:
-            d_mean.add_(self.d_z[rows])
-        if self.noise is None:
+    def backward_step(self, t: int) -> None:
+        d_gates, d_params, d_mean, d_logvar, d_z, d_params_out, half_spread_noise = self.backward_steps[t]
+        self._latents_backward(t, d_gates, d_mean)
+        if d_z is not None:
+            d_mean.add_(d_z)
+        if half_spread_noise is None:
             d_logvar.zero_()
         else:
-            torch.mul(d_mean, self.spread(rows, n), out=d_logvar).mul_(0.5)
-        if self.d_params is not None:
-            d_params.add_(self.d_params[rows])
-        self._context_backward(rows, n, d_params, d_projected)
+            torch.mul(d_mean, half_spread_noise, out=d_logvar)
+        if d_params_out is not None:
+            d_params.add_(d_params_out)
+        self._context_backward(t, d_params)
 
-    def _latents_backward(self, rows: slice, n: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
+    def _latents_backward(self, t: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
         """Write into ``d_z`` the gradient z_t receives through the gates (and the extra latents drawn from it)."""
         torch.mm(d_gates, self.latent_weight, out=d_z)
 
-    def _context_backward(self, rows: slice, n: int, d_params: torch.Tensor, d_projected: torch.Tensor) -> None:
+    def _context_backward(self, t: int, d_params: torch.Tensor) -> None:
         """Per step, the gradient into the posterior's context (none here: it is constant over the steps)."""
 
-    def input_grads(self, d_projected: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        gates = self.latent_weight.size(0)
-        d_latent_weight = d_projected[:, :gates].t() @ self.latents
+    def input_grads(self) -> tuple[torch.Tensor | None, ...]:
+        start = self.latent_weight.size(0)
+        d_latent_weight = self.d_projected[:, :start].t() @ self.latents
         d_context = None
         if self.context_params is not None and self.context_params.requires_grad:
-            d_params = d_projected[:, gates:gates + 2 * self.latent_dim]
+            d_params = self.d_projected[:, start:start + 2 * self.latent_dim]
             d_context = d_params.new_zeros(self.context_params.shape).index_add_(0, self.layout.rank, d_params)
         return d_latent_weight, d_context
 
