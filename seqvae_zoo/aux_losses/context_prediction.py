@@ -6,6 +6,7 @@ import torch
 
 from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput
+from seqvae_zoo.gaussian import gaussian_log_prob
 from seqvae_zoo.registry import AUX_LOSSES
 
 
@@ -13,13 +14,16 @@ from seqvae_zoo.registry import AUX_LOSSES
 class ContextPredictionLoss(AuxiliaryLoss):
     """Sum over real steps of -log N(c_t; f_c(z_t)). Padded steps are masked out.
 
-    ``detach_target`` stops the gradient into c_t, so only z_t and f_c learn to predict the context and the
-    encoder is not pulled towards easily predicted states (the paper does not detach; neither does the default).
+    With the learned variance of f_c (the paper's eq. 16) the term is a density that falls without bound as
+    p(c~_t | z_t) narrows, and the objective buys that with per-step KL (docs/models.md shows a run). ``unit_variance``
+    scores the mean of f_c(z_t) under unit variance instead, a squared error bounded below. ``detach_target`` stops
+    the gradient into c_t, so the encoder is not pulled towards contexts that are easy to predict.
     """
 
-    def __init__(self, weight: float = 1.0, detach_target: bool = False, name: str | None = None):
+    def __init__(self, weight: float = 1.0, detach_target: bool = False, unit_variance: bool = False,
+                 name: str | None = None):
         super().__init__(weight, name)
-        self.detach_target = detach_target
+        self.detach_target, self.unit_variance = detach_target, unit_variance
 
     def check_decoder(self, decoder: Decoder) -> None:
         if not hasattr(decoder, "context_prior"):
@@ -30,5 +34,7 @@ class ContextPredictionLoss(AuxiliaryLoss):
         target = output.extras["context_target"]
         if self.detach_target:
             target = target.detach()
-        nll = -output.extras["context_prior"].log_prob(target)  # (B, T)
+        prior = output.extras["context_prior"]
+        logvar = torch.zeros_like(prior.logvar) if self.unit_variance else prior.logvar
+        nll = -gaussian_log_prob(target, prior.mean, logvar)  # (B, T)
         return (nll * mask).sum(dim=1)
