@@ -9,17 +9,23 @@ Layout of ``--out`` (default ``bench-results``)::
 
 A run is identified by the hash of its operative config, its dataset's fingerprint, the metric protocol version, the
 seed and the evaluation settings: a record with that key is a finished run and is not redone.
+
+With ``workers`` > 1 the runs that are not yet recorded are shared out to that many worker processes, each training
+one run at a time in a single process with its part of the CPU threads (or, on a machine with several GPUs, a GPU of
+its own); each worker writes its records itself, as the single-process harness does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from seqvae_zoo.bench.leaderboard import render
-from seqvae_zoo.bench.suite import ModelSpec, Suite
+from seqvae_zoo.bench.suite import ModelSpec, Suite, SuiteError
 from seqvae_zoo.presets import config_hash, parse_config
 from seqvae_zoo.training.run import CHECKPOINT, default_device, train_run
 
@@ -69,19 +75,35 @@ def _training_bindings(suite: Suite, model: ModelSpec) -> list[str]:
     return bindings
 
 
+@dataclass(frozen=True)
+class PendingRun:
+    """A run of the suite without a record yet."""
+
+    label: str
+    model: ModelSpec
+    dataset: str
+    seed: int
+    key: str
+    text: str
+
+
 class Bench:
-    """Runs one suite into ``out_dir / suite.name``."""
+    """Runs one suite into ``out_dir / suite.name``, in this process or over ``workers`` worker processes."""
 
     def __init__(self, suite: Suite, out_dir: str | Path, data_dir: str | None = None, device: str | None = None,
-                 progress: bool = True, log: Callable[[str], None] = tqdm.write):
+                 progress: bool = True, log: Callable[[str], None] = tqdm.write, workers: int = 1):
         from seqvae_zoo.evaluation.protocol import PROTOCOL_VERSION
 
+        if not isinstance(workers, int) or workers < 1:
+            raise SuiteError(f"--workers must be a positive number of processes; got {workers!r}")
         self.suite = suite
         self.root = Path(out_dir) / suite.name
+        self.out_dir = Path(out_dir)
         self.data_dir = data_dir or suite.data_dir
         self.device = device or default_device()
         self.progress = progress
         self.log = log
+        self.workers = workers
         self.protocol_version = PROTOCOL_VERSION
         self._corpora: dict[str, Any] = {}
 
@@ -110,22 +132,60 @@ class Bench:
         """Run every run not already recorded; return the leaderboard in Markdown (also written as md/tex/csv)."""
         self.write_description()
         runs = self.suite.runs()
-        durations: list[float] = []
+        pending = []
         for index, (model, dataset, seed) in enumerate(runs, 1):
             key, text = self.run_key(model, dataset, seed)
             record_path = self.record_path(model, dataset, seed, key)
             label = f"[{index}/{len(runs)}] {model.name} on {dataset}, seed {seed}"
             if record_path.is_file():
                 self.log(f"{label}: cached ({record_path.name})")
-                continue
-            remaining = len(runs) - index + 1
-            eta = (f", about {sum(durations) / len(durations) * remaining / 60:.1f} min left" if durations else "")
-            self.log(f"{label}: training{eta}")
-            started = time.perf_counter()
-            record = self.train_and_evaluate(model, dataset, seed, key, text)
-            write_json_atomically(record_path, record)
-            durations.append(time.perf_counter() - started)
+            else:
+                pending.append(PendingRun(label, model, dataset, seed, key, text))
+        if self.workers == 1 or len(pending) <= 1:
+            self._run_here(pending)
+        else:
+            self._run_in_workers(pending)
         return self.write_tables()
+
+    def complete(self, run: PendingRun) -> None:
+        """Train and evaluate ``run`` and write its record."""
+        record = self.train_and_evaluate(run.model, run.dataset, run.seed, run.key, run.text)
+        write_json_atomically(self.record_path(run.model, run.dataset, run.seed, run.key), record)
+
+    def _run_here(self, pending: list[PendingRun]) -> None:
+        durations: list[float] = []
+        for done, run in enumerate(pending):
+            left = len(pending) - done
+            eta = f", about {sum(durations) / len(durations) * left / 60:.1f} min left" if durations else ""
+            self.log(f"{run.label}: training{eta}")
+            started = time.perf_counter()
+            self.complete(run)
+            durations.append(time.perf_counter() - started)
+
+    def _run_in_workers(self, pending: list[PendingRun]) -> None:
+        """Each pending run in one of ``workers`` spawned processes; the first failure cancels the runs not yet
+        started (those under way finish and keep their records) and is raised here."""
+        workers = min(self.workers, len(pending))
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited CUDA or thread state
+        self.log(f"{len(pending)} runs over {workers} worker processes, {threads} torch thread(s) each")
+        started = time.perf_counter()
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(context.Value("i", 0), threads)) as pool:
+            futures = {pool.submit(_complete_in_worker, self.suite, self.out_dir, self.data_dir, self.device, run):
+                       run for run in pending}
+            remaining = set(futures)
+            try:
+                while remaining:
+                    finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        future.result()
+                        self.log(f"{futures[future].label}: done ({len(futures) - len(remaining)}/{len(futures)}, "
+                                 f"{(time.perf_counter() - started) / 60:.1f} min)")
+            except BaseException:
+                for future in remaining:
+                    future.cancel()
+                raise
 
     def train_and_evaluate(self, model: ModelSpec, dataset: str, seed: int, key: str, text: str) -> dict[str, Any]:
         from seqvae_zoo.evaluation.protocol import evaluate_corpus
@@ -195,6 +255,20 @@ class Bench:
             temporary.write_text(render(results, fmt))
             os.replace(temporary, path)
         return render(results, "md")
+
+
+def _start_worker(counter, threads: int) -> None:
+    """Set up a bench worker: its share of the CPU threads and, where there are several GPUs, one of its own."""
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(index % torch.cuda.device_count())
+
+
+def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str, run: PendingRun) -> None:
+    Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None).complete(run)
 
 
 def _package_version() -> str:

@@ -1,13 +1,15 @@
 """Length-bucketed batching: sentences of similar length share a batch, so little of each batch is padding.
 
 :class:`BucketBatchSampler` is deterministic given its seed and epoch and remembers how far into the epoch it is, so
-a run resumed from a checkpoint continues with the very next batch. :func:`make_loader` wires it into a DataLoader.
+a run resumed from a checkpoint continues with the very next batch. :class:`DistributedBucketBatchSampler` gives each
+of several processes its share of those same batches. :func:`make_loader` wires either into a DataLoader.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -119,11 +121,96 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
+@dataclass(frozen=True)
+class Share:
+    """One process's part of a batch: ``indices`` to score, of which the first ``rows`` count (0: the share is
+    empty and ``indices`` holds one sentence of the batch as a stand-in, so the process still takes part in the
+    step), out of the batch's ``batch_rows`` sentences."""
+
+    indices: list[int]
+    rows: int
+    batch_rows: int
+    world_size: int
+
+    @property
+    def loss_scale(self) -> float:
+        """The factor on this share's mean loss that makes the mean over processes of the scaled losses (what
+        DistributedDataParallel's averaged gradients follow) the mean over the whole batch: world_size * rows /
+        batch_rows, so uneven shares weigh by their sentences and a stand-in weighs nothing."""
+        return self.world_size * self.rows / self.batch_rows
+
+
+def share_of(batch: list[int], rank: int, world_size: int) -> Share:
+    """Process ``rank``'s share of ``batch``: every ``world_size``-th sentence from position ``rank``, so each share
+    of a length-sorted batch spans its lengths and the processes take about equally long."""
+    indices = batch[rank::world_size]
+    if indices:
+        return Share(indices, len(indices), len(batch), world_size)
+    return Share(batch[:1], 0, len(batch), world_size)
+
+
+class DistributedBucketBatchSampler(Sampler[list[int]]):
+    """Process ``rank``'s share (see :func:`share_of`) of each batch of a :class:`BucketBatchSampler` over all the
+    sentences.
+
+    Every process draws the same batches of ``batch_size`` (the global batch size) in the same order, so the shares
+    of all processes together are exactly the batches a single process trains on. The state is that of the batches
+    (epoch and how many were handed out), the same for every process and for any number of processes: a checkpoint
+    of a run on N processes resumes on M. ``share`` describes the share last yielded.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, world_size: int, rank: int, shuffle: bool = True,
+                 seed: int = 0, pool_batches: int = 50):
+        if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) \
+                or not 0 <= rank < world_size:
+            raise DataError(f"rank {rank!r} of {world_size!r} processes: the rank must be in [0, world size)")
+        self.global_sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed,
+                                                   pool_batches=pool_batches)
+        if batch_size < world_size:
+            raise DataError(f"batch_size {batch_size} is smaller than the {world_size} processes, so some would "
+                            f"train on nothing: set training.TrainingSettings.batch_size to at least {world_size} "
+                            "(it is the batch of all processes together) or start fewer processes")
+        self.world_size, self.rank = world_size, rank
+        self.share: Share | None = None
+
+    @property
+    def seed(self) -> int:
+        return self.global_sampler.seed
+
+    def __len__(self) -> int:
+        return len(self.global_sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_sampler:
+            self.share = share_of(batch, self.rank, self.world_size)
+            yield self.share.indices
+
+    def set_epoch(self, epoch: int) -> None:
+        self.global_sampler.set_epoch(epoch)
+
+    def padding_ratio(self, epoch: int | None = None) -> float:
+        """Padded positions per real token over this process's shares of an epoch's batches."""
+        lengths = self.global_sampler.lengths
+        return padding_ratio(lengths[share_of(batch, self.rank, self.world_size).indices]
+                             for batch in self.global_sampler.batches(epoch))
+
+    def state_dict(self) -> dict:
+        return self.global_sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.global_sampler.load_state_dict(state)
+
+
 def make_loader(encoded: list[list[int]], batch_size: int, pad_id: int, shuffle: bool = True,
-                seed: int = 0) -> DataLoader:
+                seed: int = 0, world_size: int = 1, rank: int = 0) -> DataLoader:
     """A DataLoader of :class:`Batch` over encoded sentences, batched by a :class:`BucketBatchSampler` (reach it
-    as ``loader.batch_sampler`` for ``set_epoch``, ``state_dict`` and ``padding_ratio``)."""
-    sampler = BucketBatchSampler([len(sequence) for sequence in encoded], batch_size, shuffle=shuffle, seed=seed)
+    as ``loader.batch_sampler`` for ``set_epoch``, ``state_dict`` and ``padding_ratio``); with ``world_size`` > 1,
+    process ``rank``'s shares of those batches, by a :class:`DistributedBucketBatchSampler`."""
+    lengths = [len(sequence) for sequence in encoded]
+    if world_size > 1:
+        sampler = DistributedBucketBatchSampler(lengths, batch_size, world_size, rank, shuffle=shuffle, seed=seed)
+    else:
+        sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed)
     # A generator of its own: each new DataLoader iterator draws a seed from its generator, and drawing it from the
     # global one would shift the dropout and latent noise of a resumed run against an uninterrupted one.
     return DataLoader(encoded, batch_sampler=sampler, collate_fn=functools.partial(collate, pad_id=pad_id),

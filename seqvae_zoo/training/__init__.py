@@ -1,1 +1,2 @@
-"""Training: the trainer loop, atomic checkpoints that resume exactly, and the run's logs and plots."""
+"""Training: the trainer loop, atomic checkpoints that resume exactly, the run's logs and plots, and training over
+several processes and machines (``distributed``: torchrun, the process group, DistributedDataParallel)."""

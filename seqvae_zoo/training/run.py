@@ -1,4 +1,10 @@
-"""One training run from presets and a dataset name to a run folder: what ``seqvae train`` and the bench call."""
+"""One training run from presets and a dataset name to a run folder: what ``seqvae train`` and the bench call.
+
+Started by torchrun, every process calls :func:`train_run` with the same arguments: each loads the data and config,
+rank 0 builds the vocabulary and hands it to the others, and they train together (see
+:mod:`seqvae_zoo.training.distributed`). The run folder must be one every process sees (a shared filesystem when the
+processes are on several machines): all of them read a checkpoint to resume, rank 0 alone writes.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from seqvae_zoo.errors import UserError
 from seqvae_zoo.model import SeqVAE
 from seqvae_zoo.presets import build_model, config_hash, parse_config, parse_config_text
 from seqvae_zoo.training.checkpoint import read_checkpoint
+from seqvae_zoo.training.distributed import DistributedContext, DistributedError, rank_seed
 from seqvae_zoo.training.trainer import Trainer, TrainingSettings
 
 CHECKPOINT = "checkpoint.pt"
@@ -30,6 +37,10 @@ class VocabularySettings:
     max_size: int | None = None
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class TrainedRun:
     out_dir: Path
@@ -39,26 +50,34 @@ class TrainedRun:
     config_text: str
     history: list[dict[str, float]]
     seconds: float
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    rank: int = 0  # this process's rank when several trained the model (rank 0 reports)
 
 
 def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_dir: str | None = None,
               bindings: Sequence[str] = (), epochs: int | None = None, max_steps: int | None = None, seed: int = 0,
               resume: bool = False, device: str | None = None, progress: bool = True,
-              dataset_options: dict[str, Any] | None = None) -> TrainedRun:
+              dataset_options: dict[str, Any] | None = None, backend: str | None = None) -> TrainedRun:
     """Train (or resume) one run into ``out_dir``.
 
     A folder that already holds a run is never overwritten: pass ``resume`` to continue it. On resume the run's
-    saved config is used; only ``epochs`` may change (to extend a finished run).
+    saved config is used; only ``epochs`` may change (to extend a finished run). Under torchrun the processes train
+    together over the process group, with ``backend`` (default: nccl on CUDA, gloo on the CPU).
     """
+    distributed = DistributedContext.join(device or default_device(), backend)
+    try:
+        return _train(distributed, configs, dataset, Path(out_dir), data_dir, bindings, epochs, max_steps, seed,
+                      resume, progress, dataset_options)
+    finally:
+        distributed.close()
+
+
+def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str, out_dir: Path,
+           data_dir: str | None, bindings: Sequence[str], epochs: int | None, max_steps: int | None, seed: int,
+           resume: bool, progress: bool, dataset_options: dict[str, Any] | None) -> TrainedRun:
     from seqvae_zoo.data.batching import make_loader
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.data.vocab import build_vocabulary, vocabulary_from_dict
 
-    out_dir = Path(out_dir)
     checkpoint = out_dir / CHECKPOINT
     epoch_binding = [f"training.TrainingSettings.epochs = {epochs}"] if epochs is not None else []
     if resume:
@@ -80,30 +99,52 @@ def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_di
             raise UserError("give at least one preset or gin file (see `seqvae presets`)")
         text = parse_config(configs, [*bindings, *epoch_binding])
     corpus = load_dataset(dataset, data_dir=data_dir, **(dataset_options or {}))
-    vocabulary_settings = VocabularySettings()
-    vocab = (vocabulary_from_dict(saved["vocab"]) if resume
-             else build_vocabulary(corpus, kind=vocabulary_settings.kind, max_size=vocabulary_settings.max_size))
+    _check_same_data(distributed, dataset, corpus.fingerprint)
+    if resume:
+        vocab = vocabulary_from_dict(saved["vocab"])
+    else:
+        vocabulary_settings = VocabularySettings()
+        vocab = (build_vocabulary(corpus, kind=vocabulary_settings.kind, max_size=vocabulary_settings.max_size)
+                 if distributed.is_main else None)
+        if distributed.distributed:  # built once, by rank 0: every process must encode with the same vocabulary
+            vocab = vocabulary_from_dict(distributed.from_main(vocab.to_dict() if vocab is not None else None))
     torch.manual_seed(seed)
     random.seed(seed)
     model = build_model(vocab_size=vocab.size, pad_id=vocab.pad_id, bos_id=vocab.bos_id, unk_id=vocab.unk_id)
+    if distributed.rank:  # the same initial weights everywhere, then a noise stream of each process's own
+        torch.manual_seed(rank_seed(seed, distributed.rank))
     settings = TrainingSettings()
     for split in ("train", "valid"):
         if not corpus.splits.get(split):
             raise UserError(f"dataset {dataset!r} has no {split!r} sentences to train on")
+    shards = {"world_size": distributed.world_size, "rank": distributed.rank}
     train_loader = make_loader([vocab.encode(s) for s in corpus.splits["train"]], settings.batch_size,
-                               vocab.pad_id, shuffle=True, seed=seed)
+                               vocab.pad_id, shuffle=True, seed=seed, **shards)
     valid_loader = make_loader([vocab.encode(s) for s in corpus.splits["valid"]], settings.eval_batch_size,
-                               vocab.pad_id, shuffle=False, seed=seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
+                               vocab.pad_id, shuffle=False, seed=seed, **shards)
+    if distributed.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     extra_state = {"vocab": vocab.to_dict(), "config_text": text, "config_hash": config_hash(text),
                    "dataset": dataset, "dataset_options": dataset_options or {},
                    "dataset_fingerprint": corpus.fingerprint, "seed": seed}
     trainer = Trainer(model, train_loader, valid_loader, out_dir, settings, extra_state=extra_state,
-                      device=device or default_device(), progress=progress)
+                      device=distributed.device, progress=progress, distributed=distributed)
     if resume:
         trainer.resume(checkpoint)
-    (out_dir / "config.gin").write_text(text)
-    (out_dir / "operative_config.gin").write_text(gin.operative_config_str())
+    if distributed.is_main:
+        (out_dir / "config.gin").write_text(text)
+        (out_dir / "operative_config.gin").write_text(gin.operative_config_str())
     started = time.perf_counter()
     history = trainer.train(max_steps=max_steps)
-    return TrainedRun(out_dir, trainer.model, vocab, corpus, text, history, time.perf_counter() - started)
+    return TrainedRun(out_dir, trainer.model, vocab, corpus, text, history, time.perf_counter() - started,
+                      distributed.rank)
+
+
+def _check_same_data(distributed: DistributedContext, dataset: str, fingerprint: str) -> None:
+    """Every process must have loaded the same data (each machine reads its own copy)."""
+    fingerprints = distributed.all_gather(fingerprint)
+    differing = [rank for rank, theirs in enumerate(fingerprints) if theirs != fingerprints[0]]
+    if differing:
+        raise DistributedError(f"dataset {dataset!r} differs between the processes (ranks "
+                               f"{', '.join(map(str, differing))} loaded other data than rank 0): give every "
+                               "machine the same files and dataset options")

@@ -3,28 +3,37 @@
 A run lives in one folder: ``checkpoint.pt`` (latest, atomic), ``best.pt`` (best validation -ELBO), ``config.gin``
 (the operative gin config), ``metrics.csv`` (one row per epoch), ``tensorboard/`` (event files) and
 ``learning_curves.png``. Resuming reads ``checkpoint.pt`` and continues with the very next batch, with the RNG
-states, optimizer, scheduler and schedule step of the moment it was written, so a resumed run ends with the same
-parameters as an uninterrupted one.
+states, optimizer, scheduler, schedule step and the epoch's metrics so far of the moment it was written, so a
+resumed run ends with the same parameters and epoch rows as an uninterrupted one.
+
+Several processes (started by torchrun, see :mod:`seqvae_zoo.training.distributed`) train one model: each scores its
+share of every batch, DistributedDataParallel averages the gradients, the epoch's metrics are summed over all
+processes, and only rank 0 logs and writes the run folder. A checkpoint holds the position in the sequence of
+batches, not in any process's shares, so it resumes on any number of processes; on the same number the resumed run
+is exact, each process continuing its own random stream.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import gin
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from seqvae_zoo.data.batching import DistributedBucketBatchSampler
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.model import SeqVAE
+from seqvae_zoo.model import LossTerms, SeqVAE
 from seqvae_zoo.schedules.annealing import Linear
 from seqvae_zoo.schedules.base import WeightSchedule
 from seqvae_zoo.training.checkpoint import read_checkpoint, save_checkpoint
-from seqvae_zoo.training.logs import RunLog
+from seqvae_zoo.training.distributed import DistributedContext, rank_seed
+from seqvae_zoo.training.logs import LOG_EVERY, RunLog
 
 
 class NonFiniteLossError(UserError):
@@ -37,7 +46,8 @@ class TrainingSettings:
     """Every number of the optimization, gin-configurable (``training.TrainingSettings.lr = 5e-4``).
 
     Defaults are the paper's: Adam, lr 1e-3 halved every 2 epochs after epoch 10, 20 epochs, batch 32, gradient
-    norm clipped at 5. ``checkpoint_every`` is in steps (0: only at the end of each epoch).
+    norm clipped at 5. ``checkpoint_every`` is in steps (0: only at the end of each epoch). ``batch_size`` is the
+    batch of a step over all processes: N processes score batch_size / N sentences each.
     """
 
     epochs: int = 20
@@ -70,7 +80,7 @@ class EpochTotals:
     kl: dict[str, float] = field(default_factory=dict)
     aux: dict[str, float] = field(default_factory=dict)
 
-    def add(self, terms) -> None:
+    def add(self, terms: LossTerms) -> None:
         self.sentences += int(terms.nll.numel())
         self.tokens += int(terms.tokens.sum())
         self.words += int(terms.words.sum())
@@ -79,6 +89,20 @@ class EpochTotals:
             self.kl[name] = self.kl.get(name, 0.0) + float(value.sum())
         for name, value in terms.aux.items():
             self.aux[name] = self.aux.get(name, 0.0) + float(value.sum())
+
+    @classmethod
+    def combined(cls, parts: list[EpochTotals]) -> EpochTotals:
+        """The totals of several processes' sentences together."""
+        total = cls()
+        for part in parts:
+            total.sentences += part.sentences
+            total.tokens += part.tokens
+            total.words += part.words
+            total.nll += part.nll
+            for mine, theirs in ((total.kl, part.kl), (total.aux, part.aux)):
+                for name, value in theirs.items():
+                    mine[name] = mine.get(name, 0.0) + value
+        return total
 
     def summary(self, prefix: str) -> dict[str, float]:
         """Per-sentence means, and per-token perplexity of the -ELBO."""
@@ -93,14 +117,21 @@ class EpochTotals:
 
 
 class Trainer:
-    """Trains ``model`` on ``train_loader`` (whose batch sampler has ``set_epoch`` and a resumable state)."""
+    """Trains ``model`` on ``train_loader`` (whose batch sampler has ``set_epoch`` and a resumable state).
+
+    With a ``distributed`` context of several processes, every process builds a Trainer over its own loaders (whose
+    samplers are :class:`DistributedBucketBatchSampler` s) and calls the same methods in the same order.
+    """
 
     def __init__(self, model: SeqVAE, train_loader, valid_loader, out_dir: str | Path,
                  settings: TrainingSettings | None = None, extra_state: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu", progress: bool = True,
-                 on_epoch_end: Callable[[int, dict[str, float]], None] | None = None):
-        self.model = model.to(device)
+                 on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+                 distributed: DistributedContext | None = None):
         self.device = torch.device(device)
+        self.distributed = distributed or DistributedContext.single(self.device)
+        self.model = model.to(device)
+        self.objective = self.distributed.wrap(Objective(self.model))
         self.settings = settings or TrainingSettings()
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.sampler = train_loader.batch_sampler
@@ -110,13 +141,18 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.settings.lr_factor)
         self.step = 0
         self.epoch = 0
+        # the epoch under way: its totals so far (this process's) and when it began, as time.perf_counter() reads it
+        self.totals = EpochTotals()
+        self.epoch_started = time.perf_counter()
         self.history: list[dict[str, float]] = []
         self.best_valid = math.inf
-        self.log = RunLog(self.out_dir, enabled=progress)
+        self.log = RunLog(self.out_dir, enabled=progress) if self.distributed.is_main else SilentLog()
         self.on_epoch_end = on_epoch_end
 
     # -- state ----------------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """What a checkpoint holds (every process must call it: it gathers each process's random state)."""
+        rng = self.distributed.all_gather(self._rng_state())
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -126,12 +162,32 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "history": self.history,
             "best_valid": self.best_valid,
-            "rng": {"torch": torch.get_rng_state()},
+            "epoch_progress": {"totals": asdict(self._reduced(self.totals)),
+                               "seconds": time.perf_counter() - self.epoch_started},
+            "rank_rng": rng,  # each process's random state, in rank order
         }
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         state.update(self.extra_state)
         return state
+
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _restore_rng(self, saved: dict[str, Any]) -> None:
+        """Continue this process's random stream where the checkpoint left it; a process the checkpoint has no
+        stream for (resumed on more processes than it was written by) starts a fresh one of its own."""
+        streams = saved.get("rank_rng") or [saved["rng"]]  # "rng": checkpoints of one process, before "rank_rng"
+        if self.distributed.rank >= len(streams):
+            torch.manual_seed(rank_seed(self.sampler.seed, self.distributed.rank, self.step))
+            return
+        stream = streams[self.distributed.rank]
+        torch.set_rng_state(stream["torch"].cpu())
+        if "cuda" in stream and self.device.type == "cuda":
+            cuda = stream["cuda"]
+            torch.cuda.set_rng_state(cuda[self.device.index or 0] if isinstance(cuda, list) else cuda.cpu(),
+                                     self.device)
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint of this run (same config and data)."""
@@ -142,12 +198,17 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.sampler.load_state_dict(state["sampler"])
         self.history, self.best_valid = state["history"], state["best_valid"]
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        # rank 0 carries the epoch's totals so far, the others add theirs (checkpoints before "epoch_progress": none)
+        progress = state.get("epoch_progress", {"totals": {}, "seconds": 0.0})
+        self.totals = EpochTotals(**progress["totals"]) if self.distributed.is_main else EpochTotals()
+        self.epoch_started = time.perf_counter() - progress["seconds"]
+        self._restore_rng(state)
 
     def save(self, name: str = "checkpoint.pt") -> None:
-        save_checkpoint(self.out_dir / name, self.state())
+        """Write a checkpoint (rank 0 writes; every process must call it)."""
+        state = self.state()
+        if self.distributed.is_main:
+            save_checkpoint(self.out_dir / name, state)
 
     # -- loop -----------------------------------------------------------------------------------------------------
     def train(self, max_steps: int | None = None) -> list[dict[str, float]]:
@@ -159,16 +220,21 @@ class Trainer:
                 if max_steps is not None and self.step >= max_steps:
                     break
                 self.sampler.set_epoch(self.epoch)
-                totals = EpochTotals()
-                started = time.perf_counter()
+                if self.sampler.state_dict()["position"] == 0:
+                    self.totals, self.epoch_started = EpochTotals(), time.perf_counter()
                 bar = self.log.progress(self.epoch, settings.epochs, steps_per_epoch, self.sampler.state_dict())
                 for tokens, lengths in self.train_loader:
                     weights = settings.kl_schedule.weights(self.step, self.step / steps_per_epoch)
-                    terms = self._train_step(tokens.to(self.device), lengths.to(self.device), weights)
-                    totals.add(terms)
+                    rows, loss_scale = self._share(self.sampler, len(lengths))
+                    terms = _first_rows(self._train_step(tokens.to(self.device), lengths.to(self.device), weights,
+                                                         loss_scale), rows)
+                    self.totals.add(terms)
                     self.step += 1
-                    elapsed = time.perf_counter() - started
-                    self.log.step(bar, self.step, terms, weights, totals.tokens / max(elapsed, 1e-9),
+                    tokens_so_far = self.totals.tokens
+                    if self.step % LOG_EVERY == 0:  # what the log shows: the whole batch, all processes' tokens
+                        terms, tokens_so_far = self._all_processes(terms, tokens_so_far)
+                    elapsed = time.perf_counter() - self.epoch_started
+                    self.log.step(bar, self.step, terms, weights, tokens_so_far / max(elapsed, 1e-9),
                                   self.optimizer.param_groups[0]["lr"])
                     if settings.checkpoint_every and self.step % settings.checkpoint_every == 0:
                         self.save()
@@ -179,27 +245,45 @@ class Trainer:
                 if sampler_state["epoch"] == self.epoch and sampler_state["position"] < steps_per_epoch:
                     self.save()  # stopped by max_steps inside the epoch: --resume continues with the next batch
                     break
-                self._end_epoch(totals, time.perf_counter() - started, weights)
+                self._end_epoch()
         finally:
             self.log.close()
         return self.history
 
-    def _train_step(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: dict[str, float]):
+    def _share(self, sampler, rows: int) -> tuple[int, float]:
+        """(sentences that count, loss scale) of the batch just drawn from ``sampler``: in one process all of it, at
+        scale 1; in several, this process's share, weighed by its size (see ``Share.loss_scale``)."""
+        if isinstance(sampler, DistributedBucketBatchSampler):
+            return sampler.share.rows, sampler.share.loss_scale
+        return rows, 1.0
+
+    def _all_processes(self, terms: LossTerms, tokens: int) -> tuple[LossTerms, int]:
+        """The step's terms of every process's share, and the epoch's tokens of every process."""
+        if not self.distributed.distributed:
+            return terms, tokens
+        parts = self.distributed.all_gather((_on_cpu(terms), tokens))
+        return _concatenated([part for part, _ in parts]), sum(count for _, count in parts)
+
+    def _train_step(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: dict[str, float],
+                    loss_scale: float = 1.0) -> LossTerms:
         self.model.train()
-        terms = self.model(tokens, lengths)
-        loss = self.model.objective(terms, weights)
-        if not torch.isfinite(loss):
+        loss, terms = self.objective(tokens, lengths, weights)
+        if not self.distributed.all_true(bool(torch.isfinite(loss))):
             raise NonFiniteLossError(
-                f"the training loss became {float(loss)} at step {self.step + 1} (epoch {self.epoch + 1}); the "
+                f"the training loss became {loss.item()} at step {self.step + 1} (epoch {self.epoch + 1}); the "
                 f"last good checkpoint {str(self.out_dir / 'checkpoint.pt')!r} is kept. Lower the learning rate "
                 "(--gin 'training.TrainingSettings.lr = 5e-4') or check the data, then --resume")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * loss_scale if loss_scale != 1.0 else loss).backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
         self.optimizer.step()
         return _detached(terms)
 
-    def _end_epoch(self, totals: EpochTotals, seconds: float, weights: dict[str, float]) -> None:
+    def _end_epoch(self) -> None:
+        seconds = time.perf_counter() - self.epoch_started
+        totals = self._reduced(self.totals)
+        last_step = self.step - 1
+        weights = self.settings.kl_schedule.weights(last_step, last_step / len(self.sampler))
         row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                "seconds": seconds, "tokens_per_s": totals.tokens / max(seconds, 1e-9)}
         row.update(totals.summary("train_"))
@@ -216,20 +300,79 @@ class Trainer:
         if self.on_epoch_end is not None:
             self.on_epoch_end(self.epoch, row)
 
+    def _reduced(self, totals: EpochTotals) -> EpochTotals:
+        return EpochTotals.combined(self.distributed.all_gather(totals))
+
     @torch.no_grad()
     def validate(self) -> EpochTotals:
-        """One-sample -ELBO terms on the validation split (the RNG state is restored so training is unaffected)."""
+        """One-sample -ELBO terms on the validation split (the RNG state is restored so training is unaffected);
+        over several processes each scores its shares and the totals are summed."""
         self.model.eval()
         totals = EpochTotals()
         rng = torch.get_rng_state()
+        sampler = self.valid_loader.batch_sampler
         for tokens, lengths in self.valid_loader:
-            totals.add(self.model(tokens.to(self.device), lengths.to(self.device)))
+            rows, _ = self._share(sampler, len(lengths))
+            if rows:
+                totals.add(_first_rows(self.model(tokens.to(self.device), lengths.to(self.device)), rows))
         torch.set_rng_state(rng)
-        return totals
+        return self._reduced(totals)
 
 
-def _detached(terms):
+class Objective(nn.Module):
+    """The training loss of a batch, and its terms, as the output of a module: DistributedDataParallel wraps this
+    one, so it sees the loss tensor the backward pass starts from (it does not look inside a LossTerms)."""
+
+    def __init__(self, model: SeqVAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                weights: dict[str, float]) -> tuple[torch.Tensor, LossTerms]:
+        terms = self.model(tokens, lengths)
+        return self.model.objective(terms, weights), terms
+
+
+class SilentLog:
+    """The log of a process other than rank 0: rank 0 alone shows progress and writes the run's logs."""
+
+    def progress(self, *args) -> tqdm:
+        return tqdm(disable=True)
+
+    def step(self, *args) -> None:
+        pass
+
+    def epoch(self, *args) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_PER_SENTENCE = ("nll", "log_weight", "tokens", "words")
+
+
+def _detached(terms: LossTerms) -> LossTerms:
     terms.nll = terms.nll.detach()
     terms.kl = {k: v.detach() for k, v in terms.kl.items()}
     terms.aux = {k: v.detach() for k, v in terms.aux.items()}
     return terms
+
+
+def _first_rows(terms: LossTerms, rows: int) -> LossTerms:
+    """The per-sentence terms of the first ``rows`` sentences (the others stood in for an empty share)."""
+    if rows == len(terms.nll):
+        return terms
+    return LossTerms(**{name: getattr(terms, name)[:rows] for name in _PER_SENTENCE},
+                     kl={k: v[:rows] for k, v in terms.kl.items()}, aux={k: v[:rows] for k, v in terms.aux.items()})
+
+
+def _on_cpu(terms: LossTerms) -> LossTerms:
+    return LossTerms(**{name: getattr(terms, name).detach().cpu() for name in _PER_SENTENCE},
+                     kl={k: v.cpu() for k, v in terms.kl.items()}, aux={k: v.cpu() for k, v in terms.aux.items()})
+
+
+def _concatenated(parts: list[LossTerms]) -> LossTerms:
+    return LossTerms(**{name: torch.cat([getattr(p, name) for p in parts]) for name in _PER_SENTENCE},
+                     kl={k: torch.cat([p.kl[k] for p in parts]) for k in parts[0].kl},
+                     aux={k: torch.cat([p.aux[k] for p in parts]) for k in parts[0].aux})
