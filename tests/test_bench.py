@@ -154,3 +154,57 @@ def test_bad_suites_give_clear_errors(tmp_path):
         load_suite(str(bad))
     with pytest.raises(Exception, match="no results under"):
         load_results(tmp_path / "nothing")
+
+
+def test_summarization_suite_records_baselines_once_and_lists_them_first(tmp_path, suite_file, monkeypatch):
+    """The harness side of a summarization suite: untrained baselines become records of their own, cached like
+    runs, and head the table. (The ROUGE numbers themselves are tested in tests/test_summarization.py; the real
+    paper-duc path runs in the slow test below.)"""
+    import seqvae_zoo.bench.harness as harness
+
+    calls: list[str] = []
+
+    def fake_baselines(settings, names, corpus):
+        calls.append(corpus.name)
+        return {"LEAD": {"rouge1": {"recall": 0.4, "precision": 0.3, "f": 0.35}}}
+
+    monkeypatch.setattr(harness, "evaluate_baselines", fake_baselines)
+    monkeypatch.setattr(harness, "evaluate_trained",
+                        lambda settings, model, vocab, corpus, seed: {"rouge1": {"recall": 0.5, "precision": 0.4,
+                                                                                 "f": 0.45}})
+    text = TINY_SUITE.replace('seeds = [0, 1]', 'seeds = [0]\nbaselines = ["lead"]').replace(
+        '[evaluation]\n', '[evaluation]\nkind = "summarization"\n')
+    text = text.split("[[columns]]")[0] + '[[columns]]\nheader = "F"\nmetric = "rouge1.f"\ndigits = 3\n'
+    suite_file.write_text(text)
+    suite = load_suite(str(suite_file))
+    table = Bench(suite, tmp_path, progress=False, log=lambda _: None).run()
+    assert Bench(suite, tmp_path, progress=False, log=lambda _: None).run() == table
+    assert calls == ["synthetic"]  # scored once; the second run took the cached record
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows[1].startswith("| LEAD") and "0.350" in rows[1] and "0.450" in table
+
+
+@pytest.mark.slow
+def test_paper_duc_path_end_to_end(tmp_path):
+    """A 2-step VRAE and the LEAD baseline on the real DUC 2007 topics, through `seqvae bench`."""
+    suite = tmp_path / "duc.toml"
+    suite.write_text("""
+title = "duc"
+datasets = ["duc2007"]
+epochs = 1
+max_steps = 2
+baselines = ["lead"]
+bindings = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "training.TrainingSettings.checkpoint_every = 0"]
+[evaluation]
+kind = "summarization"
+[[models]]
+name = "VRAE"
+configs = ["vrae"]
+[[columns]]
+header = "F"
+metric = "rouge1.f"
+""")
+    assert main(["bench", str(suite), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "duc" / "records").glob("*.json")]
+    assert sorted(r["model"] for r in records) == ["LEAD", "VRAE"]
+    assert all(0.2 < r["metrics"]["rouge1"]["f"] < 0.6 for r in records)

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from seqvae_zoo.bench.evaluations import evaluate_baselines, evaluate_trained, protocol_version
 from seqvae_zoo.bench.leaderboard import render
 from seqvae_zoo.bench.suite import ModelSpec, Suite, SuiteError
 from seqvae_zoo.presets import config_hash, parse_config
@@ -92,8 +93,6 @@ class Bench:
 
     def __init__(self, suite: Suite, out_dir: str | Path, data_dir: str | None = None, device: str | None = None,
                  progress: bool = True, log: Callable[[str], None] = tqdm.write, workers: int = 1):
-        from seqvae_zoo.evaluation.protocol import PROTOCOL_VERSION
-
         if not isinstance(workers, int) or workers < 1:
             raise SuiteError(f"--workers must be a positive number of processes; got {workers!r}")
         self.suite = suite
@@ -104,7 +103,7 @@ class Bench:
         self.progress = progress
         self.log = log
         self.workers = workers
-        self.protocol_version = PROTOCOL_VERSION
+        self.protocol_version = protocol_version(suite.evaluation)
         self._corpora: dict[str, Any] = {}
 
     # -- identity -------------------------------------------------------------------------------------------------
@@ -130,7 +129,7 @@ class Bench:
     # -- running --------------------------------------------------------------------------------------------------
     def run(self) -> str:
         """Run every run not already recorded; return the leaderboard in Markdown (also written as md/tex/csv)."""
-        self.write_description()
+        self.write_description(self.record_baselines())
         runs = self.suite.runs()
         pending = []
         for index, (model, dataset, seed) in enumerate(runs, 1):
@@ -188,35 +187,21 @@ class Bench:
                 raise
 
     def train_and_evaluate(self, model: ModelSpec, dataset: str, seed: int, key: str, text: str) -> dict[str, Any]:
-        from seqvae_zoo.evaluation.protocol import evaluate_corpus
-
         run_dir = self.root / "runs" / key
         resume = (run_dir / CHECKPOINT).is_file()
         trained = train_run([] if resume else model.configs, dataset, run_dir, data_dir=self.data_dir,
                             bindings=[] if resume else _training_bindings(self.suite, model),
                             max_steps=self.suite.max_steps, seed=seed, resume=resume, device=self.device,
                             progress=self.progress, dataset_options=self.suite.dataset_options.get(dataset))
-        evaluation = self.suite.evaluation
         started = time.perf_counter()
-        metrics = evaluate_corpus(trained.model, trained.vocab, trained.corpus, split=evaluation.get("split", "test"),
-                                  iw_samples=int(evaluation.get("iw_samples", 500)),
-                                  batch_size=int(evaluation.get("batch_size", 64)), seed=seed)
-        corpus = trained.corpus
+        metrics = evaluate_trained(self.suite.evaluation, trained.model, trained.vocab, trained.corpus, seed)
         history = trained.history
         return {
-            "record_version": RECORD_VERSION,
-            "run_key": key,
-            "suite": self.suite.name,
-            "model": model.name,
+            **self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
             "configs": list(model.configs),
             "bindings": _training_bindings(self.suite, model),
             "config_text": text,
             "config_hash": config_hash(text),
-            "dataset": {"name": dataset, "options": self.suite.dataset_options.get(dataset, {}),
-                        "fingerprint": corpus.fingerprint, "checksums": corpus.checksums},
-            "protocol_version": self.protocol_version,
-            "seed": seed,
-            "metrics": metrics,
             "training": {
                 "epochs": history[-1]["epoch"] if history else 0,
                 "steps": history[-1]["step"] if history else 0,
@@ -227,6 +212,21 @@ class Bench:
                 "history": history,
             },
             "evaluation_seconds": time.perf_counter() - started,
+        }
+
+    def _record_header(self, model: str, dataset: str, corpus, key: str, seed: int | None,
+                       metrics: dict[str, Any]) -> dict[str, Any]:
+        """What every record holds: identity, data, protocol, metrics and provenance."""
+        return {
+            "record_version": RECORD_VERSION,
+            "run_key": key,
+            "suite": self.suite.name,
+            "model": model,
+            "dataset": {"name": dataset, "options": self.suite.dataset_options.get(dataset, {}),
+                        "fingerprint": corpus.fingerprint, "checksums": corpus.checksums},
+            "protocol_version": self.protocol_version,
+            "seed": seed,
+            "metrics": metrics,
             "provenance": {
                 "package_version": _package_version(),
                 "git_commit": git_commit(),
@@ -238,11 +238,36 @@ class Bench:
             },
         }
 
+    def record_baselines(self) -> list[str]:
+        """Score the suite's untrained baselines on each dataset once (cached like runs); return their labels."""
+        if not self.suite.baselines:
+            return []
+        labels: list[str] = []
+        for dataset in self.suite.datasets:
+            corpus = self.corpus(dataset)
+            identity = json.dumps({"baselines": self.suite.baselines, "fingerprint": corpus.fingerprint,
+                                   "protocol": self.protocol_version, "evaluation": self.suite.evaluation},
+                                  sort_keys=True)
+            key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+            cached = sorted((self.root / "records").glob(f"baseline-{_slug(dataset)}-*-{key}.json"))
+            if cached:
+                labels += [json.loads(p.read_text())["model"] for p in cached]
+                self.log(f"baselines on {dataset}: cached")
+                continue
+            self.log(f"baselines on {dataset}: {', '.join(self.suite.baselines)}")
+            for label, metrics in evaluate_baselines(self.suite.evaluation, self.suite.baselines, corpus).items():
+                record = {**self._record_header(label, dataset, corpus, key, None, metrics), "baseline": True}
+                write_json_atomically(self.root / "records" / f"baseline-{_slug(dataset)}-{_slug(label)}-{key}.json",
+                                      record)
+                labels.append(label)
+        return list(dict.fromkeys(labels))
+
     # -- tables ---------------------------------------------------------------------------------------------------
-    def write_description(self) -> None:
+    def write_description(self, baseline_labels: list[str]) -> None:
         suite = self.suite
         write_json_atomically(self.root / "suite.json", {
-            "name": suite.name, "title": suite.title, "models": [m.name for m in suite.models],
+            "name": suite.name, "title": suite.title,
+            "models": [*baseline_labels, *(m.name for m in suite.models)],
             "columns": [asdict(c) for c in suite.columns], "references": suite.references})
 
     def write_tables(self) -> str:

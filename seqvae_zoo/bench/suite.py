@@ -21,6 +21,9 @@ A suite file (``benchmarks/suites/<name>.toml``, installed as ``seqvae_zoo.suite
     model = "VRAE-SA w aux"
     source = "Chien & Wang 2019, Table 1"
     values = { "paper.nll" = 99.19 }
+
+A summarization suite sets ``[evaluation] kind = "summarization"`` and may list untrained ``baselines``
+(``["lda", "lead", "random"]``), scored once per dataset (see :mod:`seqvae_zoo.bench.evaluations`).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class Suite:
     evaluation: dict[str, Any]
     columns: list[Column]
     references: list[dict[str, Any]] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=list)
     data_dir: str | None = None
 
     def runs(self) -> list[tuple[ModelSpec, str, int]]:
@@ -108,7 +112,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
     known = {"title", "models", "datasets", "seeds", "epochs", "max_steps", "bindings", "dataset_options",
-             "evaluation", "columns", "references", "data_dir"}
+             "evaluation", "columns", "references", "baselines", "data_dir"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SuiteError(f"{where}: unknown key(s) {', '.join(unknown)}; a suite has {', '.join(sorted(known))}")
@@ -126,4 +130,5 @@ def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
                  seeds=[int(s) for s in raw.get("seeds", [0])], epochs=raw.get("epochs"),
                  max_steps=raw.get("max_steps"), bindings=list(raw.get("bindings", [])),
                  dataset_options=dict(raw.get("dataset_options", {})), evaluation=dict(raw.get("evaluation", {})),
-                 columns=columns, references=list(raw.get("references", [])), data_dir=raw.get("data_dir"))
+                 columns=columns, references=list(raw.get("references", [])),
+                 baselines=list(raw.get("baselines", [])), data_dir=raw.get("data_dir"))
