@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.decoders.base import LATENT_MODES
-from seqvae_zoo.decoders.lstm import LengthsError, PackedLayout
+from seqvae_zoo.decoders.lstm import InputDropout, LengthsError, PackedLayout
 from seqvae_zoo.model import linear_cross_entropy
 
 VOCAB, PAD, BOS, EOS, UNK = 29, 0, 1, 2, 3
@@ -26,7 +26,10 @@ SETUPS = {
     "lstm": (["lstm"], []),
     "vrae": (["vrae"], []),
     "stochastic": (["vrae"], ["models.SeqVAE.decoder = @decoders.stochastic"]),
-    "vrae_sa_aux": (["vrae_sa_aux"], ["aux_losses.context_prediction.weight = 0.7"]),
+    # the paper's literal aux term (learned variance, gradient into c_t): the reference scores exactly that
+    "vrae_sa_aux": (["vrae_sa_aux"], ["aux_losses.context_prediction.weight = 0.7",
+                                      "aux_losses.context_prediction.unit_variance = False",
+                                      "aux_losses.context_prediction.detach_target = False"]),
 }
 LENGTHS = [5, 1, 7, 7, 3]  # unsorted, with a tie and a one-token sentence
 WIDTH = 9  # more columns than the longest sentence
@@ -260,3 +263,17 @@ def test_packed_layout_sorts_by_length_and_skips_padding():
 def test_lengths_that_do_not_fit_the_batch_are_refused(lengths):
     with pytest.raises(LengthsError, match="between 1 .* and the batch's 4 columns"):
         PackedLayout.from_lengths(torch.tensor(lengths, dtype=torch.long), width=4)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5])
+def test_input_dropout_zeroes_with_probability_p_and_rescales_the_rest(p):
+    dropout = InputDropout(p)
+    inputs = torch.rand(400, 250, dtype=torch.float64) + 1.0
+    torch.manual_seed(9)
+    outputs = dropout(inputs)
+    dropped = outputs == 0
+    kept = ~dropped
+    torch.testing.assert_close(outputs[kept], inputs[kept] / (1 - p), rtol=1e-15, atol=0)
+    count = inputs.numel()
+    assert abs(dropped.sum().item() - p * count) < 5 * math.sqrt(count * p * (1 - p))
+    assert torch.equal(dropout.eval()(inputs), inputs)
