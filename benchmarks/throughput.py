@@ -11,7 +11,11 @@ For each preset, at the paper's sizes, on length-bucketed PTB batches of 32:
   few of the protocol's length-sorted test batches, extrapolated to the whole test split by tokens;
 - peak memory: the process's peak resident set on CPU, peak allocated CUDA memory on a GPU.
 
-Each preset runs in a fresh process, so that its peak memory and allocator state are its own.
+Each preset runs in a fresh process, so that its peak memory and allocator state are its own. On Linux with glibc the
+process keeps the memory it frees (``--malloc tuned``, the default): a training step allocates and frees a few hundred
+megabytes, and glibc's default of handing freed memory back to the kernel costs a page fault per 4 KiB when it is
+reused, 5 to 10% of a step on a CPU. The same setting for any run: ``MALLOC_TRIM_THRESHOLD_=1073741824
+MALLOC_MMAP_THRESHOLD_=33554432`` in the environment.
 
     python benchmarks/throughput.py                     # all four presets, a table
     python benchmarks/throughput.py --presets vrae_sa_aux --iw-batches 0 --json
@@ -20,6 +24,7 @@ Each preset runs in a fresh process, so that its peak memory and allocator state
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import multiprocessing
 import platform
@@ -52,6 +57,18 @@ CLIP_NORM = 5.0
 #: Adam's implementations (the same update): one fused kernel over all parameters, or torch's default for the device
 #: (on CPU a loop of separate elementwise operations per parameter).
 ADAM_IMPLEMENTATIONS = {"fused": {"fused": True}, "default": {}}
+
+
+# -- the process ---------------------------------------------------------------------------------------------------
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory instead of returning it to the kernel (and to serve every block up to 32 MiB
+    from it); False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    trim_threshold, mmap_threshold = -1, -3  # mallopt's M_TRIM_THRESHOLD and M_MMAP_THRESHOLD
+    return bool(libc.mallopt(trim_threshold, 2 ** 30)) and bool(libc.mallopt(mmap_threshold, 2 ** 25))
 
 
 # -- the ceiling -------------------------------------------------------------------------------------------------
@@ -93,16 +110,20 @@ def encoder_flops(encoder: LSTMEncoder | None, lengths: Sequence[int]) -> float:
     return sum(lengths) * per_token + len(lengths) * per_sentence
 
 
-def decoder_flops(decoder: LSTMDecoder, lengths: Sequence[int], memory_size: int) -> float:
+def decoder_flops(decoder: LSTMDecoder | StochasticDecoder, lengths: Sequence[int], memory_size: int) -> float:
     """Forward matmul FLOPs of the decoder and the output layer in a posterior-mode pass over sentences of these
     lengths: what the model's mathematics needs, each product computed once (z_enc's projection once per sentence,
     the attention keys once per encoder state)."""
-    if not isinstance(decoder, LSTMDecoder):
+    if isinstance(decoder, LSTMDecoder):
+        z_enc_dim, embedding_dim = decoder.z_enc_dim, decoder.rnn.input_size - decoder.z_enc_dim
+    elif isinstance(decoder, StochasticDecoder):
+        z_enc_dim = decoder.z_enc_projection.in_features if decoder.z_enc_projection is not None else 0
+        embedding_dim = decoder.input_projection.in_features
+    else:
         raise TypeError(f"no FLOP count for decoder {type(decoder).__name__}")
     hidden, gates = decoder.hidden_size, 4 * decoder.hidden_size
-    per_token = (_linear(decoder.input_projection.in_features, gates) + _linear(hidden, gates)
-                 + _linear(hidden, decoder.vocab_size))
-    per_sentence = _linear(decoder.z_enc_dim, gates) if decoder.z_enc_dim else 0
+    per_token = _linear(embedding_dim, gates) + _linear(hidden, gates) + _linear(hidden, decoder.vocab_size)
+    per_sentence = _linear(z_enc_dim, gates)
     per_token_squared = 0  # attention reads every encoder state at every step
     if isinstance(decoder, StochasticDecoder):
         latent, extra = decoder.latent_dim, decoder.extra_latent_size
@@ -174,6 +195,7 @@ def summarize(results: list[dict[str, float]], tokens: int, flops: float) -> dic
 
 def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
     """Every measurement of one preset (run in its own process)."""
+    malloc = "tuned" if options["malloc"] == "tuned" and keep_freed_memory() else "default"
     if options["threads"]:
         torch.set_num_threads(options["threads"])
     device = torch.device(options["device"])
@@ -204,6 +226,7 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
     repeats, warmup = options["repeats"], options["warmup"]
     result: dict[str, Any] = {
         "preset": preset, "parameters": model.num_parameters(), "tokens": tokens, "batches": len(batches),
+        "malloc": malloc,
         "forward_gflop_per_token": forward_flops(model, lengths) / tokens / 1e9,
         "training": summarize(repeated(train_steps, repeats, warmup, device), tokens, 3 * forward_flops(model, lengths)),
         "scoring": summarize(repeated(score, repeats, warmup, device), tokens, forward_flops(model, lengths)),
@@ -266,10 +289,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=20, help="training batches per repetition")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes over the batches first")
-    parser.add_argument("--iw-batches", type=int, default=2, help="test batches of 64 timed for IW-NLL (0: skip)")
+    parser.add_argument("--iw-batches", type=int, default=1, help="test batches of 64 timed for IW-NLL (0: skip)")
     parser.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES)
     parser.add_argument("--adam", choices=sorted(ADAM_IMPLEMENTATIONS), default="fused",
                         help="Adam implementation (the same update either way)")
+    parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
+                        help="glibc keeps freed memory (tuned) or returns it to the kernel (default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args(argv)
@@ -277,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     options = {key: getattr(args, key) for key in ("data_dir", "device", "threads", "batches", "repeats", "warmup",
-                                                   "iw_batches", "iw_samples", "adam", "seed")}
+                                                   "iw_batches", "iw_samples", "adam", "malloc", "seed")}
     context = multiprocessing.get_context("spawn")
     results = []
     for preset in args.presets:

@@ -2,9 +2,10 @@
 output layer give the same per-sentence loss terms and the same gradients as a plain reference written here, one
 sentence and one step at a time, straight from the paper's equations.
 
-The reference reads the model's parameters (the decoders' documented layout: ``recurrent`` holds the gates, in the
-order output, input, forget, cell, then the posterior's h_{t-1} half, the attention query and the prior) and the
-noise the model drew; float64 throughout, so agreement is to rounding error.
+The reference reads the model's parameters (the stochastic decoders' documented layout: ``recurrent`` holds the gates,
+in the order output, input, forget, cell, then the posterior's h_{t-1} half, the attention query and the prior; the
+deterministic decoder is ``nn.LSTM``) and the noise the model drew; float64 throughout, so agreement is to rounding
+error.
 """
 
 from __future__ import annotations
@@ -73,13 +74,20 @@ def reference_terms(model, tokens, lengths, z_enc, mode, noise):
         nll = kl_t = aux = log_ratio = torch.zeros((), dtype=torch.float64)
         inputs = [BOS] + tokens[b, :length - 1].tolist()
         for t in range(length):
-            projected = decoder.recurrent.weight @ h + decoder.recurrent.bias
-            gate_h, rest = projected[:4 * hidden_size], projected[4 * hidden_size:]
-            posterior_h, query_h, prior_h = rest[:2 * latent], rest[2 * latent:2 * latent + query], rest[-2 * latent:]
-            gates = gate_h + decoder.input_projection(decoder.embedding.weight[inputs[t]])
-            if decoder.z_enc_projection is not None:
-                gates = gates + decoder.z_enc_projection.weight @ z_enc[b]
-            if latent:
+            x = decoder.embedding.weight[inputs[t]]
+            if not latent:  # nn.LSTM's weights, gates in its order (input, forget, cell, output)
+                rnn = decoder.rnn
+                i, f, g, o = (rnn.weight_ih_l0 @ (torch.cat([x, z_enc[b]]) if z_enc is not None else x)
+                              + rnn.bias_ih_l0 + rnn.weight_hh_l0 @ h + rnn.bias_hh_l0).split(hidden_size)
+                gates = torch.cat([o, i, f, g])
+            else:
+                projected = decoder.recurrent.weight @ h + decoder.recurrent.bias
+                gates, rest = projected[:4 * hidden_size], projected[4 * hidden_size:]
+                posterior_h, query_h, prior_h = (rest[:2 * latent], rest[2 * latent:2 * latent + query],
+                                                 rest[-2 * latent:])
+                gates = gates + decoder.input_projection(x)
+                if decoder.z_enc_projection is not None:
+                    gates = gates + decoder.z_enc_projection.weight @ z_enc[b]
                 prior_mean, prior_logvar = prior_h[:latent], prior_h[latent:]
                 if mode.startswith("posterior"):
                     if query:  # eqs. 3-4 over the sentence's own encoder states

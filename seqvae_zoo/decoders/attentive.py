@@ -102,12 +102,18 @@ class AttentiveHead(StochasticHead):
         else:
             torch.addcmul(mean, torch.mul(logvar, 0.5, out=spread).exp_(), noise, out=extras)
 
-    def outputs(self) -> tuple[torch.Tensor, ...]:
-        return super().outputs() + ((self.contexts, self.attention) if self.memory is not None else ())
+    def take_outputs(self) -> tuple[torch.Tensor, ...]:
+        outputs = super().take_outputs()
+        if self.memory is None:
+            return outputs
+        outputs += (self.contexts, self.attention)
+        del self.contexts, self.attention, self.memory_steps
+        return outputs
 
     # -- backward -----------------------------------------------------------------------------------------------
-    def begin_backward(self, output_grads: tuple[torch.Tensor | None, ...], d_projected: torch.Tensor) -> None:
-        super().begin_backward(output_grads, d_projected)
+    def begin_backward(self, outputs: tuple[torch.Tensor, ...], output_grads: tuple[torch.Tensor | None, ...],
+                       d_projected: torch.Tensor) -> None:
+        super().begin_backward(outputs, output_grads, d_projected)
         layout, latent, context = self.layout, self.latent_dim, self.context_dim
         # per row: [d z through the gates | d mean, d logvar of p(c~_t | z_t)]; d mean of c~_t is d c~_t
         self.d_latents = self.latent_weight.new_empty(layout.num_rows, latent + 2 * context)
@@ -120,6 +126,7 @@ class AttentiveHead(StochasticHead):
             return
         keys, states, score = self.memory[:3]
         sizes = layout.batch_sizes
+        self.contexts, self.attention = outputs[2:]
         self.d_contexts = states.new_empty(layout.num_rows, states.size(-1))
         d_weights = states.new_empty(layout.num_rows, states.size(1))
         d_scores = torch.empty_like(d_weights)
@@ -130,10 +137,10 @@ class AttentiveHead(StochasticHead):
         self.memory_backward_steps = list(zip(
             *(step_blocks(x, layout) for x in (
                 self.d_contexts, self.d_contexts[:, :, None], output_grads[2], d_weights, d_weights[:, :, None],
-                d_scores, d_scores[:, :, None],
+                d_scores, d_scores[:, :, None], self.attention,
                 d_projected[:, query_start:])),
             d_scores.view(-1).split([n * d_scores.size(1) for n in sizes]),
-            [self.d_keys[:n] for n in sizes]))
+            [self.d_keys[:n] for n in sizes], [states[:n] for n in sizes]))
 
     def _latents_backward(self, t: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
         d_through_gates, d_z_through_gates, d_context_prior, d_predicted, d_logvar, half_spread_noise = \
@@ -148,9 +155,8 @@ class AttentiveHead(StochasticHead):
     def _context_backward(self, t: int, d_params: torch.Tensor) -> None:
         if self.memory is None:
             return
-        (d_context, d_context_column, d_context_out, d_weights, d_weights_column, d_scores, d_scores_column, d_query,
-         d_scores_flat, d_keys) = self.memory_backward_steps[t]
-        states, weights = self.memory_steps[t][1], self.memory_steps[t][5]
+        (d_context, d_context_column, d_context_out, d_weights, d_weights_column, d_scores, d_scores_column, weights,
+         d_query, d_scores_flat, d_keys, states) = self.memory_backward_steps[t]
         torch.mm(d_params, self.memory[3], out=d_context)
         if d_context_out is not None:
             d_context.add_(d_context_out)

@@ -1,7 +1,7 @@
-"""Deterministic LSTM decoder (``lstm``; VRAE's decoder given z_enc), and the packed LSTM recurrence that every
-recurrent decoder of the package runs.
+"""Deterministic LSTM decoder (``lstm``; VRAE's decoder given z_enc), and the packed LSTM recurrence that the
+stochastic decoders run (a latent at every step rules out a fused library LSTM).
 
-The recurrence is where the time goes, so it is built for speed without changing the mathematics:
+The recurrence is where their time goes, so it is built for speed without changing the mathematics:
 
 - the sentences are sorted by length and laid out time-major without padding (:class:`PackedLayout`, the order of
   torch's PackedSequence): step t runs only the sentences that are still going, so padded steps cost nothing;
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from seqvae_zoo.decoders.base import Decoder, DecoderOutput, check_mode
+from seqvae_zoo.decoders.base import Decoder, DecoderOutput
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.registry import DECODERS
@@ -138,9 +138,9 @@ class LatentHead:
     contribution to the gate pre-activations; in the backward pass it does the reverse.
 
     ``inputs`` are the tensors whose gradients :meth:`input_grads` gives, in that order (None where absent);
-    ``outputs`` are per-row results (N, ...) handed back to the decoder; :meth:`begin_backward` receives their
-    gradients (None: unused). Steps are numbered t = 0, 1, ...; the head prepares its per-step views of the
-    recurrence's buffers before each loop, so that a step costs no Python work beyond its arithmetic.
+    :meth:`take_outputs` hands over per-row results (N, ...) for the decoder, and :meth:`begin_backward` receives
+    them back with their gradients (None: unused). Steps are numbered t = 0, 1, ...; the head prepares its per-step
+    views of the recurrence's buffers before each loop, so that a step costs no Python work beyond its arithmetic.
     """
 
     width: int
@@ -155,13 +155,17 @@ class LatentHead:
     def forward_step(self, t: int) -> None:
         raise NotImplementedError
 
-    def outputs(self) -> tuple[torch.Tensor, ...]:
+    def take_outputs(self) -> tuple[torch.Tensor, ...]:
+        """After the loop: the outputs, with every reference the head holds to them (or to views of them) dropped.
+        The autograd graph keeps the head for the backward pass, and the outputs keep the graph: a reference back
+        would make a cycle that holds a whole batch's memory until the garbage collector runs."""
         raise NotImplementedError
 
-    def begin_backward(self, output_grads: tuple[torch.Tensor | None, ...], d_projected: torch.Tensor) -> None:
-        """Before the loop: ``d_projected`` (N, 4H + width) will hold the gradient of each row's recurrent
-        projection; the loop fills a step's gate columns before calling :meth:`backward_step`, which fills the
-        head's columns."""
+    def begin_backward(self, outputs: tuple[torch.Tensor, ...], output_grads: tuple[torch.Tensor | None, ...],
+                       d_projected: torch.Tensor) -> None:
+        """Before the loop: the outputs again and their gradients; ``d_projected`` (N, 4H + width) will hold the
+        gradient of each row's recurrent projection: the loop fills a step's gate columns before calling
+        :meth:`backward_step`, which fills the head's columns."""
         raise NotImplementedError
 
     def backward_step(self, t: int) -> None:
@@ -215,11 +219,11 @@ class PackedLSTM(torch.autograd.Function):
             candidate.tanh_()
             c = torch.mul(forget_gate, c, out=c_out).addcmul_(input_gate, candidate)
             h = torch.mul(output_gate, torch.tanh(c, out=tanh_c), out=h_out)
-        head_outputs = head.outputs() if head is not None else ()
+        head_outputs = head.take_outputs() if head is not None else ()
         if keep:
             ctx.layout, ctx.head = layout, head
             ctx.activations, ctx.tanh_cells = activations.tensor, tanh_cells.tensor
-            ctx.save_for_backward(weight, initial_h, initial_c, hidden, cells)
+            ctx.save_for_backward(weight, initial_h, initial_c, hidden, cells, *head_outputs)
         ctx.set_materialize_grads(False)
         if head is not None and head.non_differentiable_outputs:
             ctx.mark_non_differentiable(*head_outputs[-head.non_differentiable_outputs:])
@@ -229,7 +233,7 @@ class PackedLSTM(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_hidden, d_cells, *d_head_outputs):
         layout, head = ctx.layout, ctx.head
-        weight, initial_h, initial_c, hidden, cells = ctx.saved_tensors
+        weight, initial_h, initial_c, hidden, cells, *head_outputs = ctx.saved_tensors
         activations, tanh_cells = ctx.activations, ctx.tanh_cells
         size = weight.size(1)
         gates = 4 * size
@@ -248,7 +252,7 @@ class PackedLSTM(torch.autograd.Function):
         dh = weight.new_zeros(layout.batch_size, size)  # the gradient reaching h_{t-1} of each rank from step t on
         dc = weight.new_zeros(layout.batch_size, size)
         if head is not None:
-            head.begin_backward(d_head_outputs, d_projected)
+            head.begin_backward(tuple(head_outputs), d_head_outputs, d_projected)
         steps = list(zip(step_blocks(d_projected, layout), step_blocks(d_gates[:, :size], layout),
                          step_blocks(d_gates[:, size:].unflatten(1, (3, size)), layout),
                          step_blocks(d_hidden, layout), step_blocks(d_cells, layout),
@@ -271,6 +275,7 @@ class PackedLSTM(torch.autograd.Function):
             torch.mm(d_step, weight, out=dh_t)
         previous_hidden = layout.with_previous(initial_h, hidden)
         head_grads = head.input_grads() if head is not None else ()
+        ctx.head = ctx.activations = ctx.tanh_cells = None  # the graph may outlive the backward pass
         return (None, None, None, d_gates, d_projected.t() @ previous_hidden, d_projected.sum(0), dh, dc,
                 *head_grads)
 
@@ -298,9 +303,10 @@ class InputDropout(nn.Dropout):
 class LSTMDecoder(Decoder):
     """h_t = LSTM([dropout(x_t), z_enc], h_{t-1}); p(x_{t+1} | h_t) = softmax(W h_t + b).
 
-    The LSTM's weights are ``input_projection`` (x_t, with the input bias), ``z_enc_projection`` (z_enc) and the
-    first 4H rows of ``recurrent`` (h_{t-1}, with the recurrent bias), initialized as ``nn.LSTM`` initializes its own.
-    Subclasses add latent heads: more rows of ``recurrent`` (:meth:`_head_size`) and a :class:`LatentHead`.
+    No per-step latent, so the whole batch runs through one fused ``nn.LSTM`` call (oneDNN on a CPU, cuDNN on a GPU),
+    padded steps included: on this package's length-bucketed batches that is faster than :class:`PackedLSTM`, whose
+    Python loop costs more than the few padded steps (measured in benchmarks/README.md). What follows a sentence's
+    end never reaches its real steps, and the model scores only real steps.
     """
 
     def __init__(self, vocab_size: int, pad_id: int, z_enc_dim: int = 0, memory_size: int = 0,
@@ -309,66 +315,19 @@ class LSTMDecoder(Decoder):
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.input_dropout = InputDropout(input_dropout)
         self.z_enc_dim = z_enc_dim
-        gates = 4 * hidden_size
-        self.input_projection = nn.Linear(embedding_dim, gates)
-        self.z_enc_projection = nn.Linear(z_enc_dim, gates, bias=False) if z_enc_dim else None
-        self.recurrent = nn.Linear(hidden_size, gates + self._head_size())
-        bound = hidden_size ** -0.5
-        with torch.no_grad():
-            for parameter in (self.input_projection.weight, self.input_projection.bias, self.recurrent.weight[:gates],
-                              self.recurrent.bias[:gates],
-                              *([self.z_enc_projection.weight] if self.z_enc_projection is not None else [])):
-                parameter.uniform_(-bound, bound)
+        self.rnn = nn.LSTM(embedding_dim + z_enc_dim, hidden_size, batch_first=True)
 
-    # -- what subclasses change -----------------------------------------------------------------------------------
-    def _head_size(self) -> int:
-        """Rows ``recurrent`` has beyond the 4H gates: the heads of a stochastic decoder that read h_{t-1}."""
-        return 0
-
-    def _head(self, layout: PackedLayout, mode: str, memory: EncoderOutput | None, steps: int,
-              like: torch.Tensor) -> LatentHead | None:
-        """The per-step latents of this decoder in ``mode`` (None: deterministic), for a batch ``steps`` wide."""
-        return None
-
-    def _step_weights(self, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows of ``recurrent`` the loop reads in ``mode``: the gates, then the head's columns."""
-        gates = 4 * self.hidden_size
-        return self.recurrent.weight[:gates], self.recurrent.bias[:gates]
-
-    def _output(self, layout: PackedLayout, hidden: torch.Tensor, head_outputs: tuple[torch.Tensor, ...],
-                mode: str, return_attention: bool) -> DecoderOutput:
-        padded = layout.unpack(hidden)
-        return DecoderOutput(hidden=padded, log_ratio=padded.new_zeros(padded.shape[:2]))
-
-    # -- the recurrence -----------------------------------------------------------------------------------------
-    def _gate_inputs(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None) -> torch.Tensor:
-        """Gate pre-activations from x_t and z_enc, for every packed row at once: (N, 4H)."""
-        gate_inputs = self.input_projection(self.input_dropout(self.embedding(layout.pack(inputs))))
-        if self.z_enc_projection is not None:
-            gate_inputs = gate_inputs + self.z_enc_projection(z_enc).index_select(0, layout.sentence)
-        return gate_inputs
-
-    def _run(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None, mode: str,
-             memory: EncoderOutput | None, state: tuple[torch.Tensor, ...] | None = None
-             ) -> tuple[torch.Tensor, ...]:
-        """The packed recurrence over ``inputs`` from ``state`` (batch order; zeros by default): hidden and cell
-        states (N, H), then the head's outputs."""
-        head = self._head(layout, mode, memory, inputs.size(1), self.output.weight)
-        weight, bias = self._step_weights(mode)
-        if state is None:
-            initial_h = initial_c = weight.new_zeros(layout.batch_size, self.hidden_size)
-        else:
-            initial_h, initial_c = (s.index_select(0, layout.order) for s in state)
-        return run_packed_lstm(layout, head, self._gate_inputs(layout, inputs, z_enc), weight, bias,
-                               initial_h, initial_c)
+    def _inputs(self, tokens: torch.Tensor, z_enc: torch.Tensor | None) -> torch.Tensor:
+        embedded = self.input_dropout(self.embedding(tokens))
+        if self.z_enc_dim:
+            embedded = torch.cat([embedded, z_enc[:, None, :].expand(-1, tokens.size(1), -1)], dim=-1)
+        return embedded
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, z_enc: torch.Tensor | None,
                 memory: EncoderOutput | None, mode: str = "posterior",
                 return_attention: bool = False) -> DecoderOutput:
-        check_mode(mode)
-        layout = PackedLayout.from_lengths(lengths, inputs.size(1))
-        hidden, _, *head_outputs = self._run(layout, inputs, z_enc, mode, memory)
-        return self._output(layout, hidden, tuple(head_outputs), mode, return_attention)
+        hidden, _ = self.rnn(self._inputs(inputs, z_enc))
+        return DecoderOutput(hidden=hidden, log_ratio=hidden.new_zeros(hidden.shape[:2]))
 
     def start(self, z_enc: torch.Tensor | None, batch_size: int) -> tuple[torch.Tensor, ...]:
         zeros = self.output.weight.new_zeros(batch_size, self.hidden_size)
@@ -376,9 +335,6 @@ class LSTMDecoder(Decoder):
 
     def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...], z_enc: torch.Tensor | None,
              latent_mode: str = "prior_sample") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        check_mode(latent_mode)
-        if self.per_step_latents and latent_mode.startswith("posterior"):
-            raise ValueError("generation draws z_t from the prior: use latent_mode 'prior_sample' or 'prior_mean'")
-        layout = PackedLayout.from_lengths(torch.ones_like(tokens), 1)  # one step: packed order is batch order
-        hidden, cells = self._run(layout, tokens[:, None], z_enc, latent_mode, None, state)[:2]
-        return self.logits(hidden), (hidden, cells)
+        h, c = state
+        out, (h, c) = self.rnn(self._inputs(tokens[:, None], z_enc), (h[None], c[None]))
+        return self.logits(out[:, 0]), (h[0], c[0])

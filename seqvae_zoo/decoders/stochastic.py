@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqvae_zoo.decoders.base import DecoderOutput
-from seqvae_zoo.decoders.lstm import LatentHead, LSTMDecoder, PackedLayout, StepRows, step_blocks
+from seqvae_zoo.decoders.base import Decoder, DecoderOutput, check_mode
+from seqvae_zoo.decoders.lstm import InputDropout, LatentHead, PackedLayout, StepRows, run_packed_lstm, step_blocks
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.gaussian import gaussian_kl, gaussian_log_prob, split_params
 from seqvae_zoo.registry import DECODERS
@@ -82,11 +82,14 @@ class StochasticHead(LatentHead):
     def _extra_latents(self, t: int, z: torch.Tensor, extras: torch.Tensor) -> None:
         """Latents drawn given z_t that enter the gates beside it (none here)."""
 
-    def outputs(self) -> tuple[torch.Tensor, ...]:
-        return self.latents[:, :self.latent_dim], self.params
+    def take_outputs(self) -> tuple[torch.Tensor, ...]:
+        outputs = self.latents[:, :self.latent_dim], self.params
+        del self.params, self.steps  # the steps hold views of the parameters
+        return outputs
 
     # -- backward -----------------------------------------------------------------------------------------------
-    def begin_backward(self, output_grads: tuple[torch.Tensor | None, ...], d_projected: torch.Tensor) -> None:
+    def begin_backward(self, outputs: tuple[torch.Tensor, ...], output_grads: tuple[torch.Tensor | None, ...],
+                       d_projected: torch.Tensor) -> None:
         layout, latent = self.layout, self.latent_dim
         start = self.latent_weight.size(0)
         self.d_projected = d_projected
@@ -129,8 +132,13 @@ class StochasticHead(LatentHead):
 
 
 @DECODERS.register("stochastic")
-class StochasticDecoder(LSTMDecoder):
-    """Per-step latents z_t; the posterior reads the encoder's final state. Needs an encoder."""
+class StochasticDecoder(Decoder):
+    """Per-step latents z_t; the posterior reads the encoder's final state. Needs an encoder.
+
+    The LSTM's weights are ``input_projection`` (x_t, with the input bias), ``z_enc_projection`` (z_enc),
+    ``latent_projection`` ([z_t, extra latents]) and the gate rows of ``recurrent`` (h_{t-1}, with the recurrent
+    bias), initialized as ``nn.LSTM`` initializes its own.
+    """
 
     reads_memory = True
     per_step_latents = ("z_t",)
@@ -144,15 +152,33 @@ class StochasticDecoder(LSTMDecoder):
         if memory_size <= 0:
             raise ValueError(f"decoder {type(self).registry_name!r} has a posterior that reads the encoder: "
                              "configure an encoder (SeqVAE.encoder = @encoders.lstm)")
+        super().__init__(vocab_size, hidden_size)
         self.latent_dim = latent_dim
-        super().__init__(vocab_size, pad_id, z_enc_dim, memory_size, embedding_dim, hidden_size, input_dropout)
-        self.latent_projection = nn.Linear(latent_dim + self.extra_latent_size, 4 * hidden_size, bias=False)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.input_dropout = InputDropout(input_dropout)
+        gates = 4 * hidden_size
+        self.input_projection = nn.Linear(embedding_dim, gates)
+        self.z_enc_projection = nn.Linear(z_enc_dim, gates, bias=False) if z_enc_dim else None
+        self.recurrent = nn.Linear(hidden_size, gates + 2 * latent_dim + self.query_size + 2 * latent_dim)
+        bound = hidden_size ** -0.5
+        with torch.no_grad():
+            for parameter in (self.input_projection.weight, self.input_projection.bias, self.recurrent.weight[:gates],
+                              self.recurrent.bias[:gates],
+                              *([self.z_enc_projection.weight] if self.z_enc_projection is not None else [])):
+                parameter.uniform_(-bound, bound)
+        self.latent_projection = nn.Linear(latent_dim + self.extra_latent_size, gates, bias=False)
         self.posterior_context = nn.Linear(memory_size, 2 * latent_dim, bias=False)
 
-    def _head_size(self) -> int:
-        return 2 * self.latent_dim + self.query_size + 2 * self.latent_dim
+    # -- the recurrence -----------------------------------------------------------------------------------------
+    def _gate_inputs(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None) -> torch.Tensor:
+        """Gate pre-activations from x_t and z_enc, for every packed row at once: (N, 4H)."""
+        gate_inputs = self.input_projection(self.input_dropout(self.embedding(layout.pack(inputs))))
+        if self.z_enc_projection is not None:
+            gate_inputs = gate_inputs + self.z_enc_projection(z_enc).index_select(0, layout.sentence)
+        return gate_inputs
 
     def _step_weights(self, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of ``recurrent`` the loop reads in ``mode``: the gates, then the head's columns."""
         weight, bias = self.recurrent.weight, self.recurrent.bias
         if mode.startswith("posterior"):
             posterior_end = 4 * self.hidden_size + 2 * self.latent_dim + self.query_size
@@ -163,6 +189,20 @@ class StochasticDecoder(LSTMDecoder):
 
     def _prior_rows(self) -> slice:
         return slice(self.recurrent.out_features - 2 * self.latent_dim, self.recurrent.out_features)
+
+    def _run(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None, mode: str,
+             memory: EncoderOutput | None, state: tuple[torch.Tensor, ...] | None = None
+             ) -> tuple[torch.Tensor, ...]:
+        """The packed recurrence over ``inputs`` from ``state`` (batch order; zeros by default): hidden and cell
+        states (N, H), then the head's outputs."""
+        head = self._head(layout, mode, memory, inputs.size(1), self.output.weight)
+        weight, bias = self._step_weights(mode)
+        if state is None:
+            initial_h = initial_c = weight.new_zeros(layout.batch_size, self.hidden_size)
+        else:
+            initial_h, initial_c = (s.index_select(0, layout.order) for s in state)
+        return run_packed_lstm(layout, head, self._gate_inputs(layout, inputs, z_enc), weight, bias,
+                               initial_h, initial_c)
 
     def _draw_noise(self, steps: int, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Standard normal noise for z_t and the extra latents of every step, (T, B, size), drawn before the loop."""
@@ -181,11 +221,21 @@ class StochasticDecoder(LSTMDecoder):
 
     def _head(self, layout: PackedLayout, mode: str, memory: EncoderOutput | None, steps: int,
               like: torch.Tensor) -> LatentHead:
+        """The per-step latents in ``mode``, for a batch ``steps`` wide (the attentive decoder's add attention)."""
         noise, _ = self._packed_noise(layout, mode, steps, like)
         context = None
         if mode.startswith("posterior"):
             context = self.posterior_context(memory.final).index_select(0, layout.order)
         return StochasticHead(self.latent_dim, self.latent_projection.weight, noise, context)
+
+    # -- scoring ------------------------------------------------------------------------------------------------
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, z_enc: torch.Tensor | None,
+                memory: EncoderOutput | None, mode: str = "posterior",
+                return_attention: bool = False) -> DecoderOutput:
+        check_mode(mode)
+        layout = PackedLayout.from_lengths(lengths, inputs.size(1))
+        hidden, _, *head_outputs = self._run(layout, inputs, z_enc, mode, memory)
+        return self._output(layout, hidden, tuple(head_outputs), mode, return_attention)
 
     def _output(self, layout: PackedLayout, hidden: torch.Tensor, head_outputs: tuple[torch.Tensor, ...],
                 mode: str, return_attention: bool) -> DecoderOutput:
@@ -209,3 +259,17 @@ class StochasticDecoder(LSTMDecoder):
                 mode: str) -> dict:
         """Per-step results auxiliary losses read (none here)."""
         return {}
+
+    # -- generation (Algorithm 2) -------------------------------------------------------------------------------
+    def start(self, z_enc: torch.Tensor | None, batch_size: int) -> tuple[torch.Tensor, ...]:
+        zeros = self.output.weight.new_zeros(batch_size, self.hidden_size)
+        return zeros, zeros
+
+    def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...], z_enc: torch.Tensor | None,
+             latent_mode: str = "prior_sample") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        check_mode(latent_mode)
+        if latent_mode.startswith("posterior"):
+            raise ValueError("generation draws z_t from the prior: use latent_mode 'prior_sample' or 'prior_mean'")
+        layout = PackedLayout.from_lengths(torch.ones_like(tokens), 1)  # one step: packed order is batch order
+        hidden, cells = self._run(layout, tokens[:, None], z_enc, latent_mode, None, state)[:2]
+        return self.logits(hidden), (hidden, cells)
