@@ -291,7 +291,7 @@ def run_packed_lstm(layout: PackedLayout, head: LatentHead | None, gate_inputs: 
 
 class InputDropout(nn.Dropout):
     """``nn.Dropout`` (each element zeroed with probability p, the rest scaled by 1 / (1 - p)) with the mask drawn
-    from ``torch.rand`` on the CPU, where ``bernoulli_`` draws one element at a time and costs three times as much."""
+    from ``torch.rand`` on the CPU, where ``bernoulli_`` costs three times as much."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or inputs.device.type != "cpu" or self.p == 1:
