@@ -7,3 +7,11 @@ wrong and what to do.
 
 class UserError(Exception):
     """Bad input: a missing or corrupt file, an unknown name, a bad binding or flag."""
+
+
+class LengthsError(UserError, ValueError):
+    """Sentence lengths that do not fit the batch they come with."""
+
+    def __init__(self, lengths: list[int], width: int):
+        super().__init__(f"sentence lengths must lie between 1 (the end-of-sentence token) and the batch's {width} "
+                         f"columns; got {lengths if lengths else 'no sentences'}")

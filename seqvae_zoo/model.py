@@ -18,6 +18,7 @@ from torch.autograd.function import once_differentiable
 from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
+from seqvae_zoo.errors import LengthsError
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
 from seqvae_zoo.regularizers.base import Regularizer
@@ -166,6 +167,8 @@ class SeqVAE(nn.Module):
         """Score a batch: ``tokens`` (B, T) are the sentences with end-of-sentence, padded; ``lengths`` (B,) count
         end-of-sentence. z_enc is drawn from q (its mean in "posterior_mean" mode) unless given."""
         check_mode(latent_mode)
+        if lengths.numel() == 0 or bool(((lengths < 1) | (lengths > tokens.size(1))).any()):
+            raise LengthsError(lengths.tolist(), tokens.size(1))
         mask = torch.arange(tokens.size(1), device=tokens.device)[None, :] < lengths[:, None]
         inputs = self.decoder_inputs(tokens, mask)
         if self.training:

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.decoders.base import LATENT_MODES
-from seqvae_zoo.decoders.lstm import InputDropout, LengthsError, PackedLayout
+from seqvae_zoo.decoders.lstm import InputDropout, PackedLayout
+from seqvae_zoo.errors import LengthsError
 from seqvae_zoo.model import linear_cross_entropy
 
 VOCAB, PAD, BOS, EOS, UNK = 29, 0, 1, 2, 3
@@ -285,3 +286,68 @@ def test_input_dropout_zeroes_with_probability_p_and_rescales_the_rest(p):
     count = inputs.numel()
     assert abs(dropped.sum().item() - p * count) < 5 * math.sqrt(count * p * (1 - p))
     assert torch.equal(dropout.eval()(inputs), inputs)
+
+
+def reference_encoder(encoder, tokens, lengths):
+    """States (B, S, state size), zero past each sentence's end, and the summary, one sentence at a time."""
+    rnn, size = encoder.rnn, encoder.rnn.hidden_size
+
+    def run(embedded, suffix):
+        h = c = embedded.new_zeros(size)
+        outputs = []
+        for x in embedded:
+            i, f, g, o = (getattr(rnn, f"weight_ih_l0{suffix}") @ x + getattr(rnn, f"bias_ih_l0{suffix}")
+                          + getattr(rnn, f"weight_hh_l0{suffix}") @ h + getattr(rnn, f"bias_hh_l0{suffix}")
+                          ).split(size)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs)
+
+    states = tokens.new_zeros(tokens.shape + (encoder.state_size,), dtype=encoder.embedding.weight.dtype)
+    finals = []
+    for b, length in enumerate(lengths.tolist()):
+        embedded = encoder.embedding.weight[tokens[b, :length]]
+        forward = run(embedded, "")
+        if rnn.bidirectional:
+            backward = run(embedded.flip(0), "_reverse").flip(0)
+            states[b, :length] = torch.cat([forward, backward], dim=1)
+            finals.append(torch.cat([forward[-1], backward[0]]))
+        else:
+            states[b, :length] = forward
+            finals.append(forward[-1])
+    return states, torch.stack(finals)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32 takes the fused library LSTM (oneDNN)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_encoder_states_and_gradients_match_a_step_by_step_reference(bidirectional, dtype):
+    """The unidirectional encoder runs over the padding in one fused call; the padded steps must change no state,
+    no summary and no gradient of a real position."""
+    parse_config(["vrae"], SMALL + [f"encoders.lstm.bidirectional = {bidirectional}"])
+    torch.manual_seed(0)
+    encoder = build_model(vocab_size=VOCAB, pad_id=PAD, bos_id=BOS, unk_id=UNK).encoder.to(dtype)
+    tokens, lengths = batch(seed=5)
+    output = encoder(tokens, lengths)
+    states, final = reference_encoder(encoder, tokens, lengths)
+    tolerance = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    torch.testing.assert_close(output.states, states, **tolerance)
+    torch.testing.assert_close(output.final, final, **tolerance)
+    assert output.mask.tolist() == [[t < length for t in range(WIDTH)] for length in LENGTHS]
+    upstream = torch.Generator().manual_seed(6)
+    weights = [torch.rand(x.shape, generator=upstream, dtype=dtype) for x in (states, final)]
+    parameters = list(encoder.rnn.parameters()) + [encoder.embedding.weight]
+    fast = torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, (output.states, output.final))),
+                               parameters)
+    plain = torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, (states, final))), parameters)
+    for got, expected in zip(fast, plain):
+        torch.testing.assert_close(got, expected, **tolerance)
+
+
+@pytest.mark.parametrize("setup", ["lstm", "vrae", "vrae_sa_aux"])
+@pytest.mark.parametrize("lengths", [[3, 0], [3, 10], []])
+def test_every_model_refuses_lengths_that_do_not_fit_the_batch(setup, lengths):
+    model = small_model(setup)
+    tokens = torch.full((len(lengths), WIDTH), UNK + 1)
+    with pytest.raises(LengthsError, match=f"between 1 .* and the batch's {WIDTH} columns"):
+        model(tokens, torch.tensor(lengths, dtype=torch.long))

@@ -25,12 +25,8 @@ from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput
 from seqvae_zoo.encoders.base import EncoderOutput
-from seqvae_zoo.errors import UserError
+from seqvae_zoo.errors import LengthsError
 from seqvae_zoo.registry import DECODERS
-
-
-class LengthsError(UserError, ValueError):
-    """Sentence lengths that do not fit the batch they come with."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +52,7 @@ class PackedLayout:
         sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
         host_lengths = sorted_lengths.tolist()  # the one device-to-host copy of a batch
         if batch == 0 or host_lengths[-1] < 1 or host_lengths[0] > width:
-            raise LengthsError(f"sentence lengths must lie between 1 (the end-of-sentence token) and the batch's "
-                               f"{width} columns; got {lengths.tolist() if batch else 'no sentences'}")
+            raise LengthsError(lengths.tolist(), width)
         counts = [0] * host_lengths[0]
         for length in host_lengths:
             counts[length - 1] += 1
