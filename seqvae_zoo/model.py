@@ -39,10 +39,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """-log softmax(hidden weight^T + bias)[target] per row, computed block by block.
 
     Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic and time. The logits are
-    written into a scratch block with aligned rows (see ``ROW_ALIGNMENT``); the forward keeps each block's
-    log-probabilities (not the logits as well); the backward turns them into probabilities in place and folds the
-    per-row gradient into the (N, H) side of the matmuls, so the (N, V) block is read only by them:
-    d hidden = g (P W - W[target]), d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g).
+    written into a scratch block with aligned rows (see ``ROW_ALIGNMENT``). For a backward pass the forward keeps each
+    block's softmax, which the backward reads as it is: one exponential per logit in all (log-softmax, then exp in
+    the backward, takes two, and the exponential is the costliest elementwise work of a training step). The loss comes
+    from the softmax without taking the log of a probability that may underflow: at the row's largest logit m the
+    probability is 1 / sum exp(logit - m) >= 1 / vocabulary, so -log p(target) = m - log p(argmax) - logit(target).
+    The backward folds the per-row gradient into the (N, H) side of the matmuls, so the (N, V) block is read only by
+    them: d hidden = g (P W - W[target]), d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g).
     """
 
     @staticmethod
@@ -54,19 +57,25 @@ class _LinearCrossEntropy(torch.autograd.Function):
         block = -(-hidden.size(0) // blocks)
         logits = hidden.new_empty(block, padded)
         logits[:, vocabulary:] = float("-inf")
+        scratch = None if keep else torch.empty_like(logits)
         nll = hidden.new_empty(hidden.size(0))
-        log_probs = []
+        kept_probs = []
         for start in range(0, hidden.size(0), block):
             rows = slice(start, start + block)
             block_hidden = hidden[rows]
             block_logits = logits[:block_hidden.size(0)]
             torch.addmm(bias, block_hidden, weight.t(), out=block_logits[:, :vocabulary])
-            block_log_probs = torch.log_softmax(block_logits, dim=1)
-            torch.gather(block_log_probs, 1, targets[rows, None], out=nll[rows, None]).neg_()
-            if keep:
-                log_probs.append(block_log_probs[:, :vocabulary])
+            if not keep:  # no backward pass to share the exponentials with
+                torch.gather(torch.log_softmax(block_logits, dim=1, out=scratch[:block_hidden.size(0)]), 1,
+                             targets[rows, None], out=nll[rows, None]).neg_()
+                continue
+            probs = torch.softmax(block_logits, dim=1)
+            # amax, not max: the indices would cost more than the softmax
+            torch.sub(block_logits.amax(dim=1, keepdim=True), probs.amax(dim=1, keepdim=True).log_(),
+                      out=nll[rows, None]).sub_(block_logits.gather(1, targets[rows, None]))
+            kept_probs.append(probs[:, :vocabulary])
         if keep:
-            ctx.log_probs, ctx.block = log_probs, block
+            ctx.probs, ctx.block = kept_probs, block
             ctx.save_for_backward(hidden, weight, targets)
         return nll
 
@@ -78,14 +87,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         d_hidden = torch.empty_like(hidden)
         d_weight = weight.new_zeros(weight.shape).index_add_(0, targets, scaled_hidden, alpha=-1)
         d_bias = weight.new_zeros(weight.size(0)).index_add_(0, targets, d_nll, alpha=-1)
-        for start, block_log_probs in zip(range(0, hidden.size(0), ctx.block), ctx.log_probs):
+        for start, probs in zip(range(0, hidden.size(0), ctx.block), ctx.probs):
             rows = slice(start, start + ctx.block)
-            probs = block_log_probs.exp_()
             torch.mm(probs, weight, out=d_hidden[rows]).sub_(weight.index_select(0, targets[rows]))
             d_hidden[rows].mul_(d_nll[rows, None])
             d_weight.addmm_(probs.t(), scaled_hidden[rows])
             d_bias.addmv_(probs.t(), d_nll[rows])
-        ctx.log_probs = None
+        ctx.probs = None
         return None, d_hidden, d_weight, d_bias, None
 
 

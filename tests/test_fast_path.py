@@ -257,6 +257,22 @@ def test_fused_output_layer_is_the_softmax_cross_entropy(rows, monkeypatch):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_output_layer_is_exact_where_the_targets_probability_underflows(dtype):
+    """The loss is read off the softmax without the log of the target's probability, which underflows to 0 here."""
+    hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=dtype, requires_grad=True)
+    weight = torch.tensor([[900.0, 0.0], [0.0, 0.0], [-900.0, 3.0]], dtype=dtype, requires_grad=True)
+    bias = torch.zeros(3, dtype=dtype, requires_grad=True)
+    targets = torch.tensor([2, 0, 2])
+    fused = linear_cross_entropy(hidden, weight, bias, targets)
+    plain = F.cross_entropy(F.linear(hidden, weight, bias), targets, reduction="none")
+    assert fused.detach()[0].item() == pytest.approx(1800.0)
+    torch.testing.assert_close(fused, plain)
+    for got, expected in zip(torch.autograd.grad(fused.sum(), (hidden, weight, bias)),
+                             torch.autograd.grad(plain.sum(), (hidden, weight, bias))):
+        torch.testing.assert_close(got, expected)
+
+
 def test_packed_layout_sorts_by_length_and_skips_padding():
     layout = PackedLayout.from_lengths(torch.tensor([2, 3, 1, 3]), width=4)
     assert layout.order.tolist() == [1, 3, 0, 2] and layout.batch_sizes == [4, 3, 2]
