@@ -11,11 +11,10 @@ For each preset, at the paper's sizes, on length-bucketed PTB batches of 32:
   few of the protocol's length-sorted test batches, extrapolated to the whole test split by tokens;
 - peak memory: the process's peak resident set on CPU, peak allocated CUDA memory on a GPU.
 
-Each preset runs in a fresh process, so that its peak memory and allocator state are its own. On Linux with glibc the
-process keeps the memory it frees (``--malloc tuned``, the default): a training step allocates and frees a few hundred
-megabytes, and glibc's default of handing freed memory back to the kernel costs a page fault per 4 KiB when it is
-reused, 5 to 10% of a step on a CPU. The same setting for any run: ``MALLOC_TRIM_THRESHOLD_=1073741824
-MALLOC_MMAP_THRESHOLD_=33554432`` in the environment.
+Each preset runs in a fresh process, so that its peak memory and allocator state are its own. The process keeps the
+memory it frees (``--malloc tuned``, the default), as every ``seqvae`` command does
+(:mod:`seqvae_zoo.training.memory`); ``--malloc default`` measures glibc's defaults. Training steps use the trainer's
+optimizer (``--adam trainer``: fused Adam) unless ``--adam default`` asks for torch's default implementation.
 
     python benchmarks/throughput.py                     # all four presets, a table
     python benchmarks/throughput.py --presets vrae_sa_aux --iw-batches 0 --json
@@ -24,7 +23,6 @@ MALLOC_MMAP_THRESHOLD_=33554432`` in the environment.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import multiprocessing
 import platform
@@ -49,26 +47,16 @@ from seqvae_zoo.encoders.lstm import LSTMEncoder
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.protocol import DEFAULT_IW_SAMPLES, DEFAULT_MEMORY_BUDGET_MB
 from seqvae_zoo.model import SeqVAE
+from seqvae_zoo.training.memory import keep_freed_memory
+from seqvae_zoo.training.trainer import make_optimizer
 
 PRESETS = ("lstm", "vrae", "vrae_sa", "vrae_sa_aux")
 BATCH_SIZE = 32  # the paper's
 EVALUATION_BATCH_SIZE = 64  # evaluate_corpus's default
 CLIP_NORM = 5.0
-#: Adam's implementations (the same update): one fused kernel over all parameters, or torch's default for the device
-#: (on CPU a loop of separate elementwise operations per parameter).
-ADAM_IMPLEMENTATIONS = {"fused": {"fused": True}, "default": {}}
-
-
-# -- the process ---------------------------------------------------------------------------------------------------
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory instead of returning it to the kernel (and to serve every block up to 32 MiB
-    from it); False where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    trim_threshold, mmap_threshold = -1, -3  # mallopt's M_TRIM_THRESHOLD and M_MMAP_THRESHOLD
-    return bool(libc.mallopt(trim_threshold, 2 ** 30)) and bool(libc.mallopt(mmap_threshold, 2 ** 25))
+#: Adam's implementations (the same update): the trainer's (one fused kernel over all parameters, where the device has
+#: one), or torch's default for the device (on a CPU, separate elementwise operations parameter by parameter).
+ADAM_IMPLEMENTATIONS = {"trainer": make_optimizer, "default": lambda parameters, lr: torch.optim.Adam(parameters, lr)}
 
 
 # -- the ceiling -------------------------------------------------------------------------------------------------
@@ -204,7 +192,7 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
                                                         options["iw_batches"], options["seed"])
     parse_config([preset])
     model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **ADAM_IMPLEMENTATIONS[options["adam"]])
+    optimizer = ADAM_IMPLEMENTATIONS[options["adam"]](model.parameters(), 1e-3)
     batches = [(b.tokens.to(device), b.lengths.to(device)) for b in train]
     lengths = [length for _, batch_lengths in batches for length in batch_lengths.tolist()]
     tokens = sum(lengths)
@@ -291,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes over the batches first")
     parser.add_argument("--iw-batches", type=int, default=1, help="test batches of 64 timed for IW-NLL (0: skip)")
     parser.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES)
-    parser.add_argument("--adam", choices=sorted(ADAM_IMPLEMENTATIONS), default="fused",
+    parser.add_argument("--adam", choices=sorted(ADAM_IMPLEMENTATIONS), default="trainer",
                         help="Adam implementation (the same update either way)")
     parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                         help="glibc keeps freed memory (tuned) or returns it to the kernel (default)")

@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.training.memory import keep_freed_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return args.run(args) or 0
     except UserError as error:
