@@ -11,7 +11,10 @@ trained: a trained projection could shrink to zero and make the term unbounded).
 state size the projection is the identity.
 
 In the packed recurrence the keys V s_i are computed once per batch; W h_{t-1} is the query head of the fused
-recurrent projection. The steps a sentence does not have are not run: in the attention weights returned for
+recurrent projection. c_t reaches the recurrence only through the posterior's context half W_c c_t =
+sum_i alpha_ti (W_c s_i), so the step reads the projected states W_c s_i (2 latent_dim numbers per encoder state,
+computed once per batch) instead of the states themselves, and c_t is computed for all steps at once after the loop;
+the gradients of the states and of W_c likewise. The steps a sentence does not have are not run: in the attention weights returned for
 inspection, a step past a sentence's end attends uniformly to the sentence's words.
 """
 
@@ -62,37 +65,29 @@ class AttentiveHead(StochasticHead):
         if self.memory is None:
             return
         keys, states, score, context_weight, padding = self.memory
-        self.context_weight_t = context_weight.t()
-        self.contexts = states.new_empty(layout.num_rows, states.size(-1))
+        self.projected_states = states @ context_weight.t()  # W_c s_i: (B, S, 2 latent_dim)
         self.attention = states.new_empty(layout.num_rows, states.size(1))
-        self.sigmoids = []  # per step sigmoid(2 (V s_i + W h_{t-1})) (n, S, A) and its (n S, A) view, kept
-        scratch = keys.new_empty(keys.shape) if not keep else None
+        # sigmoid(2 (V s_i + W h_{t-1})) (n, S, A) of each step: kept for the backward pass
+        self.sigmoids = StepRows(keys, layout, keep, *keys.shape[1:])
         doubled_keys = keys * 2
         offsets = (padding - score.sum()).view(-1)  # w^T tanh(u) = 2 w^T sigmoid(2 u) - sum(w)
         sizes = layout.batch_sizes
         query_start = gates.tensor.size(1) + 2 * self.latent_dim
         self.memory_steps = list(zip(
-            [doubled_keys[:n] for n in sizes], [states[:n] for n in sizes],
-            [offsets[:n * padding.size(1)] for n in sizes],
-            projected.step_views(projected.tensor[:, None, query_start:]),
-            [scratch[:n] for n in sizes] if scratch is not None else [None] * len(sizes),
+            [doubled_keys[:n] for n in sizes], [offsets[:n * padding.size(1)] for n in sizes],
+            projected.step_views(projected.tensor[:, None, query_start:]), self.sigmoids.blocks,
             step_blocks(self.attention, layout), step_blocks(self.attention[:, None, :], layout),
-            step_blocks(self.contexts, layout), step_blocks(self.contexts[:, None, :], layout)))
+            [self.projected_states[:n] for n in sizes]))
 
     def _params(self, t: int, from_hidden: torch.Tensor, context: torch.Tensor | None, params: torch.Tensor) -> None:
         if self.memory is None:
             return super()._params(t, from_hidden, context, params)
-        doubled_keys, states, offsets, query, scratch, weights, weights_row, context, context_row = self.memory_steps[t]
+        doubled_keys, offsets, query, sigmoids, weights, weights_row, projected_states = self.memory_steps[t]
         # tanh(u) = 2 sigmoid(2 u) - 1, and the sigmoid costs a fifth of the tanh on a CPU
-        sigmoids = torch.add(doubled_keys, query, alpha=2,
-                             out=doubled_keys.new_empty(doubled_keys.shape) if scratch is None else scratch).sigmoid_()
-        flat_sigmoids = sigmoids.view(-1, sigmoids.size(-1))
-        if self.keep:
-            self.sigmoids.append((sigmoids, flat_sigmoids))
-        scores = torch.addmv(offsets, flat_sigmoids, self.memory[2], alpha=2)
+        torch.add(doubled_keys, query, alpha=2, out=sigmoids).sigmoid_()
+        scores = torch.addmv(offsets, sigmoids.view(-1, sigmoids.size(-1)), self.memory[2], alpha=2)
         torch.softmax(scores.view_as(weights), dim=-1, out=weights)
-        torch.bmm(weights_row, states, out=context_row)
-        torch.addmm(from_hidden, context, self.context_weight_t, out=params)
+        torch.baddbmm(from_hidden[:, None, :], weights_row, projected_states, out=params[:, None, :])
 
     def _extra_latents(self, t: int, z: torch.Tensor, extras: torch.Tensor) -> None:
         mean, logvar = torch.addmm(self.context_prior_bias, z, self.context_prior_weight_t).split(self.context_dim, 1)
@@ -106,8 +101,11 @@ class AttentiveHead(StochasticHead):
         outputs = super().take_outputs()
         if self.memory is None:
             return outputs
-        outputs += (self.contexts, self.attention)
-        del self.contexts, self.attention, self.memory_steps
+        layout, states = self.layout, self.memory[1]
+        contexts = (layout.by_rank(self.attention) @ states).view(-1, states.size(-1)).index_select(
+            0, layout.rank_index)  # c_t of every row
+        outputs += (contexts, self.attention)
+        del self.attention, self.memory_steps
         return outputs
 
     # -- backward -----------------------------------------------------------------------------------------------
@@ -127,20 +125,19 @@ class AttentiveHead(StochasticHead):
         keys, states, score = self.memory[:3]
         sizes = layout.batch_sizes
         self.contexts, self.attention = outputs[2:]
-        self.d_contexts = states.new_empty(layout.num_rows, states.size(-1))
+        self.d_contexts_out = output_grads[2]  # None unless c_t itself is scored
         d_weights = states.new_empty(layout.num_rows, states.size(1))
-        d_scores = torch.empty_like(d_weights)
-        self.d_keys, self.d_score = torch.zeros_like(keys), torch.zeros_like(score)
-        self.d_scores = d_scores
+        self.d_scores = torch.empty_like(d_weights)
+        self.d_keys = torch.zeros_like(keys)
         self.quadrupled_score = score * 4  # d tanh(u) / du = 4 sigmoid(2 u) (1 - sigmoid(2 u))
         query_start = self.latent_weight.size(0) + 2 * self.latent_dim
         self.memory_backward_steps = list(zip(
             *(step_blocks(x, layout) for x in (
-                self.d_contexts, self.d_contexts[:, :, None], output_grads[2], d_weights, d_weights[:, :, None],
-                d_scores, d_scores[:, :, None], self.attention,
+                self.d_contexts_out[:, :, None] if self.d_contexts_out is not None else None, d_weights,
+                d_weights[:, :, None], self.d_scores, self.d_scores[:, :, None], self.attention,
                 d_projected[:, query_start:])),
-            d_scores.view(-1).split([n * d_scores.size(1) for n in sizes]),
-            [self.d_keys[:n] for n in sizes], [states[:n] for n in sizes]))
+            self.sigmoids.blocks, [self.d_keys[:n] for n in sizes], [states[:n] for n in sizes],
+            [self.projected_states[:n] for n in sizes]))
 
     def _latents_backward(self, t: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
         d_through_gates, d_z_through_gates, d_context_prior, d_predicted, d_logvar, half_spread_noise = \
@@ -155,15 +152,12 @@ class AttentiveHead(StochasticHead):
     def _context_backward(self, t: int, d_params: torch.Tensor) -> None:
         if self.memory is None:
             return
-        (d_context, d_context_column, d_context_out, d_weights, d_weights_column, d_scores, d_scores_column, weights,
-         d_query, d_scores_flat, d_keys, states) = self.memory_backward_steps[t]
-        torch.mm(d_params, self.memory[3], out=d_context)
+        (d_context_out, d_weights, d_weights_column, d_scores, d_scores_column, weights, d_query, sigmoids, d_keys,
+         states, projected_states) = self.memory_backward_steps[t]
+        torch.bmm(projected_states, d_params[:, :, None], out=d_weights_column)
         if d_context_out is not None:
-            d_context.add_(d_context_out)
-        torch.bmm(states, d_context_column, out=d_weights_column)
+            d_weights_column.baddbmm_(states, d_context_out)
         torch.ops.aten._softmax_backward_data.out(d_weights, weights, -1, weights.dtype, grad_input=d_scores)
-        sigmoids, flat_sigmoids = self.sigmoids.pop()
-        self.d_score.addmv_(flat_sigmoids.t(), d_scores_flat, alpha=2)  # and - sum(d scores), after the loop
         d_sigmoids = torch.mul(d_scores_column, self.quadrupled_score)
         d_pre = torch.ops.aten.sigmoid_backward.grad_input(d_sigmoids, sigmoids, grad_input=d_sigmoids)
         d_keys.add_(d_pre)
@@ -178,10 +172,16 @@ class AttentiveHead(StochasticHead):
             return grads + (None,) * 4
         start = self.latent_weight.size(0)
         d_params = self.d_projected[:, start:start + 2 * self.latent_dim]
+        d_contexts = d_params @ self.memory[3]
+        if self.d_contexts_out is not None:
+            d_contexts += self.d_contexts_out
         # d s_i = sum over the steps of alpha_ti d c_t: for all steps at once, sentence by sentence
-        d_states = self.layout.by_rank(self.attention).transpose(1, 2) @ self.layout.by_rank(self.d_contexts)
-        self.d_score.sub_(self.d_scores.sum())
-        return grads + (self.d_keys, d_states, self.d_score, d_params.t() @ self.contexts)
+        d_states = self.layout.by_rank(self.attention).transpose(1, 2) @ self.layout.by_rank(d_contexts)
+        # the score vector's gradient, from w^T tanh(u) = 2 w^T sigmoid(2 u) - sum(w), over all steps at once
+        sigmoids = self.sigmoids.tensor
+        d_score = torch.addmv(-self.d_scores.sum().expand(sigmoids.size(-1)), sigmoids.view(-1, sigmoids.size(-1)).t(),
+                              self.d_scores.view(-1), alpha=2)
+        return grads + (self.d_keys, d_states, d_score, d_params.t() @ self.contexts)
 
 
 @DECODERS.register("attentive")
