@@ -176,8 +176,12 @@ class DistributedContext:
         dist.all_reduce(value)
         return bool(value.item() == 0.0)
 
-    def close(self) -> None:
-        """Leave the process group if this context joined it."""
+    def close(self, finished: bool = True) -> None:
+        """Leave the process group if this context joined it. After a run that ``finished``, every process first
+        waits for the others: one that tears its connections down while another still finishes can make that one
+        abort at exit. After an error the others may never arrive, so the process leaves at once."""
         if self.owns_group and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False

@@ -65,10 +65,13 @@ def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_di
     """
     distributed = DistributedContext.join(device or default_device(), backend)
     try:
-        return _train(distributed, configs, dataset, Path(out_dir), data_dir, bindings, epochs, max_steps, seed,
-                      resume, progress, dataset_options)
-    finally:
-        distributed.close()
+        result = _train(distributed, configs, dataset, Path(out_dir), data_dir, bindings, epochs, max_steps, seed,
+                        resume, progress, dataset_options)
+    except BaseException:
+        distributed.close(finished=False)
+        raise
+    distributed.close()
+    return result
 
 
 def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str, out_dir: Path,
