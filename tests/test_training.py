@@ -18,7 +18,7 @@ from seqvae_zoo.errors import UserError
 from seqvae_zoo.schedules.annealing import Cyclical, Linear, TwoPhase
 from seqvae_zoo.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from seqvae_zoo.training.run import train_run
-from seqvae_zoo.training.trainer import NonFiniteLossError, TrainingSettings
+from seqvae_zoo.training.trainer import NonFiniteLossError, TrainingSettings, make_optimizer
 
 TINY = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "training.TrainingSettings.batch_size = 16",
         "training.TrainingSettings.checkpoint_every = 4", "kl_schedules.linear.warmup_epochs = 1.0"]
@@ -201,3 +201,53 @@ def test_train_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert err.startswith("error: unknown preset 'vrae_sa_aus'. Did you mean 'vrae_sa_aux'?")
     assert main(["train", "vrae", "--data", "ptbb", "--out", str(tmp_path / "y")]) == 2
     assert "Did you mean 'ptb'?" in capsys.readouterr().err
+
+
+def test_the_trainers_fused_adam_makes_the_default_update():
+    """make_optimizer's fused kernel and torch's default Adam take the same steps (float rounding apart), also
+    across a learning-rate change like the paper's decay."""
+    generator = torch.Generator().manual_seed(3)
+    start = [torch.randn(shape, generator=generator) for shape in ((40, 7), (7,), (1000,))]
+    grads = [[torch.randn(p.shape, generator=generator) for p in start] for _ in range(6)]
+    fused_params = [p.clone().requires_grad_() for p in start]
+    plain_params = [p.clone().requires_grad_() for p in start]
+    fused, plain = make_optimizer(fused_params, 1e-2), torch.optim.Adam(plain_params, lr=1e-2)
+    assert fused.param_groups[0]["fused"] and not plain.param_groups[0]["fused"]
+    for step, step_grads in enumerate(grads):
+        if step == 3:
+            for optimizer in (fused, plain):
+                optimizer.param_groups[0]["lr"] = 5e-3
+        for params, optimizer in ((fused_params, fused), (plain_params, plain)):
+            for p, g in zip(params, step_grads):
+                p.grad = g.clone()
+            optimizer.step()
+    for got, expected, initial in zip(fused_params, plain_params, start):
+        assert not torch.equal(got, initial)
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+
+
+KEEP_FREED_MEMORY_PROBE = """
+import sys
+from seqvae_zoo.training.memory import keep_freed_memory
+def resident_mb():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2 ** 20
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+block = bytearray(24 * 2 ** 20)  # a block below the 32 MiB mmap threshold, every page touched
+before = resident_mb()
+del block
+print(before - resident_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and sets glibc's allocator")
+def test_keep_freed_memory_keeps_a_freed_block_in_the_process():
+    """glibc returns a freed 24 MiB block to the kernel by default (the next use pays page faults); after
+    keep_freed_memory, which every seqvae command calls, it stays."""
+    def released(mode: str) -> float:
+        result = subprocess.run([sys.executable, "-c", KEEP_FREED_MEMORY_PROBE, mode], capture_output=True,
+                                text=True, check=True)
+        return float(result.stdout)
+    assert released("default") > 20
+    assert released("keep") < 1
