@@ -19,81 +19,63 @@ from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.errors import LengthsError
+from seqvae_zoo.matmul import linear
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
 from seqvae_zoo.regularizers.base import Regularizer
 
 
-#: Elements of the (rows, vocabulary) logits block the fused output layer computes at once: small enough that each
-#: block is served from memory the allocator already holds instead of freshly mapped pages, large enough for the
-#: matmul to run at full speed.
+#: Elements of the (rows, vocabulary) logits block the fused output layer computes at once when no backward pass
+#: keeps them: scoring many importance samples stays within memory, and each block is large enough for the matmul to
+#: run at full speed.
 OUTPUT_BLOCK_ELEMENTS = 7 * 2 ** 20
-#: Floats the rows of the logits block are padded to a multiple of: BLAS writes rows that start on 64-byte
-#: boundaries much faster (a 10,002-word vocabulary gives misaligned rows otherwise, and the matmul runs at 60%).
-#: The padding columns hold -inf, which the softmax gives probability 0, so the log-softmax can read the whole
-#: contiguous block (on a strided view it would copy it first, on one thread).
-ROW_ALIGNMENT = 16
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """-log softmax(hidden weight^T + bias)[target] per row, computed block by block.
+    """-log softmax(hidden weight^T + bias)[target] per row.
 
-    Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic and time. The logits are
-    written into a scratch block with aligned rows (see ``ROW_ALIGNMENT``). For a backward pass the forward keeps each
-    block's softmax, which the backward reads as it is: one exponential per logit in all (log-softmax, then exp in
-    the backward, takes two, and the exponential is the costliest elementwise work of a training step). The loss comes
-    from the softmax without taking the log of a probability that may underflow: at the row's largest logit m the
-    probability is 1 / sum exp(logit - m) >= 1 / vocabulary, so -log p(target) = m - log p(argmax) - logit(target).
-    The backward folds the per-row gradient into the (N, H) side of the matmuls, so the (N, V) block is read only by
-    them: d hidden = g (P W - W[target]), d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g).
+    Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic and time. Its three
+    matrix products run through :func:`seqvae_zoo.matmul.linear` (oneDNN on a CPU). For a backward pass the forward
+    keeps the softmax, computed in place over the logits, which the backward reads as it is: one exponential per
+    logit in all (log-softmax, then exp in the backward, takes two, and the exponential is the costliest elementwise
+    work of a training step). The loss comes from the softmax without taking the log of a probability that may
+    underflow: at the row's largest logit m the probability is 1 / sum exp(logit - m) >= 1 / vocabulary, so
+    -log p(target) = m - log p(argmax) - logit(target). The backward folds the per-row gradient into the (N, H) side
+    of the products, so the (N, V) block is read only by them: d hidden = g (P W - W[target]),
+    d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g). Without a backward pass the rows go
+    through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
     """
 
     @staticmethod
     def forward(ctx, keep: bool, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 targets: torch.Tensor) -> torch.Tensor:
-        vocabulary = weight.size(0)
-        padded = -(-vocabulary // ROW_ALIGNMENT) * ROW_ALIGNMENT
-        blocks = -(-hidden.size(0) // max(1, OUTPUT_BLOCK_ELEMENTS // padded))
-        block = -(-hidden.size(0) // blocks)
-        logits = hidden.new_empty(block, padded)
-        logits[:, vocabulary:] = float("-inf")
-        scratch = None if keep else torch.empty_like(logits)
-        nll = hidden.new_empty(hidden.size(0))
-        kept_probs = []
-        for start in range(0, hidden.size(0), block):
-            rows = slice(start, start + block)
-            block_hidden = hidden[rows]
-            block_logits = logits[:block_hidden.size(0)]
-            torch.addmm(bias, block_hidden, weight.t(), out=block_logits[:, :vocabulary])
-            if not keep:  # no backward pass to share the exponentials with
-                torch.gather(torch.log_softmax(block_logits, dim=1, out=scratch[:block_hidden.size(0)]), 1,
-                             targets[rows, None], out=nll[rows, None]).neg_()
-                continue
-            probs = torch.softmax(block_logits, dim=1)
-            # amax, not max: the indices would cost more than the softmax
-            torch.sub(block_logits.amax(dim=1, keepdim=True), probs.amax(dim=1, keepdim=True).log_(),
-                      out=nll[rows, None]).sub_(block_logits.gather(1, targets[rows, None]))
-            kept_probs.append(probs[:, :vocabulary])
-        if keep:
-            ctx.probs, ctx.block = kept_probs, block
-            ctx.save_for_backward(hidden, weight, targets)
+        if not keep:
+            nll = hidden.new_empty(hidden.size(0))
+            block = max(1, OUTPUT_BLOCK_ELEMENTS // weight.size(0))
+            for start in range(0, hidden.size(0), block):
+                rows = slice(start, start + block)
+                logits = linear(hidden[rows], weight, bias)
+                torch.gather(torch.log_softmax(logits, dim=1, out=logits), 1, targets[rows, None],
+                             out=nll[rows, None]).neg_()
+            return nll
+        logits = linear(hidden, weight, bias)
+        # amax, not max: the indices would cost more than the softmax
+        nll = logits.amax(dim=1).sub_(logits.gather(1, targets[:, None])[:, 0])
+        probs = torch.softmax(logits, dim=1, out=logits)
+        nll.sub_(probs.amax(dim=1).log_())
+        ctx.probs = probs
+        ctx.save_for_backward(hidden, weight, targets)
         return nll
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_nll: torch.Tensor):
         hidden, weight, targets = ctx.saved_tensors
+        probs, ctx.probs = ctx.probs, None
         scaled_hidden = hidden * d_nll[:, None]
-        d_hidden = torch.empty_like(hidden)
-        d_weight = weight.new_zeros(weight.shape).index_add_(0, targets, scaled_hidden, alpha=-1)
-        d_bias = weight.new_zeros(weight.size(0)).index_add_(0, targets, d_nll, alpha=-1)
-        for start, probs in zip(range(0, hidden.size(0), ctx.block), ctx.probs):
-            rows = slice(start, start + ctx.block)
-            torch.mm(probs, weight, out=d_hidden[rows]).sub_(weight.index_select(0, targets[rows]))
-            d_hidden[rows].mul_(d_nll[rows, None])
-            d_weight.addmm_(probs.t(), scaled_hidden[rows])
-            d_bias.addmv_(probs.t(), d_nll[rows])
-        ctx.probs = None
+        d_hidden = linear(probs, weight.t()).sub_(weight.index_select(0, targets)).mul_(d_nll[:, None])
+        d_weight = linear(probs.t(), scaled_hidden.t()).index_add_(0, targets, scaled_hidden, alpha=-1)
+        d_bias = torch.mv(probs.t(), d_nll).index_add_(0, targets, d_nll, alpha=-1)
         return None, d_hidden, d_weight, d_bias, None
 
 

@@ -20,6 +20,7 @@ from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.decoders.base import LATENT_MODES
 from seqvae_zoo.decoders.lstm import InputDropout, PackedLayout
 from seqvae_zoo.errors import LengthsError
+from seqvae_zoo.matmul import onednn_linear_available
 from seqvae_zoo.model import linear_cross_entropy
 
 VOCAB, PAD, BOS, EOS, UNK = 29, 0, 1, 2, 3
@@ -255,6 +256,33 @@ def test_fused_output_layer_is_the_softmax_cross_entropy(rows, monkeypatch):
     for got, expected in zip(torch.autograd.grad((fused * upstream).sum(), (hidden, weight, bias)),
                              torch.autograd.grad((plain * upstream).sum(), (hidden, weight, bias))):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # in blocks of 3 rows
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, bias, targets), plain, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_fused_output_layer_in_float32_with_and_without_onednn(onednn, monkeypatch):
+    """The float32 products go through oneDNN where it is available; either way values and gradients are the
+    float64 softmax cross-entropy's to float32 rounding."""
+    if onednn and not onednn_linear_available():
+        pytest.skip("this torch has no oneDNN linear operator")
+    monkeypatch.setattr("seqvae_zoo.matmul.onednn_linear_available", lambda: onednn)
+    generator = torch.Generator().manual_seed(9)
+    hidden = torch.randn(37, 24, generator=generator, requires_grad=True)
+    weight = torch.randn(301, 24, generator=generator, requires_grad=True)
+    bias = torch.randn(301, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 301, (37,), generator=generator)
+    upstream = torch.rand(37, generator=generator)
+    fused = linear_cross_entropy(hidden, weight, bias, targets)
+    leaves = (hidden, weight, bias)
+    exact = F.cross_entropy(F.linear(*(x.double() for x in leaves)), targets, reduction="none")
+    torch.testing.assert_close(fused.double(), exact, rtol=1e-5, atol=1e-5)
+    exact_grads = torch.autograd.grad((exact * upstream.double()).sum(), leaves)
+    for got, expected in zip(torch.autograd.grad((fused * upstream).sum(), leaves), exact_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, bias, targets).double(), exact, rtol=1e-5,
+                                   atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -1,0 +1,44 @@
+"""Float32 matrix products on a CPU through oneDNN, where PyTorch has it.
+
+``torch.mm`` on a CPU calls MKL, whose float32 kernels run on AMD processors at well under what the processor does:
+on the 2-core AMD EPYC this package is benchmarked on, a 2048 x 2048 product runs at about 180 GFLOP/s with MKL and
+about 400 with oneDNN (``benchmarks/throughput.py`` measures both). PyTorch reaches oneDNN's float32 matmul for plain
+tensors only through the linear operator of its compiler's CPU backend, ``torch.ops.mkldnn._linear_pointwise``, an
+internal operator; so it is used only where it exists and gives what ``torch.nn.functional.linear`` gives on a probe
+(and ``SEQVAE_ONEDNN_MATMUL=0`` turns it off). Other dtypes, other devices and a torch without it get torch's own
+products. Either way the result is the float32 product, to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+
+
+@functools.cache
+def onednn_linear_available() -> bool:
+    """Whether oneDNN's float32 linear operator exists here and agrees with ``F.linear`` on a probe."""
+    if os.environ.get("SEQVAE_ONEDNN_MATMUL", "1") == "0" or not torch.backends.mkldnn.is_available():
+        return False
+    operator = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if operator is None:
+        return False
+    generator = torch.Generator().manual_seed(0)
+    inputs, weight, bias = (torch.randn(shape, generator=generator) for shape in ((5, 24), (7, 24), (7,)))
+    try:
+        got = operator(inputs.t().contiguous().t(), weight, bias, "none", [], "")
+    except RuntimeError:
+        return False
+    return got.shape == (5, 7) and torch.allclose(got, F.linear(inputs, weight, bias), rtol=1e-5, atol=1e-5)
+
+
+def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """inputs @ weight^T + bias, as ``F.linear`` (no autograd: for the backward passes written by hand). ``inputs``
+    and ``weight`` may be transposed views."""
+    if (onednn_linear_available() and inputs.device.type == "cpu" and inputs.dtype == torch.float32
+            and weight.dtype == torch.float32):
+        return torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "")
+    return F.linear(inputs, weight, bias)
