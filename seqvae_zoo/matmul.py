@@ -16,6 +16,7 @@ import os
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 @functools.cache
@@ -35,10 +36,40 @@ def onednn_linear_available() -> bool:
     return got.shape == (5, 7) and torch.allclose(got, F.linear(inputs, weight, bias), rtol=1e-5, atol=1e-5)
 
 
+def _takes_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (inputs.device.type == "cpu" and inputs.dtype == torch.float32 and weight.dtype == torch.float32
+            and onednn_linear_available())
+
+
 def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """inputs @ weight^T + bias, as ``F.linear`` (no autograd: for the backward passes written by hand). ``inputs``
-    and ``weight`` may be transposed views."""
-    if (onednn_linear_available() and inputs.device.type == "cpu" and inputs.dtype == torch.float32
-            and weight.dtype == torch.float32):
+    """(N, in) inputs @ weight^T + bias, as ``F.linear``, without autograd (for backward passes written by hand).
+    ``inputs`` and ``weight`` may be transposed views."""
+    if _takes_onednn(inputs, weight):
         return torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "")
+    return F.linear(inputs, weight, bias)
+
+
+class _Linear(torch.autograd.Function):
+    """:func:`linear` with its gradients, each one product through :func:`linear` as well."""
+
+    @staticmethod
+    def forward(ctx, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(inputs, weight)
+        return linear(inputs, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_outputs: torch.Tensor):
+        inputs, weight = ctx.saved_tensors
+        needs_inputs, needs_weight, needs_bias = ctx.needs_input_grad
+        return (linear(d_outputs, weight.t()) if needs_inputs else None,
+                linear(d_outputs.t(), inputs.t()) if needs_weight else None,
+                d_outputs.sum(0) if needs_bias else None)
+
+
+def linear_layer(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` of (N, in) inputs, with autograd; on a CPU in float32 the forward and both gradients go through
+    oneDNN (where torch has it), elsewhere this is ``F.linear`` itself."""
+    if _takes_onednn(inputs, weight):
+        return _Linear.apply(inputs, weight, bias)
     return F.linear(inputs, weight, bias)

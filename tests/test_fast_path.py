@@ -20,7 +20,7 @@ from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.decoders.base import LATENT_MODES
 from seqvae_zoo.decoders.lstm import InputDropout, PackedLayout
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import onednn_linear_available
+from seqvae_zoo.matmul import linear_layer, onednn_linear_available
 from seqvae_zoo.model import linear_cross_entropy
 
 VOCAB, PAD, BOS, EOS, UNK = 29, 0, 1, 2, 3
@@ -217,6 +217,30 @@ def test_scoring_without_gradients_gives_the_same_terms(monkeypatch):
         torch.testing.assert_close(getattr(without, name), getattr(with_grad, name).detach(), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("setup", ["vrae", "vrae_sa_aux"])
+def test_float32_model_with_onednn_gives_the_terms_and_gradients_of_torchs_own_products(setup, monkeypatch):
+    """In float32 on a CPU the output layer, the input projection and the recurrence's products go through oneDNN;
+    turning it off (torch's own products) changes the loss terms and gradients by float32 rounding only."""
+    if not onednn_linear_available():
+        pytest.skip("this torch has no oneDNN linear operator")
+    model = small_model(setup).float()
+    tokens, lengths = batch(seed=6)
+
+    def terms_and_gradients():
+        torch.manual_seed(7)
+        values = fast_terms(model, tokens, lengths, None, "posterior")
+        loss = weighted_sum(values, seed=8)
+        return values, dict(zip([name for name, _ in model.named_parameters()],
+                                torch.autograd.grad(loss, list(model.parameters()))))
+    fast_values, fast_grads = terms_and_gradients()
+    monkeypatch.setattr("seqvae_zoo.matmul.onednn_linear_available", lambda: False)
+    plain_values, plain_grads = terms_and_gradients()
+    for name in plain_values:
+        torch.testing.assert_close(fast_values[name], plain_values[name], rtol=1e-4, atol=1e-4, msg=name)
+    for name in plain_grads:
+        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-4, msg=name)
+
+
 def test_training_mode_gradients_match_a_finite_difference():
     """Dropout on (training mode, float64): the fused output layer and the recurrence still give the derivative."""
     model = small_model("vrae_sa_aux").train()
@@ -395,3 +419,25 @@ def test_every_model_refuses_lengths_that_do_not_fit_the_batch(setup, lengths):
     tokens = torch.full((len(lengths), WIDTH), UNK + 1)
     with pytest.raises(LengthsError, match=f"between 1 .* and the batch's {WIDTH} columns"):
         model(tokens, torch.tensor(lengths, dtype=torch.long))
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_layer_through_onednn_gives_f_linear_and_its_gradients(with_bias):
+    """The decoders' input projection in float32 on a CPU: values and gradients of F.linear to float32 rounding."""
+    if not onednn_linear_available():
+        pytest.skip("this torch has no oneDNN linear operator")
+    generator = torch.Generator().manual_seed(10)
+    inputs = torch.randn(45, 33, generator=generator, requires_grad=True)
+    weight = torch.randn(70, 33, generator=generator, requires_grad=True)
+    bias = torch.randn(70, generator=generator, requires_grad=True) if with_bias else None
+    leaves = [x for x in (inputs, weight, bias) if x is not None]
+    upstream = torch.rand(45, 70, generator=generator)
+    fast = linear_layer(inputs, weight, bias)
+    plain = F.linear(inputs, weight, bias)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    for got, expected in zip(torch.autograd.grad((fast * upstream).sum(), leaves),
+                             torch.autograd.grad((plain * upstream).sum(), leaves)):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    frozen = linear_layer(inputs, weight.detach(), bias)  # only the gradients that are asked for
+    (d_inputs,) = torch.autograd.grad((frozen * upstream).sum(), [inputs])
+    torch.testing.assert_close(d_inputs, upstream @ weight.detach(), rtol=1e-5, atol=1e-5)

@@ -26,6 +26,7 @@ from torch.autograd.function import once_differentiable
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.errors import LengthsError
+from seqvae_zoo.matmul import linear
 from seqvae_zoo.registry import DECODERS
 
 
@@ -200,13 +201,12 @@ class PackedLSTM(torch.autograd.Function):
                     activations.step_views(activations.tensor[:, 3 * size:]), tanh_cells.blocks,
                     step_blocks(cells, layout), step_blocks(hidden, layout))
         h, c = initial_h, initial_c
-        weight_t = weight.t()
         for t, (step_inputs, step_projected, step_gates, act, sigmoids, candidate, tanh_c, c_out, h_out) \
                 in enumerate(steps):
             n = step_inputs.size(0)
             if n < h.size(0):
                 h, c = h[:n], c[:n]
-            torch.addmm(bias, h, weight_t, out=step_projected)
+            step_projected.copy_(linear(h, weight, bias))
             torch.add(step_inputs, step_gates, out=act)
             if head is not None:
                 head.forward_step(t)
@@ -244,6 +244,7 @@ class PackedLSTM(torch.autograd.Function):
                                    (tanh_cells, candidate, layout.with_previous(initial_c, cells), input_gate)):
             columns.mul_(factor)
         cell_from_hidden = torch.mul(tanh_cells, tanh_cells).neg_().add_(1).mul_(output_gate)  # dc_t / dh_t
+        weight_t = weight.t()
         dh = weight.new_zeros(layout.batch_size, size)  # the gradient reaching h_{t-1} of each rank from step t on
         dc = weight.new_zeros(layout.batch_size, size)
         if head is not None:
@@ -267,11 +268,11 @@ class PackedLSTM(torch.autograd.Function):
             dc_t.mul_(step_forget)
             if head is not None:
                 head.backward_step(t)
-            torch.mm(d_step, weight, out=dh_t)
+            dh_t.copy_(linear(d_step, weight_t))
         previous_hidden = layout.with_previous(initial_h, hidden)
         head_grads = head.input_grads() if head is not None else ()
         ctx.head = ctx.activations = ctx.tanh_cells = None  # the graph may outlive the backward pass
-        return (None, None, None, d_gates, d_projected.t() @ previous_hidden, d_projected.sum(0), dh, dc,
+        return (None, None, None, d_gates, linear(d_projected.t(), previous_hidden.t()), d_projected.sum(0), dh, dc,
                 *head_grads)
 
 

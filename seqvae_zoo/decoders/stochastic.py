@@ -24,6 +24,7 @@ from seqvae_zoo.decoders.base import Decoder, DecoderOutput, check_mode
 from seqvae_zoo.decoders.lstm import InputDropout, LatentHead, PackedLayout, StepRows, run_packed_lstm, step_blocks
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.gaussian import gaussian_kl, gaussian_log_prob, split_params
+from seqvae_zoo.matmul import linear_layer
 from seqvae_zoo.registry import DECODERS
 
 
@@ -172,7 +173,8 @@ class StochasticDecoder(Decoder):
     # -- the recurrence -----------------------------------------------------------------------------------------
     def _gate_inputs(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None) -> torch.Tensor:
         """Gate pre-activations from x_t and z_enc, for every packed row at once: (N, 4H)."""
-        gate_inputs = self.input_projection(self.input_dropout(self.embedding(layout.pack(inputs))))
+        gate_inputs = linear_layer(self.input_dropout(self.embedding(layout.pack(inputs))),
+                                   self.input_projection.weight, self.input_projection.bias)
         if self.z_enc_projection is not None:
             gate_inputs = gate_inputs + self.z_enc_projection(z_enc).index_select(0, layout.sentence)
         return gate_inputs
