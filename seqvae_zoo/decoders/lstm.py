@@ -10,7 +10,9 @@ The recurrence is where their time goes, so it is built for speed without changi
   per-step prior);
 - the loop is one autograd node (:class:`PackedLSTM`) with a hand-written backward: each step runs its matmuls and
   elementwise updates in place, into buffers allocated once per batch, so no per-step autograd graph, no per-step
-  allocation and no stacking afterwards; the weight gradients of all steps are one large matmul each, after the loop.
+  allocation and no stacking afterwards; the weight gradients of all steps are one large matmul each, after the loop;
+- the products on h_{t-1}, on the incoming gradient and for the weight gradient go through
+  :func:`seqvae_zoo.matmul.linear` (oneDNN on a CPU, where MKL's float32 kernels are slow on AMD processors).
 
 Gates are laid out (output, input, forget, cell).
 """
