@@ -441,3 +441,28 @@ def test_linear_layer_through_onednn_gives_f_linear_and_its_gradients(with_bias)
     frozen = linear_layer(inputs, weight.detach(), bias)  # only the gradients that are asked for
     (d_inputs,) = torch.autograd.grad((frozen * upstream).sum(), [inputs])
     torch.testing.assert_close(d_inputs, upstream @ weight.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_onednn_is_used_only_where_it_exists_agrees_and_is_not_turned_off(monkeypatch):
+    def probe() -> bool:
+        onednn_linear_available.cache_clear()
+        return onednn_linear_available()
+
+    def refusing(*args):
+        raise RuntimeError("unsupported")
+
+    def wrong(inputs, weight, bias, *args):
+        return F.linear(inputs, weight, bias) + 1
+
+    try:
+        monkeypatch.setenv("SEQVAE_ONEDNN_MATMUL", "0")
+        assert not probe()
+        monkeypatch.delenv("SEQVAE_ONEDNN_MATMUL")
+        for broken in (refusing, wrong):
+            monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
+            assert not probe()
+            inputs, weight = torch.randn(3, 4), torch.randn(5, 4)
+            torch.testing.assert_close(linear_layer(inputs, weight), F.linear(inputs, weight))
+    finally:
+        monkeypatch.undo()
+        onednn_linear_available.cache_clear()

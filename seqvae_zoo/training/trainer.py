@@ -41,8 +41,12 @@ def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
     same update as the default implementation, which runs separate elementwise operations parameter by parameter,
     at a fraction of the time on a CPU (benchmarks/README.md)."""
     parameters = list(parameters)
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in parameters)
-    return torch.optim.Adam(parameters, lr=lr, fused=fused)
+    if all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in parameters):
+        try:
+            return torch.optim.Adam(parameters, lr=lr, fused=True)
+        except RuntimeError:  # a torch without the fused kernel for this device (CPU before torch 2.4)
+            pass
+    return torch.optim.Adam(parameters, lr=lr)
 
 
 class NonFiniteLossError(UserError):
