@@ -5,8 +5,9 @@ on the 2-core AMD EPYC this package is benchmarked on, a 2048 x 2048 product run
 about 400 with oneDNN (``benchmarks/throughput.py`` measures both). PyTorch reaches oneDNN's float32 matmul for plain
 tensors only through the linear operator of its compiler's CPU backend, ``torch.ops.mkldnn._linear_pointwise``, an
 internal operator; so it is used only where it exists and gives what ``torch.nn.functional.linear`` gives on a probe
-(and ``SEQVAE_ONEDNN_MATMUL=0`` turns it off). Other dtypes, other devices and a torch without it get torch's own
-products. Either way the result is the float32 product, to float32 rounding.
+(and ``SEQVAE_ONEDNN_MATMUL=0`` turns it off), and only for products large enough to pay its fixed cost per call.
+Other dtypes, other devices, small products and a torch without it get torch's own products. Either way the result
+is the float32 product, to float32 rounding.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ def onednn_linear_available() -> bool:
     return got.shape == (5, 7) and torch.allclose(got, F.linear(inputs, weight, bias), rtol=1e-5, atol=1e-5)
 
 
+#: Multiply-adds below which a product stays with torch: oneDNN's fixed cost per call is larger than MKL's, and below
+#: about 2 million multiply-adds (32 x 256 x 256, say) MKL is the faster on the machine benchmarked here.
+ONEDNN_MIN_MACS = 2 ** 21
+
+
 def _takes_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
     return (inputs.device.type == "cpu" and inputs.dtype == torch.float32 and weight.dtype == torch.float32
-            and onednn_linear_available())
+            and inputs.size(0) * inputs.size(1) * weight.size(0) >= ONEDNN_MIN_MACS and onednn_linear_available())
 
 
 def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,7 +20,7 @@ from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.decoders.base import LATENT_MODES
 from seqvae_zoo.decoders.lstm import InputDropout, PackedLayout
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import linear_layer, onednn_linear_available
+from seqvae_zoo.matmul import linear, linear_layer, onednn_linear_available
 from seqvae_zoo.model import linear_cross_entropy
 
 VOCAB, PAD, BOS, EOS, UNK = 29, 0, 1, 2, 3
@@ -223,6 +223,7 @@ def test_float32_model_with_onednn_gives_the_terms_and_gradients_of_torchs_own_p
     turning it off (torch's own products) changes the loss terms and gradients by float32 rounding only."""
     if not onednn_linear_available():
         pytest.skip("this torch has no oneDNN linear operator")
+    monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)  # every product of the small model
     model = small_model(setup).float()
     tokens, lengths = batch(seed=6)
 
@@ -291,6 +292,7 @@ def test_fused_output_layer_in_float32_with_and_without_onednn(onednn, monkeypat
     if onednn and not onednn_linear_available():
         pytest.skip("this torch has no oneDNN linear operator")
     monkeypatch.setattr("seqvae_zoo.matmul.onednn_linear_available", lambda: onednn)
+    monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)  # these small products too
     generator = torch.Generator().manual_seed(9)
     hidden = torch.randn(37, 24, generator=generator, requires_grad=True)
     weight = torch.randn(301, 24, generator=generator, requires_grad=True)
@@ -422,10 +424,11 @@ def test_every_model_refuses_lengths_that_do_not_fit_the_batch(setup, lengths):
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_linear_layer_through_onednn_gives_f_linear_and_its_gradients(with_bias):
+def test_linear_layer_through_onednn_gives_f_linear_and_its_gradients(with_bias, monkeypatch):
     """The decoders' input projection in float32 on a CPU: values and gradients of F.linear to float32 rounding."""
     if not onednn_linear_available():
         pytest.skip("this torch has no oneDNN linear operator")
+    monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)  # these small products too
     generator = torch.Generator().manual_seed(10)
     inputs = torch.randn(45, 33, generator=generator, requires_grad=True)
     weight = torch.randn(70, 33, generator=generator, requires_grad=True)
@@ -458,6 +461,7 @@ def test_onednn_is_used_only_where_it_exists_agrees_and_is_not_turned_off(monkey
         monkeypatch.setenv("SEQVAE_ONEDNN_MATMUL", "0")
         assert not probe()
         monkeypatch.delenv("SEQVAE_ONEDNN_MATMUL")
+        monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)
         for broken in (refusing, wrong):
             monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
             assert not probe()
@@ -466,3 +470,17 @@ def test_onednn_is_used_only_where_it_exists_agrees_and_is_not_turned_off(monkey
     finally:
         monkeypatch.undo()
         onednn_linear_available.cache_clear()
+
+
+def test_products_too_small_to_pay_for_onednn_stay_with_torch(monkeypatch):
+    if not onednn_linear_available():
+        pytest.skip("this torch has no oneDNN linear operator")
+    operator, calls = torch.ops.mkldnn._linear_pointwise, []
+
+    def recording(inputs, *args):
+        calls.append(tuple(inputs.shape))
+        return operator(inputs, *args)
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", recording)
+    small = linear(torch.randn(32, 64), torch.randn(352, 64))  # 0.7 million multiply-adds
+    large = linear(torch.randn(32, 256), torch.randn(1344, 256))  # 11 million
+    assert calls == [(32, 256)] and small.shape == (32, 352) and large.shape == (32, 1344)
