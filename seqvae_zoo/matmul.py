@@ -44,6 +44,21 @@ def _takes_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
             and inputs.size(0) * inputs.size(1) * weight.size(0) >= ONEDNN_MIN_MACS and onednn_linear_available())
 
 
+#: oneDNN compiles a kernel for each shape it meets and keeps a bounded number of them: the products whose row count
+#: follows the batch's token count are padded to a multiple of this many rows, so that a few dozen shapes serve a
+#: whole corpus instead of a new compilation at almost every batch.
+ROW_MULTIPLE = 64
+
+
+def pad_rows(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``rows`` (N, in) with zero rows appended up to a multiple of :data:`ROW_MULTIPLE` where the product with
+    ``weight`` goes to oneDNN; ``rows`` itself otherwise."""
+    missing = -rows.size(0) % ROW_MULTIPLE
+    if not missing or not _takes_onednn(rows, weight):
+        return rows
+    return torch.cat([rows, rows.new_zeros(missing, *rows.shape[1:])])
+
+
 def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """(N, in) inputs @ weight^T + bias, as ``F.linear``, without autograd (for backward passes written by hand).
     ``inputs`` and ``weight`` may be transposed views."""
@@ -57,16 +72,19 @@ class _Linear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(inputs, weight)
-        return linear(inputs, weight, bias)
+        padded = pad_rows(inputs, weight)
+        ctx.save_for_backward(padded, weight)
+        return linear(padded, weight, bias)[:inputs.size(0)]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_outputs: torch.Tensor):
-        inputs, weight = ctx.saved_tensors
+        padded, weight = ctx.saved_tensors
         needs_inputs, needs_weight, needs_bias = ctx.needs_input_grad
-        return (linear(d_outputs, weight.t()) if needs_inputs else None,
-                linear(d_outputs.t(), inputs.t()) if needs_weight else None,
+        rows = d_outputs.size(0)
+        d_padded = torch.cat([d_outputs, d_outputs.new_zeros(padded.size(0) - rows, d_outputs.size(1))])
+        return (linear(d_padded, weight.t())[:rows] if needs_inputs else None,
+                linear(d_padded.t(), padded.t()) if needs_weight else None,
                 d_outputs.sum(0) if needs_bias else None)
 
 

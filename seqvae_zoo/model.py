@@ -19,7 +19,7 @@ from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import linear
+from seqvae_zoo.matmul import linear, pad_rows
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
 from seqvae_zoo.regularizers.base import Regularizer
@@ -42,8 +42,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
     underflow: at the row's largest logit m the probability is 1 / sum exp(logit - m) >= 1 / vocabulary, so
     -log p(target) = m - log p(argmax) - logit(target). The backward folds the per-row gradient into the (N, H) side
     of the products, so the (N, V) block is read only by them: d hidden = g (P W - W[target]),
-    d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g). Without a backward pass the rows go
-    through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
+    d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g). The rows are padded as
+    :func:`seqvae_zoo.matmul.pad_rows` says (their gradient weight is 0). Without a backward pass the rows go through
+    in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
     """
 
     @staticmethod
@@ -58,6 +59,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 torch.gather(torch.log_softmax(logits, dim=1, out=logits), 1, targets[rows, None],
                              out=nll[rows, None]).neg_()
             return nll
+        rows = hidden.size(0)
+        hidden = pad_rows(hidden, weight)  # zero rows: their gradient weight below is 0
+        targets = torch.cat([targets, targets.new_zeros(hidden.size(0) - rows)])
         logits = linear(hidden, weight, bias)
         # amax, not max: the indices would cost more than the softmax
         nll = logits.amax(dim=1).sub_(logits.gather(1, targets[:, None])[:, 0])
@@ -65,15 +69,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         nll.sub_(probs.amax(dim=1).log_())
         ctx.probs = probs
         ctx.save_for_backward(hidden, weight, targets)
-        return nll
+        return nll[:rows]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_nll: torch.Tensor):
         hidden, weight, targets = ctx.saved_tensors
         probs, ctx.probs = ctx.probs, None
+        rows = d_nll.size(0)
+        d_nll = torch.cat([d_nll, d_nll.new_zeros(hidden.size(0) - rows)])
         scaled_hidden = hidden * d_nll[:, None]
-        d_hidden = linear(probs, weight.t()).sub_(weight.index_select(0, targets)).mul_(d_nll[:, None])
+        d_hidden = linear(probs, weight.t())[:rows].sub_(weight.index_select(0, targets[:rows])).mul_(
+            d_nll[:rows, None])
         d_weight = linear(probs.t(), scaled_hidden.t()).index_add_(0, targets, scaled_hidden, alpha=-1)
         d_bias = torch.mv(probs.t(), d_nll).index_add_(0, targets, d_nll, alpha=-1)
         return None, d_hidden, d_weight, d_bias, None

@@ -11,8 +11,8 @@ The recurrence is where their time goes, so it is built for speed without changi
 - the loop is one autograd node (:class:`PackedLSTM`) with a hand-written backward: each step runs its matmuls and
   elementwise updates in place, into buffers allocated once per batch, so no per-step autograd graph, no per-step
   allocation and no stacking afterwards; the weight gradients of all steps are one large matmul each, after the loop;
-- the products on h_{t-1}, on the incoming gradient and for the weight gradient go through
-  :func:`seqvae_zoo.matmul.linear` (oneDNN on a CPU, where MKL's float32 kernels are slow on AMD processors).
+- the per-step products on h_{t-1} and on the incoming gradient go through :func:`seqvae_zoo.matmul.linear`
+  (oneDNN on a CPU, where MKL's float32 kernels are slow on AMD processors).
 
 Gates are laid out (output, input, forget, cell).
 """
@@ -274,7 +274,8 @@ class PackedLSTM(torch.autograd.Function):
         previous_hidden = layout.with_previous(initial_h, hidden)
         head_grads = head.input_grads() if head is not None else ()
         ctx.head = ctx.activations = ctx.tanh_cells = None  # the graph may outlive the backward pass
-        return (None, None, None, d_gates, linear(d_projected.t(), previous_hidden.t()), d_projected.sum(0), dh, dc,
+        # torch's product: its inner dimension is the batch's row count, which oneDNN would compile a kernel for
+        return (None, None, None, d_gates, d_projected.t() @ previous_hidden, d_projected.sum(0), dh, dc,
                 *head_grads)
 
 
