@@ -3,7 +3,8 @@
 For each preset, at the paper's sizes, on length-bucketed PTB batches of 32:
 
 - training: tokens/s of whole steps (forward, backward, gradient-norm clipping at 5, Adam), warm-up steps first, then
-  the median over repetitions of a fixed set of batches;
+  the median over repetitions of a fixed set of batches; and one pass over batches that no pass has met ("unseen"),
+  as training meets them;
 - scoring: tokens/s of one ELBO pass (``latent_mode="posterior"``) in inference mode, measured the same way;
 - the ceiling: the model's own matmul FLOPs per token (forward; training counts 3 x forward) at the float32 matmul
   rate of a large matmul timed just before each repetition, the faster of torch.mm (MKL on a CPU) and the package's
@@ -205,8 +206,10 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(options["threads"])
     device = torch.device(options["device"])
     torch.manual_seed(options["seed"])
-    vocab, train, iw_batches, test_tokens = ptb_batches(options["data_dir"], options["batches"],
+    vocab, train, iw_batches, test_tokens = ptb_batches(options["data_dir"],
+                                                        options["batches"] + options["unseen_batches"],
                                                         options["iw_batches"], options["seed"])
+    train, unseen = train[:options["batches"]], train[options["batches"]:]
     parse_config([preset])
     model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id).to(device)
     optimizer = ADAM_IMPLEMENTATIONS[options["adam"]](model.parameters(), 1e-3)
@@ -214,9 +217,9 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
     lengths = [length for _, batch_lengths in batches for length in batch_lengths.tolist()]
     tokens = sum(lengths)
 
-    def train_steps() -> None:
+    def train_steps(on=batches) -> None:
         model.train()
-        for batch_tokens, batch_lengths in batches:
+        for batch_tokens, batch_lengths in on:
             optimizer.zero_grad(set_to_none=True)
             model.objective(model(batch_tokens, batch_lengths), {}).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
@@ -236,6 +239,11 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
         "training": summarize(repeated(train_steps, repeats, warmup, device), tokens, 3 * forward_flops(model, lengths)),
         "scoring": summarize(repeated(score, repeats, warmup, device), tokens, forward_flops(model, lengths)),
     }
+    if unseen:  # one pass over batches no pass has met: shapes the kernels were not compiled for, data not cached
+        unseen_batches = [(b.tokens.to(device), b.lengths.to(device)) for b in unseen]
+        unseen_lengths = [length for _, batch_lengths in unseen_batches for length in batch_lengths.tolist()]
+        result["training_unseen"] = summarize(repeated(lambda: train_steps(unseen_batches), 1, 0, device),
+                                              sum(unseen_lengths), 3 * forward_flops(model, unseen_lengths))
     if iw_batches and model.kl_terms:
         result["iw"] = measure_iw(model, iw_batches, test_tokens, options["iw_samples"], device)
     result["peak_memory_mb"] = peak_memory_mb(device)
@@ -276,11 +284,12 @@ def table(results: list[dict[str, Any]]) -> str:
         rows.append([r["preset"], f"{r['forward_gflop_per_token'] * 1e3:.2f}",
                      f"{train['tokens_per_second']:,.0f}", f"{train['ceiling_tokens_per_second']:,.0f}",
                      f"{train['fraction_of_ceiling']:.2f}", f"{train['fraction_of_torch_mm_ceiling']:.2f}",
+                     f"{r['training_unseen']['tokens_per_second']:,.0f}" if "training_unseen" in r else "-",
                      f"{scoring['tokens_per_second']:,.0f}", f"{scoring['fraction_of_ceiling']:.2f}",
                      f"{iw['test_split_seconds'] / 60:.1f}" if iw else "-",
                      f"{iw['fraction_of_ceiling']:.2f}" if iw else "-", f"{r['peak_memory_mb']:,.0f}"])
     return tabulate(rows, headers=["preset", "MFLOP/token", "train tok/s", "ceiling tok/s", "fraction",
-                                   "at torch.mm", "score tok/s", "fraction", "IW test min", "fraction", "peak MB"],
+                                   "at torch.mm", "unseen tok/s", "score tok/s", "fraction", "IW test min", "fraction", "peak MB"],
                     tablefmt="github", disable_numparse=True)
 
 
@@ -294,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=20, help="training batches per repetition")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes over the batches first")
+    parser.add_argument("--unseen-batches", type=int, default=40,
+                        help="training batches timed once, after the others, never seen before (0: skip)")
     parser.add_argument("--iw-batches", type=int, default=1, help="test batches of 64 timed for IW-NLL (0: skip)")
     parser.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES)
     parser.add_argument("--adam", choices=sorted(ADAM_IMPLEMENTATIONS), default="trainer",
@@ -306,8 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("batches", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    for name in ("unseen_batches", "iw_batches", "warmup"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     options = {key: getattr(args, key) for key in ("data_dir", "device", "threads", "batches", "repeats", "warmup",
-                                                   "iw_batches", "iw_samples", "adam", "malloc", "seed")}
+                                                   "unseen_batches", "iw_batches", "iw_samples", "adam", "malloc", "seed")}
     context = multiprocessing.get_context("spawn")
     results = []
     for preset in args.presets:
