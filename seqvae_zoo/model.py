@@ -19,7 +19,7 @@ from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import linear, pad_rows
+from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
 from seqvae_zoo.regularizers.base import Regularizer
@@ -53,9 +53,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if not keep:
             nll = hidden.new_empty(hidden.size(0))
             block = max(1, OUTPUT_BLOCK_ELEMENTS // weight.size(0))
+            if block >= ROW_MULTIPLE:  # whole blocks need no padding; only the last one may
+                block -= block % ROW_MULTIPLE
             for start in range(0, hidden.size(0), block):
                 rows = slice(start, start + block)
-                logits = linear(hidden[rows], weight, bias)
+                block_hidden = hidden[rows]
+                logits = linear(pad_rows(block_hidden, weight), weight, bias)[:block_hidden.size(0)]
                 torch.gather(torch.log_softmax(logits, dim=1, out=logits), 1, targets[rows, None],
                              out=nll[rows, None]).neg_()
             return nll
