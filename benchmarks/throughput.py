@@ -289,7 +289,8 @@ def table(results: list[dict[str, Any]]) -> str:
                      f"{iw['test_split_seconds'] / 60:.1f}" if iw else "-",
                      f"{iw['fraction_of_ceiling']:.2f}" if iw else "-", f"{r['peak_memory_mb']:,.0f}"])
     return tabulate(rows, headers=["preset", "MFLOP/token", "train tok/s", "ceiling tok/s", "fraction",
-                                   "at torch.mm", "unseen tok/s", "score tok/s", "fraction", "IW test min", "fraction", "peak MB"],
+                                   "at torch.mm", "unseen tok/s", "score tok/s", "fraction", "IW test min",
+                                   "fraction", "peak MB"],
                     tablefmt="github", disable_numparse=True)
 
 
@@ -321,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     options = {key: getattr(args, key) for key in ("data_dir", "device", "threads", "batches", "repeats", "warmup",
-                                                   "unseen_batches", "iw_batches", "iw_samples", "adam", "malloc", "seed")}
+                                                   "unseen_batches", "iw_batches", "iw_samples", "adam", "malloc",
+                                                   "seed")}
     context = multiprocessing.get_context("spawn")
     results = []
     for preset in args.presets:

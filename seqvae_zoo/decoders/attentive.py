@@ -14,8 +14,8 @@ In the packed recurrence the keys V s_i are computed once per batch; W h_{t-1} i
 recurrent projection. c_t reaches the recurrence only through the posterior's context half W_c c_t =
 sum_i alpha_ti (W_c s_i), so the step reads the projected states W_c s_i (2 latent_dim numbers per encoder state,
 computed once per batch) instead of the states themselves, and c_t is computed for all steps at once after the loop;
-the gradients of the states and of W_c likewise. The steps a sentence does not have are not run: in the attention weights returned for
-inspection, a step past a sentence's end attends uniformly to the sentence's words.
+the gradients of the states and of W_c likewise. The steps a sentence does not have are not run: in the attention
+weights returned for inspection, a step past a sentence's end attends uniformly to the sentence's words.
 """
 
 from __future__ import annotations

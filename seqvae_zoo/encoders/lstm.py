@@ -17,8 +17,8 @@ class LSTMEncoder(Encoder):
 
     Unidirectional, the LSTM runs over the padded batch in one fused library call (oneDNN on a CPU, cuDNN on a GPU):
     a step past a sentence's end comes after all of its real steps, so it changes none of them, and the summary is
-    the state at the last real step. On length-bucketed batches that costs a few padded steps and is 2-3 times
-    faster than the packed call, which runs the library's unfused per-step loop on a CPU (benchmarks/README.md).
+    the state at the last real step. On length-bucketed batches that costs a few padded steps and is much faster
+    than the packed call, which runs the library's unfused per-step loop on a CPU.
     Bidirectional, the backward direction would start in the padding, so the batch is packed. The states are then
     [forward; backward] (2 * hidden_size) and the summary is the last forward state beside the first backward state.
     """
