@@ -50,21 +50,32 @@ def _takes_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
 ROW_MULTIPLE = 64
 
 
+def zero_padded(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """``tensor`` with zero rows appended up to ``rows`` rows (``tensor`` itself when it has them)."""
+    missing = rows - tensor.size(0)
+    return torch.cat([tensor, tensor.new_zeros(missing, *tensor.shape[1:])]) if missing else tensor
+
+
 def pad_rows(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``rows`` (N, in) with zero rows appended up to a multiple of :data:`ROW_MULTIPLE` where the product with
     ``weight`` goes to oneDNN; ``rows`` itself otherwise."""
-    missing = -rows.size(0) % ROW_MULTIPLE
-    if not missing or not _takes_onednn(rows, weight):
+    if not _takes_onednn(rows, weight):
         return rows
-    return torch.cat([rows, rows.new_zeros(missing, *rows.shape[1:])])
+    return zero_padded(rows, rows.size(0) + -rows.size(0) % ROW_MULTIPLE)
 
 
-def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, in) inputs @ weight^T + bias, as ``F.linear``, without autograd (for backward passes written by hand).
-    ``inputs`` and ``weight`` may be transposed views."""
+def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, in) inputs @ weight^T + bias, as ``F.linear``, without autograd (for backward passes written by hand),
+    into ``out`` if given. ``inputs`` and ``weight`` may be transposed views."""
     if _takes_onednn(inputs, weight):
-        return torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "")
-    return F.linear(inputs, weight, bias)
+        product = torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "")
+        return product if out is None else out.copy_(product)
+    if out is None:
+        return F.linear(inputs, weight, bias)
+    if bias is None:
+        return torch.mm(inputs, weight.t(), out=out)
+    return torch.addmm(bias, inputs, weight.t(), out=out)
 
 
 class _Linear(torch.autograd.Function):
@@ -82,7 +93,7 @@ class _Linear(torch.autograd.Function):
         padded, weight = ctx.saved_tensors
         needs_inputs, needs_weight, needs_bias = ctx.needs_input_grad
         rows = d_outputs.size(0)
-        d_padded = torch.cat([d_outputs, d_outputs.new_zeros(padded.size(0) - rows, d_outputs.size(1))])
+        d_padded = zero_padded(d_outputs, padded.size(0))
         return (linear(d_padded, weight.t())[:rows] if needs_inputs else None,
                 linear(d_padded.t(), padded.t()) if needs_weight else None,
                 d_outputs.sum(0) if needs_bias else None)

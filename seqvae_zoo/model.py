@@ -19,7 +19,7 @@ from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows
+from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows, zero_padded
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
 from seqvae_zoo.regularizers.base import Regularizer
@@ -64,7 +64,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             return nll
         rows = hidden.size(0)
         hidden = pad_rows(hidden, weight)  # zero rows: their gradient weight below is 0
-        targets = torch.cat([targets, targets.new_zeros(hidden.size(0) - rows)])
+        targets = zero_padded(targets, hidden.size(0))
         logits = linear(hidden, weight, bias)
         # amax, not max: the indices would cost more than the softmax
         nll = logits.amax(dim=1).sub_(logits.gather(1, targets[:, None])[:, 0])
@@ -80,7 +80,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         hidden, weight, targets = ctx.saved_tensors
         probs, ctx.probs = ctx.probs, None
         rows = d_nll.size(0)
-        d_nll = torch.cat([d_nll, d_nll.new_zeros(hidden.size(0) - rows)])
+        d_nll = zero_padded(d_nll, hidden.size(0))
         scaled_hidden = hidden * d_nll[:, None]
         d_hidden = linear(probs, weight.t())[:rows].sub_(weight.index_select(0, targets[:rows])).mul_(
             d_nll[:rows, None])

@@ -208,7 +208,7 @@ class PackedLSTM(torch.autograd.Function):
             n = step_inputs.size(0)
             if n < h.size(0):
                 h, c = h[:n], c[:n]
-            step_projected.copy_(linear(h, weight, bias))
+            linear(h, weight, bias, out=step_projected)
             torch.add(step_inputs, step_gates, out=act)
             if head is not None:
                 head.forward_step(t)
@@ -270,7 +270,7 @@ class PackedLSTM(torch.autograd.Function):
             dc_t.mul_(step_forget)
             if head is not None:
                 head.backward_step(t)
-            dh_t.copy_(linear(d_step, weight_t))
+            linear(d_step, weight_t, out=dh_t)
         previous_hidden = layout.with_previous(initial_h, hidden)
         head_grads = head.input_grads() if head is not None else ()
         ctx.head = ctx.activations = ctx.tanh_cells = None  # the graph may outlive the backward pass
