@@ -40,11 +40,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
     logit in all (log-softmax, then exp in the backward, takes two, and the exponential is the costliest elementwise
     work of a training step). The loss comes from the softmax without taking the log of a probability that may
     underflow: at the row's largest logit m the probability is 1 / sum exp(logit - m) >= 1 / vocabulary, so
-    -log p(target) = m - log p(argmax) - logit(target). The backward folds the per-row gradient into the (N, H) side
-    of the products, so the (N, V) block is read only by them: d hidden = g (P W - W[target]),
-    d weight = P^T (g hidden) - scatter(g hidden), d bias = P^T g - scatter(g). The rows are padded as
-    :func:`seqvae_zoo.matmul.pad_rows` says (their gradient weight is 0). Without a backward pass the rows go through
-    in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
+    -log p(target) = m - log p(argmax) - logit(target). The backward turns the kept softmax into d logits = P - Y in
+    place (one write per row) and folds the per-row gradient g into the (N, H) side of the products, so the (N, V)
+    block is read only by two products: d hidden = g ((P - Y) W), and [d weight | d bias]^T = [g hidden | g]^T (P - Y),
+    which reads the block as it lies (its transpose, which the other order of that product needs, costs a copy as
+    long as a product). The rows are padded as :func:`seqvae_zoo.matmul.pad_rows` says (their gradient weight is 0).
+    Without a backward pass the rows go through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
     """
 
     @staticmethod
@@ -78,14 +79,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_nll: torch.Tensor):
         hidden, weight, targets = ctx.saved_tensors
-        probs, ctx.probs = ctx.probs, None
+        d_logits, ctx.probs = ctx.probs, None
+        d_logits.scatter_add_(1, targets[:, None], d_logits.new_full((d_logits.size(0), 1), -1.0))  # P - Y
         rows = d_nll.size(0)
         d_nll = zero_padded(d_nll, hidden.size(0))
-        scaled_hidden = hidden * d_nll[:, None]
-        d_hidden = linear(probs, weight.t())[:rows].sub_(weight.index_select(0, targets[:rows])).mul_(
-            d_nll[:rows, None])
-        d_weight = linear(probs.t(), scaled_hidden.t()).index_add_(0, targets, scaled_hidden, alpha=-1)
-        d_bias = torch.mv(probs.t(), d_nll).index_add_(0, targets, d_nll, alpha=-1)
+        d_hidden = linear(d_logits, weight.t())[:rows].mul_(d_nll[:rows, None])
+        scaled = torch.cat([hidden * d_nll[:, None], d_nll[:, None]], dim=1)
+        d_weight_and_bias = linear(scaled.t(), d_logits.t())  # (H + 1, V)
+        d_weight, d_bias = d_weight_and_bias[:-1].t().contiguous(), d_weight_and_bias[-1]
         return None, d_hidden, d_weight, d_bias, None
 
 
