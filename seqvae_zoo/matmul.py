@@ -78,6 +78,21 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return torch.addmm(bias, inputs, weight.t(), out=out)
 
 
+def rows_inner_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """left^T right for (N, p) ``left`` and (N, q) ``right``: a weight gradient, summed over N rows, without autograd.
+
+    Through :func:`linear` as (narrower operand)^T @ (wider operand)^T^T: oneDNN copies an input given transposed
+    but reads a transposed weight as it lies, so the narrower operand is the one copied (the wider one is the
+    (N, 10,002) softmax block of the output layer, say), and the wider one is made contiguous first if it is not
+    (oneDNN runs a transposed view of a strided tensor, the gate columns of a wider block say, at a small fraction of
+    its rate). Contiguous (p, q). The row count is the inner dimension: where it follows the batch, the caller pads
+    it (zero rows in both) as :func:`pad_rows` does.
+    """
+    narrower, wider = (left, right) if left.size(1) <= right.size(1) else (right, left)
+    product = linear(narrower.t(), wider.contiguous().t())
+    return product if narrower is left else product.t().contiguous()
+
+
 class _Linear(torch.autograd.Function):
     """:func:`linear` with its gradients, each one product through :func:`linear` as well."""
 
@@ -95,7 +110,7 @@ class _Linear(torch.autograd.Function):
         rows = d_outputs.size(0)
         d_padded = zero_padded(d_outputs, padded.size(0))
         return (linear(d_padded, weight.t())[:rows] if needs_inputs else None,
-                linear(d_padded.t(), padded.t()) if needs_weight else None,
+                rows_inner_product(d_padded, padded) if needs_weight else None,
                 d_outputs.sum(0) if needs_bias else None)
 
 

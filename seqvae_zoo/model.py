@@ -19,7 +19,7 @@ from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows, zero_padded
+from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows, rows_inner_product, zero_padded
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
 from seqvae_zoo.regularizers.base import Regularizer
@@ -85,7 +85,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         d_nll = zero_padded(d_nll, hidden.size(0))
         d_hidden = linear(d_logits, weight.t())[:rows].mul_(d_nll[:rows, None])
         scaled = torch.cat([hidden * d_nll[:, None], d_nll[:, None]], dim=1)
-        d_weight_and_bias = linear(scaled.t(), d_logits.t())  # (H + 1, V)
+        d_weight_and_bias = rows_inner_product(scaled, d_logits)  # (H + 1, V)
         d_weight, d_bias = d_weight_and_bias[:-1].t().contiguous(), d_weight_and_bias[-1]
         return None, d_hidden, d_weight, d_bias, None
 

@@ -20,7 +20,7 @@ from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.decoders.base import LATENT_MODES
 from seqvae_zoo.decoders.lstm import InputDropout, PackedLayout
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import linear, linear_layer, onednn_linear_available
+from seqvae_zoo.matmul import linear, linear_layer, onednn_linear_available, rows_inner_product, zero_padded
 from seqvae_zoo.model import linear_cross_entropy
 
 VOCAB, PAD, BOS, EOS, UNK = 29, 0, 1, 2, 3
@@ -444,6 +444,25 @@ def test_linear_layer_through_onednn_gives_f_linear_and_its_gradients(with_bias,
     frozen = linear_layer(inputs, weight.detach(), bias)  # only the gradients that are asked for
     (d_inputs,) = torch.autograd.grad((frozen * upstream).sum(), [inputs])
     torch.testing.assert_close(d_inputs, upstream @ weight.detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+@pytest.mark.parametrize("widths", [(7, 90), (90, 7)])
+def test_rows_inner_product_is_the_sum_over_rows_and_ignores_zero_rows(onednn, widths, monkeypatch):
+    """left^T right whichever operand is the narrower (the one oneDNN copies), contiguous, the same with the rows
+    padded by zeros (as the weight gradients pad them) and for column slices of a wider block (as the gate columns
+    of the recurrence's gradient are), through oneDNN or torch."""
+    if onednn and not onednn_linear_available():
+        pytest.skip("this torch has no oneDNN linear operator")
+    monkeypatch.setattr("seqvae_zoo.matmul.onednn_linear_available", lambda: onednn)
+    monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)
+    generator = torch.Generator().manual_seed(11)
+    left, right = (torch.randn(37, width + 5, generator=generator)[:, :width] for width in widths)
+    exact = left.double().t() @ right.double()
+    for rows in (37, 64):
+        got = rows_inner_product(zero_padded(left, rows), zero_padded(right, rows))
+        assert got.shape == widths and got.is_contiguous()
+        torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=1e-5)
 
 
 def test_onednn_is_used_only_where_it_exists_agrees_and_is_not_turned_off(monkeypatch):

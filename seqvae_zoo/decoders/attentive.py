@@ -28,6 +28,7 @@ from seqvae_zoo.decoders.lstm import PackedLayout, StepRows, step_blocks
 from seqvae_zoo.decoders.stochastic import StochasticDecoder, StochasticHead
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.gaussian import split_params
+from seqvae_zoo.matmul import linear_layer
 from seqvae_zoo.registry import DECODERS
 
 
@@ -130,14 +131,15 @@ class AttentiveHead(StochasticHead):
         self.d_scores = torch.empty_like(d_weights)
         self.d_keys = torch.zeros_like(keys)
         self.quadrupled_score = score * 4  # d tanh(u) / du = 4 sigmoid(2 u) (1 - sigmoid(2 u))
+        slopes = torch.empty_like(keys)  # each step's d score / d (V s_i + W h_{t-1}), (n, S, A)
         query_start = self.latent_weight.size(0) + 2 * self.latent_dim
         self.memory_backward_steps = list(zip(
             *(step_blocks(x, layout) for x in (
                 self.d_contexts_out[:, :, None] if self.d_contexts_out is not None else None, d_weights,
-                d_weights[:, :, None], self.d_scores, self.d_scores[:, :, None], self.attention,
-                d_projected[:, query_start:])),
-            self.sigmoids.blocks, [self.d_keys[:n] for n in sizes], [states[:n] for n in sizes],
-            [self.projected_states[:n] for n in sizes]))
+                d_weights[:, :, None], self.d_scores, self.d_scores[:, None, :], self.d_scores[:, :, None],
+                self.attention, d_projected[:, None, query_start:])),
+            self.sigmoids.blocks, [slopes[:n] for n in sizes], [self.d_keys[:n] for n in sizes],
+            [states[:n] for n in sizes], [self.projected_states[:n] for n in sizes]))
 
     def _latents_backward(self, t: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
         d_through_gates, d_z_through_gates, d_context_prior, d_predicted, d_logvar, half_spread_noise = \
@@ -152,16 +154,17 @@ class AttentiveHead(StochasticHead):
     def _context_backward(self, t: int, d_params: torch.Tensor) -> None:
         if self.memory is None:
             return
-        (d_context_out, d_weights, d_weights_column, d_scores, d_scores_column, weights, d_query, sigmoids, d_keys,
-         states, projected_states) = self.memory_backward_steps[t]
+        (d_context_out, d_weights, d_weights_column, d_scores, d_scores_row, d_scores_column, weights, d_query,
+         sigmoids, slopes, d_keys, states, projected_states) = self.memory_backward_steps[t]
         torch.bmm(projected_states, d_params[:, :, None], out=d_weights_column)
         if d_context_out is not None:
             d_weights_column.baddbmm_(states, d_context_out)
         torch.ops.aten._softmax_backward_data.out(d_weights, weights, -1, weights.dtype, grad_input=d_scores)
-        d_sigmoids = torch.mul(d_scores_column, self.quadrupled_score)
-        d_pre = torch.ops.aten.sigmoid_backward.grad_input(d_sigmoids, sigmoids, grad_input=d_sigmoids)
-        d_keys.add_(d_pre)
-        torch.sum(d_pre, dim=1, out=d_query)
+        # the gradient of the pre-activation u_ti is d score_ti times the slope: summed over i for the query,
+        # accumulated over t for the keys
+        torch.ops.aten.sigmoid_backward.grad_input(self.quadrupled_score, sigmoids, grad_input=slopes)
+        d_keys.addcmul_(d_scores_column, slopes)
+        torch.bmm(d_scores_row, slopes, out=d_query)
 
     def input_grads(self) -> tuple[torch.Tensor | None, ...]:
         d_latent_weight, _ = super().input_grads()
@@ -213,8 +216,10 @@ class AttentiveDecoder(StochasticDecoder):
         attention = None
         if mode.startswith("posterior"):
             padding = torch.zeros_like(memory.mask, dtype=like.dtype).masked_fill_(~memory.mask, float("-inf"))
-            attention = tuple(t.index_select(0, layout.order)
-                              for t in (self.key_projection(memory.states), memory.states, padding))
+            states = memory.states
+            keys = linear_layer(states.reshape(-1, states.size(-1)), self.key_projection.weight).view(
+                *states.shape[:2], -1)
+            attention = tuple(t.index_select(0, layout.order) for t in (keys, states, padding))
             attention = (*attention[:2], self.score.weight[0], self.posterior_context.weight, attention[2])
         return AttentiveHead(self.latent_dim, self.latent_projection.weight, noise, self.context_prior.weight,
                              self.context_prior.bias, context_noise, attention)

@@ -28,7 +28,7 @@ from torch.autograd.function import once_differentiable
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import linear
+from seqvae_zoo.matmul import ROW_MULTIPLE, linear, rows_inner_product, zero_padded
 from seqvae_zoo.registry import DECODERS
 
 
@@ -199,12 +199,13 @@ class PackedLSTM(torch.autograd.Function):
             head.begin_forward(layout, keep, projected, activations)
         steps = zip(step_blocks(gate_inputs, layout), projected.blocks,
                     projected.step_views(projected.tensor[:, :gates]), activations.blocks,
-                    activations.step_views(activations.tensor[:, :3 * size]),
-                    activations.step_views(activations.tensor[:, 3 * size:]), tanh_cells.blocks,
-                    step_blocks(cells, layout), step_blocks(hidden, layout))
+                    *(activations.step_views(activations.tensor[:, start:start + columns])
+                      for start, columns in ((0, 3 * size), (0, size), (size, size), (2 * size, size),
+                                             (3 * size, size))),
+                    tanh_cells.blocks, step_blocks(cells, layout), step_blocks(hidden, layout))
         h, c = initial_h, initial_c
-        for t, (step_inputs, step_projected, step_gates, act, sigmoids, candidate, tanh_c, c_out, h_out) \
-                in enumerate(steps):
+        for t, (step_inputs, step_projected, step_gates, act, sigmoids, output_gate, input_gate, forget_gate,
+                candidate, tanh_c, c_out, h_out) in enumerate(steps):
             n = step_inputs.size(0)
             if n < h.size(0):
                 h, c = h[:n], c[:n]
@@ -212,7 +213,7 @@ class PackedLSTM(torch.autograd.Function):
             torch.add(step_inputs, step_gates, out=act)
             if head is not None:
                 head.forward_step(t)
-            output_gate, input_gate, forget_gate = sigmoids.sigmoid_().split(size, dim=1)
+            sigmoids.sigmoid_()
             candidate.tanh_()
             c = torch.mul(forget_gate, c, out=c_out).addcmul_(input_gate, candidate)
             h = torch.mul(output_gate, torch.tanh(c, out=tanh_c), out=h_out)
@@ -234,7 +235,11 @@ class PackedLSTM(torch.autograd.Function):
         activations, tanh_cells = ctx.activations, ctx.tanh_cells
         size = weight.size(1)
         gates = 4 * size
-        d_projected = weight.new_empty(layout.num_rows, weight.size(0))
+        # zero rows up to a multiple of ROW_MULTIPLE: the inner dimension of the weight gradient's product
+        rows = layout.num_rows
+        padded_d_projected = weight.new_empty(rows + -rows % ROW_MULTIPLE, weight.size(0))
+        padded_d_projected[rows:].zero_()
+        d_projected = padded_d_projected[:rows]
         d_gates = d_projected[:, :gates]
         # Everything of the cell's backward that does not depend on the incoming gradient, for all rows at once:
         # each gate's derivative times what the gradient of h_t (output gate) or c_t (the others) is scaled by.
@@ -271,12 +276,11 @@ class PackedLSTM(torch.autograd.Function):
             if head is not None:
                 head.backward_step(t)
             linear(d_step, weight_t, out=dh_t)
-        previous_hidden = layout.with_previous(initial_h, hidden)
+        previous_hidden = zero_padded(layout.with_previous(initial_h, hidden), padded_d_projected.size(0))
         head_grads = head.input_grads() if head is not None else ()
         ctx.head = ctx.activations = ctx.tanh_cells = None  # the graph may outlive the backward pass
-        # torch's product: its inner dimension is the batch's row count, which oneDNN would compile a kernel for
-        return (None, None, None, d_gates, d_projected.t() @ previous_hidden, d_projected.sum(0), dh, dc,
-                *head_grads)
+        return (None, None, None, d_gates, rows_inner_product(padded_d_projected, previous_hidden),
+                d_projected.sum(0), dh, dc, *head_grads)
 
 
 def run_packed_lstm(layout: PackedLayout, head: LatentHead | None, gate_inputs: torch.Tensor,
