@@ -172,11 +172,21 @@ class StochasticDecoder(Decoder):
 
     # -- the recurrence -----------------------------------------------------------------------------------------
     def _gate_inputs(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None) -> torch.Tensor:
-        """Gate pre-activations from x_t and z_enc, for every packed row at once: (N, 4H)."""
-        gate_inputs = linear_layer(self.input_dropout(self.embedding(layout.pack(inputs))),
-                                   self.input_projection.weight, self.input_projection.bias)
-        if self.z_enc_projection is not None:
-            gate_inputs = gate_inputs + self.z_enc_projection(z_enc).index_select(0, layout.sentence)
+        """Gate pre-activations from x_t and z_enc, for every packed row at once: (N, 4H).
+
+        Without dropout (scoring), a token's projection is the same wherever it occurs, so each distinct token of
+        the batch is projected once: IW-NLL's K copies of a sentence, say, cost one projection per word type."""
+        tokens, occurrence = layout.pack(inputs), None
+        if self.training and self.input_dropout.p > 0:
+            embedded = self.input_dropout(self.embedding(tokens))
+        else:
+            distinct, occurrence = torch.unique(tokens, return_inverse=True)
+            embedded = self.embedding(distinct)
+        gate_inputs = linear_layer(embedded, self.input_projection.weight, self.input_projection.bias)
+        if occurrence is not None:
+            gate_inputs = gate_inputs.index_select(0, occurrence)
+        if self.z_enc_projection is not None:  # added into the gathered rows: one (N, 4H) block less
+            gate_inputs = self.z_enc_projection(z_enc).index_select(0, layout.sentence).add_(gate_inputs)
         return gate_inputs
 
     def _step_weights(self, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
