@@ -133,13 +133,17 @@ class AttentiveHead(StochasticHead):
         self.quadrupled_score = score * 4  # d tanh(u) / du = 4 sigmoid(2 u) (1 - sigmoid(2 u))
         slopes = torch.empty_like(keys)  # each step's d score / d (V s_i + W h_{t-1}), (n, S, A)
         query_start = self.latent_weight.size(0) + 2 * self.latent_dim
+        # d alpha_ti through c_t itself, s_i . d c_t, does not depend on the recurrence: for all steps at once
+        d_weights_from_contexts = None
+        if self.d_contexts_out is not None:
+            d_weights_from_contexts = (layout.by_rank(self.d_contexts_out) @ states.transpose(1, 2)).view(
+                -1, states.size(1)).index_select(0, layout.rank_index)[:, :, None]
         self.memory_backward_steps = list(zip(
-            *(step_blocks(x, layout) for x in (
-                self.d_contexts_out[:, :, None] if self.d_contexts_out is not None else None, d_weights,
+            *(step_blocks(x, layout) for x in (d_weights_from_contexts, d_weights,
                 d_weights[:, :, None], self.d_scores, self.d_scores[:, None, :], self.d_scores[:, :, None],
                 self.attention, d_projected[:, None, query_start:])),
             self.sigmoids.blocks, [slopes[:n] for n in sizes], [self.d_keys[:n] for n in sizes],
-            [states[:n] for n in sizes], [self.projected_states[:n] for n in sizes]))
+            [self.projected_states[:n] for n in sizes]))
 
     def _latents_backward(self, t: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
         d_through_gates, d_z_through_gates, d_context_prior, d_predicted, d_logvar, half_spread_noise = \
@@ -154,11 +158,12 @@ class AttentiveHead(StochasticHead):
     def _context_backward(self, t: int, d_params: torch.Tensor) -> None:
         if self.memory is None:
             return
-        (d_context_out, d_weights, d_weights_column, d_scores, d_scores_row, d_scores_column, weights, d_query,
-         sigmoids, slopes, d_keys, states, projected_states) = self.memory_backward_steps[t]
-        torch.bmm(projected_states, d_params[:, :, None], out=d_weights_column)
-        if d_context_out is not None:
-            d_weights_column.baddbmm_(states, d_context_out)
+        (d_weights_from_contexts, d_weights, d_weights_column, d_scores, d_scores_row, d_scores_column, weights,
+         d_query, sigmoids, slopes, d_keys, projected_states) = self.memory_backward_steps[t]
+        if d_weights_from_contexts is None:
+            torch.bmm(projected_states, d_params[:, :, None], out=d_weights_column)
+        else:
+            torch.baddbmm(d_weights_from_contexts, projected_states, d_params[:, :, None], out=d_weights_column)
         torch.ops.aten._softmax_backward_data.out(d_weights, weights, -1, weights.dtype, grad_input=d_scores)
         # the gradient of the pre-activation u_ti is d score_ti times the slope: summed over i for the query,
         # accumulated over t for the keys
