@@ -56,12 +56,17 @@ def zero_padded(tensor: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([tensor, tensor.new_zeros(missing, *tensor.shape[1:])]) if missing else tensor
 
 
+def padded_row_count(rows: int) -> int:
+    """``rows`` rounded up to a multiple of :data:`ROW_MULTIPLE`."""
+    return rows + -rows % ROW_MULTIPLE
+
+
 def pad_rows(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``rows`` (N, in) with zero rows appended up to a multiple of :data:`ROW_MULTIPLE` where the product with
     ``weight`` goes to oneDNN; ``rows`` itself otherwise."""
     if not _takes_onednn(rows, weight):
         return rows
-    return zero_padded(rows, rows.size(0) + -rows.size(0) % ROW_MULTIPLE)
+    return zero_padded(rows, padded_row_count(rows.size(0)))
 
 
 def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -81,12 +86,12 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 def rows_inner_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """left^T right for (N, p) ``left`` and (N, q) ``right``: a weight gradient, summed over N rows, without autograd.
 
-    Through :func:`linear` as (narrower operand)^T @ (wider operand)^T^T: oneDNN copies an input given transposed
-    but reads a transposed weight as it lies, so the narrower operand is the one copied (the wider one is the
-    (N, 10,002) softmax block of the output layer, say), and the wider one is made contiguous first if it is not
-    (oneDNN runs a transposed view of a strided tensor, the gate columns of a wider block say, at a small fraction of
-    its rate). Contiguous (p, q). The row count is the inner dimension: where it follows the batch, the caller pads
-    it (zero rows in both) as :func:`pad_rows` does.
+    Through :func:`linear` with the narrower operand's transpose as its input and the wider one's as its weight:
+    oneDNN copies an input given transposed but reads a transposed weight as it lies, so the narrower operand is the
+    one copied (the wider one is the (N, 10,002) softmax block of the output layer, say). The wider one is made
+    contiguous first if it is not: oneDNN runs a transposed view of a strided tensor (the gate columns of a wider
+    block, say) at a small fraction of its rate. Contiguous (p, q). The row count is the inner dimension: where it
+    follows the batch, the caller pads it (zero rows in both) to :func:`padded_row_count`.
     """
     narrower, wider = (left, right) if left.size(1) <= right.size(1) else (right, left)
     product = linear(narrower.t(), wider.contiguous().t())

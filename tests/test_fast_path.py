@@ -336,6 +336,9 @@ def test_packed_layout_sorts_by_length_and_skips_padding():
     packed = layout.pack(padded)
     assert packed.tolist() == [4, 12, 0, 8, 5, 13, 1, 6, 14]
     assert layout.unpack(packed).tolist() == [[0, 1, 0, 0], [4, 5, 6, 0], [8, 0, 0, 0], [12, 13, 14, 0]]
+    by_rank = layout.by_rank(packed)  # ranks: sentences 1, 3, 0, 2
+    assert by_rank.tolist() == [[4, 5, 6], [12, 13, 14], [0, 1, 0], [8, 0, 0]]
+    assert layout.from_rank(by_rank).tolist() == packed.tolist()
 
 
 @pytest.mark.parametrize("lengths", [[3, 0], [3, 5], []])

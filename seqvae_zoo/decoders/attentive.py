@@ -103,8 +103,7 @@ class AttentiveHead(StochasticHead):
         if self.memory is None:
             return outputs
         layout, states = self.layout, self.memory[1]
-        contexts = (layout.by_rank(self.attention) @ states).view(-1, states.size(-1)).index_select(
-            0, layout.rank_index)  # c_t of every row
+        contexts = layout.from_rank(layout.by_rank(self.attention) @ states)  # c_t of every row
         outputs += (contexts, self.attention)
         del self.attention, self.memory_steps
         return outputs
@@ -136,8 +135,8 @@ class AttentiveHead(StochasticHead):
         # d alpha_ti through c_t itself, s_i . d c_t, does not depend on the recurrence: for all steps at once
         d_weights_from_contexts = None
         if self.d_contexts_out is not None:
-            d_weights_from_contexts = (layout.by_rank(self.d_contexts_out) @ states.transpose(1, 2)).view(
-                -1, states.size(1)).index_select(0, layout.rank_index)[:, :, None]
+            d_weights_from_contexts = layout.from_rank(layout.by_rank(self.d_contexts_out)
+                                                       @ states.transpose(1, 2))[:, :, None]
         self.memory_backward_steps = list(zip(
             *(step_blocks(x, layout) for x in (d_weights_from_contexts, d_weights,
                 d_weights[:, :, None], self.d_scores, self.d_scores[:, None, :], self.d_scores[:, :, None],

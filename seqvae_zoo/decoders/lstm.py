@@ -28,7 +28,7 @@ from torch.autograd.function import once_differentiable
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.matmul import ROW_MULTIPLE, linear, rows_inner_product, zero_padded
+from seqvae_zoo.matmul import linear, padded_row_count, rows_inner_product, zero_padded
 from seqvae_zoo.registry import DECODERS
 
 
@@ -103,6 +103,10 @@ class PackedLayout:
         padded = packed.new_zeros(self.batch_size * self.num_steps, *packed.shape[1:])
         return padded.index_copy_(0, self.rank_index, packed).view(self.batch_size, self.num_steps,
                                                                    *packed.shape[1:])
+
+    def from_rank(self, by_rank: torch.Tensor) -> torch.Tensor:
+        """(B, steps, ...) in rank order -> (N, ...) in packed order: the inverse of :meth:`by_rank`."""
+        return by_rank.reshape(-1, *by_rank.shape[2:]).index_select(0, self.rank_index)
 
     def with_previous(self, initial: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         """(N, ...) the value each packed row's step reads from the step before: ``initial`` (B ranks) at t = 0."""
@@ -235,9 +239,9 @@ class PackedLSTM(torch.autograd.Function):
         activations, tanh_cells = ctx.activations, ctx.tanh_cells
         size = weight.size(1)
         gates = 4 * size
-        # zero rows up to a multiple of ROW_MULTIPLE: the inner dimension of the weight gradient's product
+        # zero rows up to seqvae_zoo.matmul.ROW_MULTIPLE: the inner dimension of the weight gradient's product
         rows = layout.num_rows
-        padded_d_projected = weight.new_empty(rows + -rows % ROW_MULTIPLE, weight.size(0))
+        padded_d_projected = weight.new_empty(padded_row_count(rows), weight.size(0))
         padded_d_projected[rows:].zero_()
         d_projected = padded_d_projected[:rows]
         d_gates = d_projected[:, :gates]
