@@ -19,11 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from seqvae_zoo.errors import UserError
+
 
 @functools.cache
 def onednn_linear_available() -> bool:
-    """Whether oneDNN's float32 linear operator exists here and agrees with ``F.linear`` on a probe."""
-    if os.environ.get("SEQVAE_ONEDNN_MATMUL", "1") == "0" or not torch.backends.mkldnn.is_available():
+    """Whether oneDNN's float32 linear operator exists here, is not turned off (``SEQVAE_ONEDNN_MATMUL=0``) and
+    agrees with ``F.linear`` on a probe."""
+    switch = os.environ.get("SEQVAE_ONEDNN_MATMUL", "1")
+    if switch not in ("0", "1"):
+        raise UserError(f"SEQVAE_ONEDNN_MATMUL must be 0 (torch's own products) or 1 (oneDNN where it is "
+                        f"available, the default), not {switch!r}: set it to one of those or unset it")
+    if switch == "0" or not torch.backends.mkldnn.is_available():
         return False
     generator = torch.Generator().manual_seed(0)
     inputs, weight, bias = (torch.randn(shape, generator=generator) for shape in ((5, 24), (7, 24), (7,)))

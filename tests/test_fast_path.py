@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.decoders.base import LATENT_MODES
 from seqvae_zoo.decoders.lstm import InputDropout, PackedLayout
-from seqvae_zoo.errors import LengthsError
+from seqvae_zoo.errors import LengthsError, UserError
 from seqvae_zoo.matmul import linear, linear_layer, onednn_linear_available, rows_inner_product, zero_padded
 from seqvae_zoo.model import linear_cross_entropy
 
@@ -466,6 +466,18 @@ def test_rows_inner_product_is_the_sum_over_rows_and_ignores_zero_rows(onednn, w
         got = rows_inner_product(zero_padded(left, rows), zero_padded(right, rows))
         assert got.shape == widths and got.is_contiguous()
         torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("value", ["off", "true", ""])
+def test_an_unknown_onednn_switch_is_refused_with_what_to_set(value, monkeypatch):
+    monkeypatch.setenv("SEQVAE_ONEDNN_MATMUL", value)
+    onednn_linear_available.cache_clear()
+    try:
+        with pytest.raises(UserError, match=f"SEQVAE_ONEDNN_MATMUL must be 0 .* or 1 .*not '{value}'"):
+            onednn_linear_available()
+    finally:
+        monkeypatch.undo()
+        onednn_linear_available.cache_clear()
 
 
 def test_onednn_is_used_only_where_it_exists_agrees_and_is_not_turned_off(monkeypatch):

@@ -15,6 +15,7 @@ import torch
 
 from seqvae_zoo.cli import main
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.matmul import onednn_linear_available
 from seqvae_zoo.schedules.annealing import Cyclical, Linear, TwoPhase
 from seqvae_zoo.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from seqvae_zoo.training.run import train_run
@@ -201,6 +202,18 @@ def test_train_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert err.startswith("error: unknown preset 'vrae_sa_aus'. Did you mean 'vrae_sa_aux'?")
     assert main(["train", "vrae", "--data", "ptbb", "--out", str(tmp_path / "y")]) == 2
     assert "Did you mean 'ptb'?" in capsys.readouterr().err
+
+
+def test_a_bad_onednn_switch_stops_a_command_before_it_writes_anything(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SEQVAE_ONEDNN_MATMUL", "off")
+    onednn_linear_available.cache_clear()
+    try:
+        assert main(["train", "vrae", "--data", "synthetic", "--max-steps", "1", "--out", str(tmp_path / "x")]) == 2
+    finally:
+        monkeypatch.undo()
+        onednn_linear_available.cache_clear()
+    assert capsys.readouterr().err.startswith("error: SEQVAE_ONEDNN_MATMUL must be 0")
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_trainers_fused_adam_makes_the_default_update():

@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.matmul import onednn_linear_available
 from seqvae_zoo.training.memory import keep_freed_memory
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:
+        onednn_linear_available()  # a bad SEQVAE_ONEDNN_MATMUL stops the command before it writes anything
         return args.run(args) or 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
