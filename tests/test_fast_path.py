@@ -204,8 +204,10 @@ def model_has_latents(setup: str) -> bool:
     return setup in ("stochastic", "vrae_sa_aux")
 
 
-def test_scoring_without_gradients_gives_the_same_terms(monkeypatch):
-    """Without gradients the recurrence keeps nothing for a backward pass; the numbers must not change."""
+def test_scoring_without_gradients_gives_the_same_terms():
+    """Without gradients the recurrence keeps nothing for a backward pass and the output layer goes through in
+    blocks with a log-softmax; the numbers must agree to float64 rounding (not bit for bit: the two softmax paths
+    sum in orders that depend on the processor's vector width)."""
     model = small_model("vrae_sa_aux")
     tokens, lengths = batch(seed=4)
     torch.manual_seed(5)
@@ -214,7 +216,7 @@ def test_scoring_without_gradients_gives_the_same_terms(monkeypatch):
     with torch.inference_mode():
         without = model(tokens, lengths)
     for name in ("nll", "log_weight"):
-        torch.testing.assert_close(getattr(without, name), getattr(with_grad, name).detach(), rtol=0, atol=0)
+        torch.testing.assert_close(getattr(without, name), getattr(with_grad, name).detach(), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("setup", ["vrae", "vrae_sa_aux"])
