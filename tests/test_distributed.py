@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -170,17 +169,12 @@ def test_each_process_gets_a_noise_stream_of_its_own():
 
 
 # -- multi-process training -------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _torchrun(script: Path | None, arguments: list[str]) -> list[str]:
-    """torchrun with 2 processes of ``script``, or of ``seqvae`` itself."""
+    """torchrun with 2 processes of ``script``, or of ``seqvae`` itself, as docs/distributed.md runs it: standalone,
+    torchrun picking a free port itself (a port probed here and released could be taken before torchrun binds it)."""
     program = [str(script)] if script is not None else ["-m", "seqvae_zoo.cli"]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(_free_port()), *program, *arguments]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *program,
+            *arguments]
 
 
 def _descendants(pid: int) -> list[int]:
