@@ -313,6 +313,29 @@ def test_fused_output_layer_in_float32_with_and_without_onednn(onednn, monkeypat
                                    atol=1e-5)
 
 
+def test_output_weight_gradient_stays_in_the_weights_column_major_layout():
+    """The decoders store the output weight column-major so that the fused layer's weight gradient, which comes out
+    in that layout, is kept as it is; a row-major weight gets the same gradient in its own layout."""
+    model = small_model("vrae_sa_aux").train()
+    weight = model.decoder.output.weight
+    assert weight.stride() == (1, weight.size(0))
+    tokens, lengths = batch(seed=2)
+    torch.manual_seed(3)
+    model.objective(model(tokens, lengths), {}).backward()
+    assert weight.grad.stride() == weight.stride()
+
+    generator = torch.Generator().manual_seed(4)
+    hidden = torch.randn(9, 6, generator=generator, dtype=torch.float64)
+    row_major = torch.randn(11, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    column_major = row_major.detach().t().contiguous().t().requires_grad_()
+    bias = torch.zeros(11, dtype=torch.float64)
+    targets = torch.randint(0, 11, (9,), generator=generator)
+    for w in (row_major, column_major):
+        linear_cross_entropy(hidden, w, bias, targets).sum().backward()
+    assert row_major.grad.stride() == (6, 1) and column_major.grad.stride() == (1, 11)
+    torch.testing.assert_close(row_major.grad, column_major.grad, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_output_layer_is_exact_where_the_targets_probability_underflows(dtype):
     """The loss is read off the softmax without the log of the target's probability, which underflows to 0 here."""

@@ -52,6 +52,10 @@ class Decoder(nn.Module):
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.output = nn.Linear(hidden_size, vocab_size)
+        # The weight (vocabulary, hidden) is stored column-major, as its transpose lies: the fused output layer's
+        # weight gradient comes out in that layout and is kept as it is, not transposed at every step, and the
+        # backward product (P - Y) W reads W^T contiguously.
+        self.output.weight = nn.Parameter(self.output.weight.detach().t().contiguous().t())
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, z_enc: torch.Tensor | None,
                 memory: EncoderOutput | None, mode: str = "posterior",
