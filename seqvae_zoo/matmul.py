@@ -1,8 +1,9 @@
 """Float32 matrix products on a CPU through oneDNN, where PyTorch has it.
 
 ``torch.mm`` on a CPU calls MKL, whose float32 kernels run on AMD processors at well under what the processor does:
-on the 2-core AMD EPYC this package is benchmarked on, a 2048 x 2048 product runs at about 180 GFLOP/s with MKL and
-about 400 with oneDNN (``benchmarks/throughput.py`` measures both). PyTorch reaches oneDNN's float32 matmul for plain
+on the 2-core AVX-512 AMD EPYC this package is benchmarked on, a 2048 x 2048 product runs at about 180 GFLOP/s with
+MKL and about 400 with oneDNN; on an AVX2 EPYC the two are about level, 115 and 120 (``benchmarks/throughput.py``
+measures both). PyTorch reaches oneDNN's float32 matmul for plain
 tensors only through the linear operator of its compiler's CPU backend, ``torch.ops.mkldnn._linear_pointwise``, an
 internal operator; so it is used only where it exists and gives what ``torch.nn.functional.linear`` gives on a probe
 (and ``SEQVAE_ONEDNN_MATMUL=0`` turns it off), and only for products large enough to pay its fixed cost per call.
