@@ -38,9 +38,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
     matrix products run through :func:`seqvae_zoo.matmul.linear` (oneDNN on a CPU). For a backward pass the forward
     keeps the softmax, computed in place over the logits, which the backward reads as it is: one exponential per
     logit in all (log-softmax, then exp in the backward, takes two, and the exponential is the costliest elementwise
-    work of a training step). The loss comes from the softmax without taking the log of a probability that may
-    underflow: at the row's largest logit m the probability is 1 / sum exp(logit - m) >= 1 / vocabulary, so
-    -log p(target) = m - log p(argmax) - logit(target). The backward turns the kept softmax into d logits = P - Y in
+    work of a training step). The loss is -log of the target's probability read off the softmax, with no pass over the
+    block beyond the softmax's own; a row whose target probability is below the dtype's normal range, where it has
+    lost precision or is 0, is recomputed from its logits (log-sum-exp minus the target's logit). The backward turns the kept softmax into d logits = P - Y in
     place (one write per row) and folds the per-row gradient g into the (N, H) side of the products, so the (N, V)
     block is read only by two products: d hidden = g ((P - Y) W), and [d weight | d bias]^T = [g hidden | g]^T (P - Y),
     which reads the block as it lies (its transpose, which the other order of that product needs, costs a copy as
@@ -68,10 +68,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
         hidden = pad_rows(hidden, weight)  # zero rows: their gradient weight below is 0
         targets = zero_padded(targets, hidden.size(0))
         logits = linear(hidden, weight, bias)
-        # amax, not max: the indices would cost more than the softmax
-        nll = logits.amax(dim=1).sub_(logits.gather(1, targets[:, None])[:, 0])
         probs = torch.softmax(logits, dim=1, out=logits)
-        nll.sub_(probs.amax(dim=1).log_())
+        target_probs = probs.gather(1, targets[:, None])[:, 0]
+        nll = target_probs.log().neg_()
+        # below the dtype's normal range the probability has lost precision (or is 0): those rows, rare, are
+        # recomputed from their logits
+        underflowed = (target_probs < torch.finfo(probs.dtype).tiny).nonzero()[:, 0]
+        if underflowed.numel():
+            row_logits = linear(hidden[underflowed], weight, bias)
+            nll[underflowed] = (torch.logsumexp(row_logits, dim=1)
+                                - row_logits.gather(1, targets[underflowed, None])[:, 0])
         ctx.probs = probs
         ctx.save_for_backward(hidden, weight, targets)
         return nll[:rows]

@@ -338,7 +338,8 @@ def test_output_weight_gradient_stays_in_the_weights_column_major_layout():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_output_layer_is_exact_where_the_targets_probability_underflows(dtype):
-    """The loss is read off the softmax without the log of the target's probability, which underflows to 0 here."""
+    """The target's probability underflows to 0 in the softmax here (row 0): the loss of that row comes from its
+    logits, the others' from the softmax."""
     hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=dtype, requires_grad=True)
     weight = torch.tensor([[900.0, 0.0], [0.0, 0.0], [-900.0, 3.0]], dtype=dtype, requires_grad=True)
     bias = torch.zeros(3, dtype=dtype, requires_grad=True)
