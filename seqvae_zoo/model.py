@@ -44,8 +44,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
     place (one write per row) and folds the per-row gradient g into the (N, H) side of the products, so the (N, V)
     block is read only by two products: d hidden = g ((P - Y) W), and [d weight | d bias]^T = [g hidden | g]^T (P - Y),
     which reads the block as it lies (its transpose, which the other order of that product needs, costs a copy as
-    long as a product), and gives d weight in the layout of a weight stored column-major, as the decoders store
-    theirs. The rows are padded as :func:`seqvae_zoo.matmul.pad_rows` says (their gradient weight is 0).
+    long as a product), and gives d weight^T contiguous, the layout of the decoders' weight parameter
+    (:class:`seqvae_zoo.decoders.base.OutputLayer`). The rows are padded as :func:`seqvae_zoo.matmul.pad_rows` says (their gradient weight is 0).
     Without a backward pass the rows go through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
     """
 
@@ -93,7 +93,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         d_hidden = linear(d_logits, weight.t())[:rows].mul_(d_nll[:rows, None])
         scaled = torch.cat([hidden * d_nll[:, None], d_nll[:, None]], dim=1)
         d_weight_and_bias = rows_inner_product(scaled, d_logits)  # (H + 1, V)
-        # in the weight's own layout when it is stored column-major (the decoders' is); autograd copies it otherwise
+        # d weight as the transpose of a contiguous (H, V) block: the layout of a weight held as its transpose (the
+        # decoders' OutputLayer); autograd copies it into any other
         d_weight, d_bias = d_weight_and_bias[:-1].t(), d_weight_and_bias[-1]
         return None, d_hidden, d_weight, d_bias, None
 

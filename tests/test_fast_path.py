@@ -15,9 +15,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from seqvae_zoo import build_model, parse_config
-from seqvae_zoo.decoders.base import LATENT_MODES
+from seqvae_zoo.decoders.base import LATENT_MODES, OutputLayer
 from seqvae_zoo.decoders.lstm import InputDropout, PackedLayout
 from seqvae_zoo.errors import LengthsError, UserError
 from seqvae_zoo.matmul import linear, linear_layer, onednn_linear_available, rows_inner_product, zero_padded
@@ -313,16 +314,17 @@ def test_fused_output_layer_in_float32_with_and_without_onednn(onednn, monkeypat
                                    atol=1e-5)
 
 
-def test_output_weight_gradient_stays_in_the_weights_column_major_layout():
-    """The decoders store the output weight column-major so that the fused layer's weight gradient, which comes out
-    in that layout, is kept as it is; a row-major weight gets the same gradient in its own layout."""
+def test_output_weight_gradient_arrives_in_the_parameters_contiguous_layout():
+    """The decoders hold the output weight as its contiguous transpose, the layout the fused layer's weight gradient
+    comes out in (and the one torch's fused CPU Adam takes without a copy); a row-major weight gets the same
+    gradient in its own layout."""
     model = small_model("vrae_sa_aux").train()
-    weight = model.decoder.output.weight
-    assert weight.stride() == (1, weight.size(0))
+    weight_t = model.decoder.output.weight_t
+    assert weight_t.is_contiguous() and weight_t.shape == model.decoder.output.weight.t().shape
     tokens, lengths = batch(seed=2)
     torch.manual_seed(3)
     model.objective(model(tokens, lengths), {}).backward()
-    assert weight.grad.stride() == weight.stride()
+    assert weight_t.grad.is_contiguous()
 
     generator = torch.Generator().manual_seed(4)
     hidden = torch.randn(9, 6, generator=generator, dtype=torch.float64)
@@ -334,6 +336,26 @@ def test_output_weight_gradient_stays_in_the_weights_column_major_layout():
         linear_cross_entropy(hidden, w, bias, targets).sum().backward()
     assert row_major.grad.stride() == (6, 1) and column_major.grad.stride() == (1, 11)
     torch.testing.assert_close(row_major.grad, column_major.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_output_layer_computes_as_nn_linear_and_loads_its_state_dict():
+    """Same initialization and logits as ``nn.Linear``; its state dict (``weight`` (out, in)) loads, and a mismatched
+    one is refused."""
+    torch.manual_seed(5)
+    linear = nn.Linear(6, 11)
+    torch.manual_seed(5)
+    output = OutputLayer(6, 11)
+    torch.testing.assert_close(output.weight, linear.weight, rtol=0, atol=0)
+    inputs = torch.randn(4, 6)
+    torch.testing.assert_close(output(inputs), linear(inputs))
+    assert list(output.state_dict()) == [name for name, _ in output.named_parameters()] == ["weight_t", "bias"]
+    with torch.no_grad():
+        linear.weight.add_(1.0)
+    output.load_state_dict(linear.state_dict())
+    torch.testing.assert_close(output.weight, linear.weight, rtol=0, atol=0)
+    assert output.weight_t.is_contiguous()
+    with pytest.raises(RuntimeError, match=r"size mismatch for weight_t"):
+        output.load_state_dict(nn.Linear(6, 3).state_dict())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqvae_zoo.encoders.base import EncoderOutput
@@ -34,6 +35,38 @@ class DecoderOutput:
     attention: torch.Tensor | None = None
 
 
+class OutputLayer(nn.Module):
+    """``nn.Linear`` (initialization, logits, ``weight`` (out, in), ``bias``) with the weight's parameter held as its
+    transpose, ``weight_t`` (in, out), contiguous.
+
+    The fused output layer's weight gradient comes out in that layout (``seqvae_zoo.model``), so it reaches the
+    parameter without a transposition; the backward product (P - Y) W reads W^T contiguously; and the optimizer gets
+    a contiguous tensor (torch's fused CPU Adam copies any other at every step). The state dict holds ``weight_t``;
+    a state dict of ``nn.Linear``'s (``weight``) loads as well.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        linear = nn.Linear(in_features, out_features)
+        self.weight_t = nn.Parameter(linear.weight.detach().t().contiguous())
+        self.bias = linear.bias
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """W (out, in): a view of ``weight_t``."""
+        return self.weight_t.t()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return F.linear(inputs, self.weight, self.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        if prefix + "weight" in state_dict and prefix + "weight_t" not in state_dict:  # nn.Linear's (out, in)
+            state_dict[prefix + "weight_t"] = state_dict.pop(prefix + "weight").t()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
 class Decoder(nn.Module):
     """Predicts token t+1 from tokens up to t, z_enc and (for attentive posteriors) the encoder's states.
 
@@ -51,11 +84,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
-        self.output = nn.Linear(hidden_size, vocab_size)
-        # The weight (vocabulary, hidden) is stored column-major, as its transpose lies: the fused output layer's
-        # weight gradient comes out in that layout and is kept as it is, not transposed at every step, and the
-        # backward product (P - Y) W reads W^T contiguously.
-        self.output.weight = nn.Parameter(self.output.weight.detach().t().contiguous().t())
+        self.output = OutputLayer(hidden_size, vocab_size)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, z_enc: torch.Tensor | None,
                 memory: EncoderOutput | None, mode: str = "posterior",
