@@ -89,6 +89,35 @@ def test_resume_equals_uninterrupted_training(tmp_path):
     assert_same_parameters(tmp_path / "straight" / "checkpoint.pt", tmp_path / "stopped" / "checkpoint.pt")
 
 
+def test_resume_from_a_checkpoint_of_the_row_major_output_weight_matches_uninterrupted(tmp_path):
+    """Checkpoints written before the decoders held the output weight transposed have it, and its Adam moments,
+    (vocabulary, hidden): resuming one transposes both and continues exactly."""
+    tiny_run(tmp_path / "straight")
+    tiny_run(tmp_path / "stopped", max_steps=6)
+    path = tmp_path / "stopped" / "checkpoint.pt"
+    state = read_checkpoint(path)
+    names = [name for name, _ in load_checkpoint(path).model.named_parameters()]
+    state["model"]["decoder.output.weight"] = state["model"].pop("decoder.output.weight_t").t().contiguous()
+    moments = state["optimizer"]["state"][names.index("decoder.output.weight_t")]
+    for name in ("exp_avg", "exp_avg_sq"):
+        moments[name] = moments[name].t().contiguous()
+    save_checkpoint(path, {key: value for key, value in state.items() if not key.startswith("format")})
+    train_run([], "synthetic", tmp_path / "stopped", resume=True, progress=False)
+    assert_same_parameters(tmp_path / "straight" / "checkpoint.pt", path)
+
+
+def test_resume_refuses_optimizer_state_of_another_shape(tmp_path):
+    tiny_run(tmp_path / "stopped", max_steps=6)
+    path = tmp_path / "stopped" / "checkpoint.pt"
+    state = read_checkpoint(path)
+    names = [name for name, _ in load_checkpoint(path).model.named_parameters()]
+    moments = state["optimizer"]["state"][names.index("decoder.embedding.weight")]
+    moments["exp_avg"] = moments["exp_avg"][:-1]
+    save_checkpoint(path, {key: value for key, value in state.items() if not key.startswith("format")})
+    with pytest.raises(CheckpointError, match=r"optimizer state 'exp_avg' has shape .* for a parameter of shape"):
+        train_run([], "synthetic", tmp_path / "stopped", resume=True, progress=False)
+
+
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     """A run killed with SIGKILL between checkpoints resumes from the last one and ends where an uninterrupted
     run ends."""

@@ -72,6 +72,31 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any], model: torch.nn.Module) -> None:
+    """``optimizer.load_state_dict(saved)``, with every per-parameter state tensor checked against its parameter's
+    shape: torch's Adam steps with moments of another shape without a word.
+
+    One mismatch is expected and repaired: a checkpoint written before the decoders held the output weight as its
+    transpose (:class:`seqvae_zoo.decoders.base.OutputLayer`) has that weight's moments in the (out, in) layout;
+    they are transposed as the weight itself is when the model loads."""
+    from seqvae_zoo.decoders.base import OutputLayer
+
+    optimizer.load_state_dict(saved)
+    transposed = {id(module.weight_t) for module in model.modules() if isinstance(module, OutputLayer)}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            for name, value in optimizer.state.get(parameter, {}).items():
+                if not torch.is_tensor(value) or value.dim() == 0 or value.shape == parameter.shape:
+                    continue
+                if id(parameter) in transposed and value.shape == parameter.shape[::-1]:
+                    optimizer.state[parameter][name] = value.t().contiguous()
+                    continue
+                raise CheckpointError(
+                    f"the checkpoint's optimizer state {name!r} has shape {tuple(value.shape)} for a parameter of "
+                    f"shape {tuple(parameter.shape)}: it was written for another model. Resume with the config "
+                    "that wrote it, or start a new run.")
+
+
 @dataclass
 class LoadedRun:
     """A trained model ready to use: in eval mode, on ``map_location``."""

@@ -31,7 +31,7 @@ from seqvae_zoo.errors import UserError
 from seqvae_zoo.model import LossTerms, SeqVAE
 from seqvae_zoo.schedules.annealing import Linear
 from seqvae_zoo.schedules.base import WeightSchedule
-from seqvae_zoo.training.checkpoint import read_checkpoint, save_checkpoint
+from seqvae_zoo.training.checkpoint import load_optimizer_state, read_checkpoint, save_checkpoint
 from seqvae_zoo.training.distributed import DistributedContext, rank_seed
 from seqvae_zoo.training.logs import LOG_EVERY, RunLog
 
@@ -206,7 +206,7 @@ class Trainer:
         """Continue from a checkpoint of this run (same config and data)."""
         state = read_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"], self.model)
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.sampler.load_state_dict(state["sampler"])
