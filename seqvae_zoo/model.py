@@ -40,13 +40,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
     logit in all (log-softmax, then exp in the backward, takes two, and the exponential is the costliest elementwise
     work of a training step). The loss is -log of the target's probability read off the softmax, with no pass over the
     block beyond the softmax's own; a row whose target probability is below the dtype's normal range, where it has
-    lost precision or is 0, is recomputed from its logits (log-sum-exp minus the target's logit). The backward turns the kept softmax into d logits = P - Y in
-    place (one write per row) and folds the per-row gradient g into the (N, H) side of the products, so the (N, V)
-    block is read only by two products: d hidden = g ((P - Y) W), and [d weight | d bias]^T = [g hidden | g]^T (P - Y),
-    which reads the block as it lies (its transpose, which the other order of that product needs, costs a copy as
-    long as a product), and gives d weight^T contiguous, the layout of the decoders' weight parameter
-    (:class:`seqvae_zoo.decoders.base.OutputLayer`). The rows are padded as :func:`seqvae_zoo.matmul.pad_rows` says (their gradient weight is 0).
-    Without a backward pass the rows go through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
+    lost precision or is 0, is recomputed from its logits (log-sum-exp minus the target's logit). The backward turns
+    the kept softmax into d logits = P - Y in place (one write per row) and folds the per-row gradient g into the
+    (N, H) side of the products, so the (N, V) block is read only by two products: d hidden = g ((P - Y) W), and
+    [d weight | d bias]^T = [g hidden | g]^T (P - Y), which reads the block as it lies (its transpose, which the other
+    order of that product needs, costs a copy as long as a product), and gives d weight^T contiguous, the layout of
+    the decoders' weight parameter (:class:`seqvae_zoo.decoders.base.OutputLayer`). The rows are padded as
+    :func:`seqvae_zoo.matmul.pad_rows` says (their gradient weight is 0). Without a backward pass the rows go
+    through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
     """
 
     @staticmethod
