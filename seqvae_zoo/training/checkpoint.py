@@ -72,29 +72,33 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any], model: torch.nn.Module) -> None:
-    """``optimizer.load_state_dict(saved)``, with every per-parameter state tensor checked against its parameter's
-    shape: torch's Adam steps with moments of another shape without a word.
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any], model: torch.nn.Module,
+                         saved_model: dict[str, torch.Tensor]) -> None:
+    """``optimizer.load_state_dict(saved)`` for ``model``, which has loaded ``saved_model``; then every per-parameter
+    state tensor is checked against its parameter's shape: torch's Adam steps with moments of another shape without
+    a word.
 
-    One mismatch is expected and repaired: a checkpoint written before the decoders held the output weight as its
-    transpose (:class:`seqvae_zoo.decoders.base.OutputLayer`) has that weight's moments in the (out, in) layout;
-    they are transposed as the weight itself is when the model loads."""
+    A checkpoint written before the decoders held the output weight as its transpose
+    (:class:`seqvae_zoo.decoders.base.OutputLayer`) names that weight ``weight`` in ``saved_model``, and has its
+    moments in the (out, in) layout: they are transposed, as the weight itself is when the model loads."""
     from seqvae_zoo.decoders.base import OutputLayer
 
     optimizer.load_state_dict(saved)
-    transposed = {id(module.weight_t) for module in model.modules() if isinstance(module, OutputLayer)}
+    older_layout = {id(module.weight_t) for name, module in model.named_modules()
+                    if isinstance(module, OutputLayer) and f"{name}.weight" in saved_model}
     for group in optimizer.param_groups:
         for parameter in group["params"]:
-            for name, value in optimizer.state.get(parameter, {}).items():
-                if not torch.is_tensor(value) or value.dim() == 0 or value.shape == parameter.shape:
+            state = optimizer.state.get(parameter, {})
+            for name, value in state.items():
+                if not torch.is_tensor(value) or value.dim() == 0:
                     continue
-                if id(parameter) in transposed and value.shape == parameter.shape[::-1]:
-                    optimizer.state[parameter][name] = value.t().contiguous()
-                    continue
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} has shape {tuple(value.shape)} for a parameter of "
-                    f"shape {tuple(parameter.shape)}: it was written for another model. Resume with the config "
-                    "that wrote it, or start a new run.")
+                if id(parameter) in older_layout:
+                    value = state[name] = value.t().contiguous()
+                if value.shape != parameter.shape:
+                    raise CheckpointError(
+                        f"the checkpoint's optimizer state {name!r} has shape {tuple(value.shape)} for a parameter "
+                        f"of shape {tuple(parameter.shape)}: it was written for another model. Resume with the "
+                        "config that wrote it, or start a new run.")
 
 
 @dataclass

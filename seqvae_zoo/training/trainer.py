@@ -206,7 +206,7 @@ class Trainer:
         """Continue from a checkpoint of this run (same config and data)."""
         state = read_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(state["model"])
-        load_optimizer_state(self.optimizer, state["optimizer"], self.model)
+        load_optimizer_state(self.optimizer, state["optimizer"], self.model, state["model"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.sampler.load_state_dict(state["sampler"])
