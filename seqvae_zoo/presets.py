@@ -66,7 +66,10 @@ def parse_config(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
     root_logger.setLevel(logging.CRITICAL)  # gin logs an error for every search path an include is not found in
     try:
         gin.parse_config_files_and_bindings([str(p) for p in paths], list(bindings), finalize_config=False)
-    except (ValueError, KeyError, SyntaxError, TypeError, IOError, ImportError) as error:
+    except SyntaxError as error:
+        raise ConfigError(_binding_syntax_message(error, bindings) if error.filename is None
+                          else _gin_message(error)) from None
+    except (ValueError, KeyError, TypeError, IOError, ImportError) as error:
         raise ConfigError(_gin_message(error)) from None
     except tokenize.TokenError:  # gin's tokenizer reached the end of a file inside a bracket or string
         raise ConfigError(_unclosed_message(paths, bindings)) from None
@@ -100,6 +103,15 @@ def build_model(vocab_size: int, pad_id: int, bos_id: int, unk_id: int) -> SeqVA
         return SeqVAE(vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, unk_id=unk_id)
     except (ValueError, TypeError) as error:
         raise ConfigError(_gin_message(error)) from None
+
+
+def _binding_syntax_message(error: SyntaxError, bindings: Sequence[str]) -> str:
+    """Name the binding gin could not parse (gin numbers the lines of the bindings joined), and its form."""
+    lines = "\n".join(bindings).splitlines()
+    line = lines[error.lineno - 1] if error.lineno and error.lineno <= len(lines) else None
+    where = f"the binding {line.strip()!r}" if line is not None else "the bindings"
+    return (f"{where} does not parse: {error.msg.rstrip('.')}; write each binding as name = value, "
+            "e.g. 'HIDDEN = 256' or 'decoders.attentive.context_dim = 32'")
 
 
 def _unclosed_message(paths: Sequence[Path], bindings: Sequence[str]) -> str:

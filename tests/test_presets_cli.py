@@ -121,6 +121,14 @@ def test_a_bad_command_line_binding_is_named_as_such(capsys):
     assert "doesn't have a parameter named 'hiden_size'" in err and "In bindings string line 1" in err
 
 
+@pytest.mark.parametrize("binding", ["HIDDEN = ", "HIDDEN 8", "= 3"])
+def test_a_command_line_binding_that_does_not_parse_is_quoted_with_the_form_to_use(capsys, binding):
+    status, out, err = run_cli(capsys, "describe", "vrae", "--gin", "EMBEDDING = 8", "--gin", binding)
+    assert status == 2 and out == ""
+    assert err.startswith(f"error: the binding {binding.strip()!r} does not parse: ") and err.count("\n") == 1
+    assert "write each binding as name = value" in err
+
+
 def test_a_value_the_model_cannot_use_is_a_config_error_naming_the_configurable(capsys):
     status, _, err = run_cli(capsys, "describe", "vrae_sa", "--gin", "models.SeqVAE.encoder = None")
     assert status == 2
