@@ -4,7 +4,9 @@ For each preset, on the same length-bucketed PTB batches as ``throughput.py`` (p
 steps run as the trainer runs them, with a clock around each part:
 
 - the encoder's forward pass; its backward pass is part of "rest of backward";
-- the packed recurrence of the stochastic decoders (``PackedLSTM``, the attentive head included), forward and backward;
+- the packed recurrence of the stochastic decoders (``PackedLSTM``, the attentive head included), forward and backward,
+  and within it the attentive head's per-step attention (scores, softmax and the context's projection forward;
+  their gradients backward): what a fused attention kernel could at most save;
 - the fused output layer and cross-entropy (``linear_cross_entropy``), forward and backward;
 - everything else of the forward and backward passes (embeddings, dropout, input projection, the per-step prior and
   KL terms, ``nn.LSTM`` for the deterministic decoder, autograd's own work), gradient clipping and Adam.
@@ -13,6 +15,10 @@ Each part is the median over repetitions of its total over the batches, per step
 microseconds per call, so the parts add up to slightly more than ``throughput.py``'s step.
 
     python benchmarks/step_breakdown.py --presets vrae_sa_aux vrae
+    python benchmarks/step_breakdown.py --gin 'EMBEDDING = 8' --gin 'HIDDEN = 8' --gin 'LATENT = 1'
+
+The second gives each part's cost at sizes where the arithmetic is negligible: what the Python loop and the
+per-operation dispatch cost on their own.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from tabulate import tabulate
 
 from throughput import BATCH_SIZE, CLIP_NORM, PRESETS, ptb_batches
 from seqvae_zoo import build_model, parse_config
+from seqvae_zoo.decoders.attentive import AttentiveHead
 from seqvae_zoo.decoders.lstm import PackedLSTM
+from seqvae_zoo.errors import UserError
 from seqvae_zoo.model import _LinearCrossEntropy
 from seqvae_zoo.training.memory import keep_freed_memory
 from seqvae_zoo.training.trainer import make_optimizer
@@ -39,8 +47,15 @@ from seqvae_zoo.training.trainer import make_optimizer
 TIMED_FUNCTIONS = ((PackedLSTM, "forward", "recurrence forward"), (PackedLSTM, "backward", "recurrence backward"),
                    (_LinearCrossEntropy, "forward", "output layer forward"),
                    (_LinearCrossEntropy, "backward", "output layer backward"))
-PARTS = ("encoder forward", "recurrence forward", "output layer forward", "rest of forward", "recurrence backward",
-         "output layer backward", "rest of backward", "clipping", "Adam")
+#: (class, method called at every step of the recurrence, the part of the recurrence it is timed as)
+TIMED_STEP_METHODS = ((AttentiveHead, "_params", "attention forward"),
+                      (AttentiveHead, "_context_backward", "attention backward"))
+#: the table's rows: (label, the part it shows); the attention rows are parts of the recurrence rows above them
+ROWS = (("encoder forward", "encoder forward"), ("recurrence forward", "recurrence forward"),
+        ("of which attention", "attention forward"), ("output layer forward", "output layer forward"),
+        ("rest of forward", "rest of forward"), ("recurrence backward", "recurrence backward"),
+        ("of which attention", "attention backward"), ("output layer backward", "output layer backward"),
+        ("rest of backward", "rest of backward"), ("clipping", "clipping"), ("Adam", "Adam"), ("step", "step"))
 
 
 class Clocks:
@@ -69,22 +84,27 @@ class Clocks:
 
 @contextmanager
 def clocked_functions(clocks: Clocks) -> Iterator[None]:
-    """The autograd functions of :data:`TIMED_FUNCTIONS` with a clock around each pass, restored afterwards."""
-    originals = [(cls, name, cls.__dict__[name]) for cls, name, _ in TIMED_FUNCTIONS]
+    """The autograd functions of :data:`TIMED_FUNCTIONS` with a clock around each pass, and the methods of
+    :data:`TIMED_STEP_METHODS` around each call, restored afterwards."""
+    timed = TIMED_FUNCTIONS + TIMED_STEP_METHODS
+    originals = [(cls, name, cls.__dict__[name]) for cls, name, _ in timed]
     try:
         for cls, name, part in TIMED_FUNCTIONS:
             setattr(cls, name, staticmethod(clocks.wrap(getattr(cls, name), part)))
+        for cls, name, part in TIMED_STEP_METHODS:
+            setattr(cls, name, clocks.wrap(cls.__dict__[name], part))
         yield
     finally:
         for cls, name, original in originals:
             setattr(cls, name, original)
 
 
-def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int) -> dict[str, float]:
-    """Milliseconds per step of each part of :data:`PARTS`, and of the whole step."""
+def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int,
+              bindings: Sequence[str] = ()) -> dict[str, float]:
+    """Milliseconds per step of each part of :data:`ROWS`, and of the whole step."""
     torch.manual_seed(0)
     vocab, train, _, _ = ptb_batches(data_dir, batches, 0, 0)
-    parse_config([preset])
+    parse_config([preset], bindings)
     model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id)
     optimizer = make_optimizer(model.parameters(), 1e-3)
     clocks = Clocks()
@@ -127,14 +147,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--batches", type=int, default=20, help=f"training batches of {BATCH_SIZE} per repetition")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
+                        help="gin binding applied after each preset, e.g. 'HIDDEN = 8' (repeatable)")
     args = parser.parse_args(argv)
     if args.batches < 1 or args.repeats < 1:
         parser.error("--batches and --repeats must be at least 1")
     keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = {preset: breakdown(preset, args.data_dir, args.batches, args.repeats) for preset in args.presets}
-    rows = [[part] + [f"{results[p].get(part, 0.0):.1f}" for p in args.presets] for part in PARTS + ("step",)]
+    try:
+        for preset in args.presets:  # every configuration parses before minutes of timing begin
+            parse_config([preset], args.gin)
+        results = {preset: breakdown(preset, args.data_dir, args.batches, args.repeats, args.gin)
+                   for preset in args.presets}
+    except UserError as error:
+        parser.exit(2, f"error: {error}\n")
+    rows = [[row] + [f"{results[p].get(part, 0.0):.1f}" for p in args.presets]
+            for row, part in ROWS]
     print(tabulate(rows, headers=["ms per step"] + list(args.presets), tablefmt="github", disable_numparse=True))
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} passes over "
           f"{args.batches} batches")
