@@ -103,7 +103,7 @@ def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int,
               bindings: Sequence[str] = ()) -> dict[str, float]:
     """Milliseconds per step of each part of :data:`ROWS`, and of the whole step."""
     torch.manual_seed(0)
-    vocab, train, _, _ = ptb_batches(data_dir, batches, 0, 0)
+    vocab, train, *_ = ptb_batches(data_dir, batches, 0, 0)
     parse_config([preset], bindings)
     model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id)
     optimizer = make_optimizer(model.parameters(), 1e-3)

@@ -3,8 +3,8 @@
 For each preset, at the paper's sizes, on length-bucketed PTB batches of 32:
 
 - training: tokens/s of whole steps (forward, backward, gradient-norm clipping at 5, Adam), warm-up steps first, then
-  the median over repetitions of a fixed set of batches; and one pass over batches that no pass has met ("unseen"),
-  as training meets them;
+  the median over repetitions of a fixed set of batches, and the seconds a PTB training epoch takes at that rate
+  (929,589 tokens); and one pass over batches that no pass has met ("unseen"), as training meets them;
 - scoring: tokens/s of one ELBO pass (``latent_mode="posterior"``) in inference mode, measured the same way;
 - the ceiling: the model's own matmul FLOPs per token (forward; training counts 3 x forward) at the float32 matmul
   rate of a large matmul timed just before each repetition, the faster of torch.mm (MKL on a CPU) and the package's
@@ -154,8 +154,8 @@ def forward_flops(model: SeqVAE, lengths: Sequence[int], samples: int = 1) -> fl
 # -- data --------------------------------------------------------------------------------------------------------
 def ptb_batches(data_dir: str | None, train_batches: int, iw_batches: int, seed: int):
     """The first ``train_batches`` length-bucketed training batches of an epoch (shuffled as in training), and
-    ``iw_batches`` of the protocol's length-sorted test batches, evenly spread over lengths; with the test split's
-    total token count."""
+    ``iw_batches`` of the protocol's length-sorted test batches, evenly spread over lengths; with the training and
+    test splits' token counts (end-of-sentence counted)."""
     corpus = load_dataset("ptb", data_dir=data_dir)
     vocab = Vocabulary.build(corpus.splits["train"])
     loader = make_loader(vocab.encode_all(corpus.splits["train"]), BATCH_SIZE, vocab.pad_id, seed=seed)
@@ -164,7 +164,8 @@ def ptb_batches(data_dir: str | None, train_batches: int, iw_batches: int, seed:
                             shuffle=False))
     picked = [test[int((i + 0.5) * len(test) / iw_batches)] for i in range(iw_batches)]
     test_tokens = sum(int(batch.lengths.sum()) for batch in test)
-    return vocab, train, picked, test_tokens
+    train_tokens = sum(len(sentence) + 1 for sentence in corpus.splits["train"])
+    return vocab, train, picked, train_tokens, test_tokens
 
 
 # -- measurements ------------------------------------------------------------------------------------------------
@@ -206,9 +207,9 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(options["threads"])
     device = torch.device(options["device"])
     torch.manual_seed(options["seed"])
-    vocab, train, iw_batches, test_tokens = ptb_batches(options["data_dir"],
-                                                        options["batches"] + options["unseen_batches"],
-                                                        options["iw_batches"], options["seed"])
+    vocab, train, iw_batches, epoch_tokens, test_tokens = ptb_batches(options["data_dir"],
+                                                                      options["batches"] + options["unseen_batches"],
+                                                                      options["iw_batches"], options["seed"])
     train, unseen = train[:options["batches"]], train[options["batches"]:]
     parse_config([preset])
     model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id).to(device)
@@ -239,6 +240,7 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
         "training": summarize(repeated(train_steps, repeats, warmup, device), tokens, 3 * forward_flops(model, lengths)),
         "scoring": summarize(repeated(score, repeats, warmup, device), tokens, forward_flops(model, lengths)),
     }
+    result["training"]["ptb_epoch_seconds"] = epoch_tokens / result["training"]["tokens_per_second"]
     if unseen:  # one pass over batches no pass has met: shapes the kernels were not compiled for, data not cached
         unseen_batches = [(b.tokens.to(device), b.lengths.to(device)) for b in unseen]
         unseen_lengths = [length for _, batch_lengths in unseen_batches for length in batch_lengths.tolist()]
@@ -282,13 +284,14 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         train, scoring, iw = r["training"], r["scoring"], r.get("iw")
         rows.append([r["preset"], f"{r['forward_gflop_per_token'] * 1e3:.2f}",
-                     f"{train['tokens_per_second']:,.0f}", f"{train['ceiling_tokens_per_second']:,.0f}",
+                     f"{train['tokens_per_second']:,.0f}", f"{train['ptb_epoch_seconds']:,.0f}",
+                     f"{train['ceiling_tokens_per_second']:,.0f}",
                      f"{train['fraction_of_ceiling']:.2f}", f"{train['fraction_of_torch_mm_ceiling']:.2f}",
                      f"{r['training_unseen']['tokens_per_second']:,.0f}" if "training_unseen" in r else "-",
                      f"{scoring['tokens_per_second']:,.0f}", f"{scoring['fraction_of_ceiling']:.2f}",
                      f"{iw['test_split_seconds'] / 60:.1f}" if iw else "-",
                      f"{iw['fraction_of_ceiling']:.2f}" if iw else "-", f"{r['peak_memory_mb']:,.0f}"])
-    return tabulate(rows, headers=["preset", "MFLOP/token", "train tok/s", "ceiling tok/s", "fraction",
+    return tabulate(rows, headers=["preset", "MFLOP/token", "train tok/s", "epoch s", "ceiling tok/s", "fraction",
                                    "at torch.mm", "unseen tok/s", "score tok/s", "fraction", "IW test min",
                                    "fraction", "peak MB"],
                     tablefmt="github", disable_numparse=True)
@@ -333,13 +336,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{preset}: done", file=sys.stderr)
     environment = {"device": args.device, "torch": torch.__version__, "threads": args.threads or torch.get_num_threads(),
                    "machine": platform.processor() or platform.machine(), "options": options}
+    if torch.device(args.device).type == "cuda":
+        environment["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     if args.json:
         print(json.dumps({"environment": environment, "results": results}, indent=2))
     else:
         print(table(results))
         rates = {name: statistics.median(r["training"]["matmul_gflops"][name] for r in results) for name in MATMULS}
-        print(f"\ntorch {torch.__version__} on {args.device}, {environment['threads']} threads; training counts "
-              f"3 x forward FLOPs; ceilings at the faster float32 matmul rate measured beside each repetition "
+        print(f"\ntorch {torch.__version__} on {environment.get('gpu', args.device)}, {environment['threads']} "
+              f"threads; 'epoch s': a PTB training epoch at that rate; training counts 3 x forward FLOPs; ceilings "
+              f"at the faster float32 matmul rate measured beside each repetition "
               f"(medians: {', '.join(f'{name} {rate:.0f} GFLOP/s' for name, rate in rates.items())}); "
               f"'at torch.mm': the training fraction at torch.mm's rate")
     return 0

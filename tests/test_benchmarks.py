@@ -43,3 +43,21 @@ def test_step_breakdown_refuses_a_bad_binding_before_reading_data(step_breakdown
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1
     assert "parse" in error and "ptb" not in error
+
+
+@pytest.fixture(scope="module")
+def throughput(step_breakdown):  # importable while the fixture above holds the scripts' folder on the path
+    import throughput
+    return throughput
+
+
+def test_throughput_reports_a_ptb_epochs_seconds_at_the_measured_rate(throughput):
+    options = dict(data_dir=None, device="cpu", threads=0, batches=1, repeats=1, warmup=0, unseen_batches=0,
+                   iw_batches=0, iw_samples=500, adam="trainer", malloc="tuned", seed=0)
+    result = throughput.measure_preset("lstm", options)
+    training = result["training"]
+    # PTB's training split: 887,521 words and 42,068 ends of sentence
+    assert training["ptb_epoch_seconds"] * training["tokens_per_second"] == pytest.approx(929_589)
+    assert 0 < training["fraction_of_ceiling"] <= training["fraction_of_torch_mm_ceiling"]
+    header = throughput.table([result]).splitlines()[0]
+    assert [column.strip() for column in header.split("|")[2:5]] == ["MFLOP/token", "train tok/s", "epoch s"]

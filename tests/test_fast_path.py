@@ -159,9 +159,16 @@ def recording_noise(model, monkeypatch):
     return drawn
 
 
+def replaying_noise(model, drawn, monkeypatch):
+    """Give the decoder, at each draw, the noise another model drew (moved to this model's device)."""
+    replay = iter(drawn)
+    monkeypatch.setattr(model.decoder, "_draw_noise", lambda steps, batch, like: tuple(
+        n.to(like.device) if n is not None else None for n in next(replay)))
+
+
 def weighted_sum(values: dict[str, torch.Tensor], seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return sum((torch.rand(value.shape, generator=generator, dtype=value.dtype) * value).sum()
+    return sum((torch.rand(value.shape, generator=generator, dtype=value.dtype).to(value.device) * value).sum()
                for _, value in sorted(values.items()))
 
 
@@ -203,6 +210,43 @@ def test_fast_path_gives_the_reference_terms_and_gradients(setup, mode, monkeypa
 
 def model_has_latents(setup: str) -> bool:
     return setup in ("stochastic", "vrae_sa_aux")
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@requires_cuda
+@pytest.mark.parametrize("mode", LATENT_MODES)
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_on_cuda_the_fast_path_gives_the_cpu_terms_and_gradients(setup, mode, monkeypatch):
+    """The same code on a GPU (float64, so agreement is to rounding): given the noise the CPU model drew, the loss
+    terms and every gradient are the CPU's, which the test above holds to the reference."""
+    if not model_has_latents(setup) and mode != "posterior":
+        pytest.skip("a deterministic decoder has one mode")
+    device = torch.device("cuda")
+    cpu_model, device_model = small_model(setup), small_model(setup).to(device)
+    tokens, lengths = batch()
+    z_enc = (torch.randn(len(LENGTHS), 3, dtype=torch.float64, requires_grad=True)
+             if cpu_model.encoder is not None else None)
+    device_z_enc = z_enc.detach().to(device).requires_grad_() if z_enc is not None else None
+    drawn = recording_noise(cpu_model, monkeypatch)
+    cpu_terms = fast_terms(cpu_model, tokens, lengths, z_enc, mode)
+    if drawn:
+        replaying_noise(device_model, drawn, monkeypatch)
+    device_terms = fast_terms(device_model, tokens.to(device), lengths.to(device), device_z_enc, mode)
+    assert set(device_terms) == set(cpu_terms)
+    for name, expected in cpu_terms.items():
+        assert device_terms[name].device.type == device.type
+        torch.testing.assert_close(device_terms[name].cpu(), expected, rtol=1e-10, atol=1e-10, msg=f"{name} differs")
+    cpu_grads = gradients(cpu_model, z_enc, weighted_sum(cpu_terms, seed=3))
+    device_grads = gradients(device_model, device_z_enc, weighted_sum(device_terms, seed=3))
+    for name, expected in cpu_grads.items():
+        got = device_grads[name]
+        if expected is None or got is None:  # a parameter this mode does not read
+            assert got is None or torch.all(got == 0), f"{name} has a gradient on the GPU only"
+            assert expected is None or torch.all(expected == 0), f"{name} has a gradient on the CPU only"
+            continue
+        torch.testing.assert_close(got.cpu(), expected, rtol=1e-9, atol=1e-10, msg=f"gradient of {name} differs")
 
 
 def test_scoring_without_gradients_gives_the_same_terms():
