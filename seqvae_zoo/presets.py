@@ -67,8 +67,7 @@ def parse_config(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
     try:
         gin.parse_config_files_and_bindings([str(p) for p in paths], list(bindings), finalize_config=False)
     except SyntaxError as error:
-        raise ConfigError(_binding_syntax_message(error, bindings) if error.filename is None
-                          else _gin_message(error)) from None
+        raise ConfigError(_binding_syntax_message(error, bindings) or _gin_message(error)) from None
     except (ValueError, KeyError, TypeError, IOError, ImportError) as error:
         raise ConfigError(_gin_message(error)) from None
     except tokenize.TokenError:  # gin's tokenizer reached the end of a file inside a bracket or string
@@ -105,13 +104,14 @@ def build_model(vocab_size: int, pad_id: int, bos_id: int, unk_id: int) -> SeqVA
         raise ConfigError(_gin_message(error)) from None
 
 
-def _binding_syntax_message(error: SyntaxError, bindings: Sequence[str]) -> str:
-    """Name the binding gin could not parse (gin numbers the lines of the bindings joined), and its form."""
+def _binding_syntax_message(error: SyntaxError, bindings: Sequence[str]) -> str | None:
+    """Name the binding gin could not parse (gin numbers the lines of the bindings joined), and its form; None when
+    the error is not in a binding (gin names the file then)."""
     lines = "\n".join(bindings).splitlines()
-    line = lines[error.lineno - 1] if error.lineno and error.lineno <= len(lines) else None
-    where = f"the binding {line.strip()!r}" if line is not None else "the bindings"
-    return (f"{where} does not parse: {error.msg.rstrip('.')}; write each binding as name = value, "
-            "e.g. 'HIDDEN = 256' or 'decoders.attentive.context_dim = 32'")
+    if error.filename is not None or not error.lineno or error.lineno > len(lines):
+        return None
+    return (f"the binding {lines[error.lineno - 1].strip()!r} does not parse: {error.msg.rstrip('.')}; write each "
+            "binding as name = value, e.g. 'HIDDEN = 256' or 'decoders.attentive.context_dim = 32'")
 
 
 def _unclosed_message(paths: Sequence[Path], bindings: Sequence[str]) -> str:
