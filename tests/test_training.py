@@ -124,8 +124,11 @@ def test_resume_refuses_optimizer_state_of_another_shape(tmp_path):
     moments = state["optimizer"]["state"][names.index("decoder.embedding.weight")]
     moments["exp_avg"] = moments["exp_avg"][:-1]
     save_checkpoint(path, {key: value for key, value in state.items() if not key.startswith("format")})
+    written = {file: file.read_bytes() for file in (tmp_path / "stopped").rglob("*") if file.is_file()}
     with pytest.raises(CheckpointError, match=r"optimizer state 'exp_avg' has shape .* for a parameter of shape"):
         train_run([], "synthetic", tmp_path / "stopped", resume=True, progress=False)
+    # nothing the run had written is lost or changed, and nothing is added
+    assert {file: file.read_bytes() for file in (tmp_path / "stopped").rglob("*") if file.is_file()} == written
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):

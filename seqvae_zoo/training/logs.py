@@ -14,14 +14,23 @@ LOG_EVERY = 10  # steps between TensorBoard scalars and progress-bar updates
 
 
 class RunLog:
-    """Progress bar (when ``enabled``), TensorBoard event files, ``metrics.csv`` and ``learning_curves.png``."""
+    """Progress bar (when ``enabled``), TensorBoard event files, ``metrics.csv`` and ``learning_curves.png``.
+
+    The TensorBoard event file is opened at the first value logged, so a run that stops before it trains (a
+    checkpoint refused on resume, say) leaves its folder as it found it."""
 
     def __init__(self, out_dir: Path, enabled: bool = True):
-        from torch.utils.tensorboard import SummaryWriter
-
         self.out_dir = out_dir
         self.enabled = enabled
-        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+        self._writer = None
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+        return self._writer
 
     def progress(self, epoch: int, epochs: int, steps_per_epoch: int, sampler_state: dict[str, int]):
         return tqdm(total=steps_per_epoch, initial=sampler_state.get("position", 0), disable=not self.enabled,
@@ -55,7 +64,8 @@ class RunLog:
             tqdm.write("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 
     def close(self) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _write_csv_atomically(path: Path, rows: list[dict[str, Any]]) -> None:
