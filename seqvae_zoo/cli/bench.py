@@ -1,12 +1,23 @@
-"""``seqvae bench [SUITE] [--out DIR]`` and ``seqvae leaderboard RESULTS_DIR``."""
+"""``seqvae bench [SUITE] [--out DIR] [--time-limit 2h40m]``, ``seqvae bench --status DIR`` and
+``seqvae leaderboard RESULTS_DIR``.
+
+A bench stopped before its suite is done (by ``--time-limit``, SIGTERM or SIGUSR1) exits with
+:data:`EXIT_STOPPED_EARLY` (75, sysexits' EX_TEMPFAIL: "try again later"), so a job script can requeue itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import sys
+
 from seqvae_zoo.bench.leaderboard import load_results, render
 from seqvae_zoo.bench.suite import load_suite, suite_names
+from seqvae_zoo.training.stopping import parse_duration
+
+#: The exit status of a bench that stopped at a checkpoint before its suite was done: run it again to continue.
+EXIT_STOPPED_EARLY = 75
 
 
 def register(subparsers) -> None:
@@ -19,6 +30,13 @@ def register(subparsers) -> None:
     bench.add_argument("--workers", type=int, default=1, metavar="N",
                        help="train N runs at a time, each in a worker process of its own with 1/N of the CPU "
                        "threads (or a GPU each, where there are several); default 1: one run after another here")
+    bench.add_argument("--time-limit", default=None, metavar="DURATION",
+                       help="stop at a checkpoint before this much wall time has passed (1h, 90m, 2h40m, 2:40:00), "
+                       f"print how many runs are done and exit with status {EXIT_STOPPED_EARLY}; the same command "
+                       "continues. SIGTERM and SIGUSR1 stop it the same way")
+    bench.add_argument("--status", default=None, metavar="DIR",
+                       help="print where the suites in results folder DIR stand (done, in progress, pending, time "
+                       "left) and exit; changes nothing")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(run=run_bench)
     board = subparsers.add_parser("leaderboard", help="rebuild the tables from the JSON records of a results folder")
@@ -28,11 +46,27 @@ def register(subparsers) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from seqvae_zoo.bench.harness import Bench
+    from seqvae_zoo.bench.harness import Bench, BenchStopped
+    from seqvae_zoo.training.stopping import StopRequest
 
+    if args.status is not None:
+        from seqvae_zoo.bench.status import campaign_status
+
+        print(campaign_status(args.status))
+        return 0
+    limit = parse_duration(args.time_limit) if args.time_limit is not None else None
+    stop = StopRequest.after(limit)
     suite = load_suite(args.suite)
-    table = Bench(suite, args.out, data_dir=args.data_dir, device=args.device, progress=not args.quiet,
-                  workers=args.workers).run()
+    with stop.handling_signals():
+        try:
+            table = Bench(suite, args.out, data_dir=args.data_dir, device=args.device, progress=not args.quiet,
+                          workers=args.workers, stop=stop).run()
+        except BenchStopped as stopped:
+            print(stopped.table)
+            print(f"records and tables in {Path(args.out) / suite.name}")
+            print(f"stopped early: {stopped.reason}", file=sys.stderr)
+            print(stopped)
+            return EXIT_STOPPED_EARLY
     print(table)
     print(f"records and tables in {Path(args.out) / suite.name}")
     return 0
