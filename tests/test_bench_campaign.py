@@ -192,6 +192,23 @@ def test_the_cli_stops_at_its_time_limit_with_the_requeue_status(tmp_path, suite
     assert "2 of 2 runs done" in campaign_status(tmp_path)
 
 
+def test_several_suites_run_in_order_within_one_limit_and_bad_names_stop_all_before_any_writes(
+        tmp_path, suite_file, capsys):
+    second = tmp_path / "second.toml"
+    second.write_text(SUITE.replace('title = "slices"', 'title = "second"'))
+    out = tmp_path / "out"
+    one_line_error_and_nothing_changed(["bench", str(suite_file), "paper-ptbb", "--out", str(out)], out, capsys,
+                                       "unknown suite 'paper-ptbb'")
+    assert not out.exists()
+    assert main(["bench", str(suite_file), str(second), "--out", str(out), "--quiet", "--time-limit", "5s"]) == 75
+    assert ("slices: 0 of 2 runs done; second not started; run the same command again to continue"
+            in capsys.readouterr().out)
+    assert main(["bench", str(suite_file), str(second), "--out", str(out), "--quiet"]) == 0
+    assert "second" in capsys.readouterr().out
+    status = campaign_status(out)
+    assert status.count("2 of 2 runs done") == 2
+
+
 def start_bench(suite_file: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "seqvae_zoo.cli", "bench", str(suite_file), "--out", str(out),
                              "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import sys
 
 from seqvae_zoo.bench.leaderboard import load_results, render
+from seqvae_zoo.bench.records import check_results_folder
 from seqvae_zoo.bench.suite import load_suite, suite_names
 from seqvae_zoo.training.stopping import parse_duration
 
@@ -22,8 +23,9 @@ EXIT_STOPPED_EARLY = 75
 
 def register(subparsers) -> None:
     bench = subparsers.add_parser("bench", help="train and evaluate a suite, print its leaderboard")
-    bench.add_argument("suite", nargs="?", default="quick",
-                       help=f"suite name ({', '.join(suite_names())}) or a .toml file (default: quick)")
+    bench.add_argument("suite", nargs="*", default=["quick"],
+                       help=f"suite names ({', '.join(suite_names())}) or .toml files, run one after another "
+                       "(default: quick)")
     bench.add_argument("--out", default="bench-results", help="results folder (default: bench-results)")
     bench.add_argument("--data-dir", default=None, help="folder holding the corpora")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -55,20 +57,28 @@ def run_bench(args: argparse.Namespace) -> int:
         print(campaign_status(args.status))
         return 0
     limit = parse_duration(args.time_limit) if args.time_limit is not None else None
+    suites = [load_suite(name) for name in args.suite]
+    for suite in suites:  # every suite's folder is checked before any is written
+        check_results_folder(args.out, suite.name)
     stop = StopRequest.after(limit)
-    suite = load_suite(args.suite)
     with stop.handling_signals():
-        try:
-            table = Bench(suite, args.out, data_dir=args.data_dir, device=args.device, progress=not args.quiet,
-                          workers=args.workers, stop=stop).run()
-        except BenchStopped as stopped:
-            print(stopped.table)
+        for index, suite in enumerate(suites):
+            try:
+                table = Bench(suite, args.out, data_dir=args.data_dir, device=args.device, progress=not args.quiet,
+                              workers=args.workers, stop=stop).run()
+            except BenchStopped as stopped:
+                if stopped.table.strip():
+                    print(stopped.table)
+                print(f"records and tables in {Path(args.out) / suite.name}")
+                print(f"stopped early: {stopped.reason}", file=sys.stderr)
+                done = f"{stopped.done} of {stopped.total} runs done"
+                if len(suites) > 1:
+                    later = [s.name for s in suites[index + 1:]]
+                    done = f"{suite.name}: {done}" + (f"; {', '.join(later)} not started" if later else "")
+                print(f"{done}; run the same command again to continue")
+                return EXIT_STOPPED_EARLY
+            print(table)
             print(f"records and tables in {Path(args.out) / suite.name}")
-            print(f"stopped early: {stopped.reason}", file=sys.stderr)
-            print(stopped)
-            return EXIT_STOPPED_EARLY
-    print(table)
-    print(f"records and tables in {Path(args.out) / suite.name}")
     return 0
 
 
