@@ -12,14 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from seqvae_zoo.bench.harness import Bench, BenchLockedError, BenchStopped
 from seqvae_zoo.bench.status import campaign_status
 from seqvae_zoo.bench.suite import load_suite
 from seqvae_zoo.cli import main
-from seqvae_zoo.cli.bench import EXIT_STOPPED_EARLY
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.training.stopping import StopRequest, parse_duration
+from seqvae_zoo.training.checkpoint import read_checkpoint
+from seqvae_zoo.training.run import train_run
+from seqvae_zoo.training.stopping import EXIT_STOPPED_EARLY, StopRequest, StopRequested, parse_duration
 
 SUITE = """
 title = "slices"
@@ -348,3 +350,31 @@ def test_a_signal_to_the_bench_reaches_its_worker_processes(tmp_path, suite_file
     assert process.returncode == EXIT_STOPPED_EARLY, err
     assert "0 of 2 runs done" in out
     assert len(list(runs.glob("*/checkpoint.pt"))) == 2
+
+
+TRAIN = ["vrae_sa_aux", "--data", "synthetic", "--quiet", "--epochs", "2", "--gin", "synthetic.train_size = 96",
+         "--gin", "synthetic.valid_size = 16", "--gin", "synthetic.test_size = 16", "--gin", "EMBEDDING = 16",
+         "--gin", "HIDDEN = 16", "--gin", "LATENT = 4", "--gin", "training.TrainingSettings.batch_size = 16"]
+
+
+def test_train_stopped_by_a_request_resumes_to_the_parameters_of_an_uninterrupted_run(tmp_path):
+    options = {"bindings": TRAIN[7::2], "progress": False, "epochs": 2}  # the --gin bindings
+    train_run(["vrae_sa_aux"], "synthetic", tmp_path / "whole", **options)
+    with pytest.raises(StopRequested, match="stopped at step 7 \\(epoch 2\\), checkpoint written"):
+        train_run(["vrae_sa_aux"], "synthetic", tmp_path / "sliced", stop=StopAfter(6), **options)
+    assert read_checkpoint(tmp_path / "sliced" / "checkpoint.pt")["step"] == 7
+    train_run([], "synthetic", tmp_path / "sliced", resume=True, progress=False)
+    whole, sliced = (read_checkpoint(tmp_path / run / "checkpoint.pt")["model"] for run in ("whole", "sliced"))
+    assert all(torch.equal(whole[name], sliced[name]) for name in whole)
+
+
+def test_train_cli_stops_at_its_time_limit_with_the_requeue_status(tmp_path, capsys):
+    assert main(["train", *TRAIN, "--out", str(tmp_path / "run"), "--time-limit", "5s"]) == EXIT_STOPPED_EARLY
+    out = capsys.readouterr().out
+    assert "the time limit is near: stopped at step 1 (epoch 1)" in out
+    assert f"run `seqvae train --resume --out {tmp_path / 'run'}` to continue" in out
+    assert main(["train", "--resume", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 12
+    assert main(["train", *TRAIN, "--out", str(tmp_path / "other"), "--time-limit", "soon"]) == 2
+    assert "the time limit 'soon' does not parse" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

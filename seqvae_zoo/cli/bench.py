@@ -15,10 +15,7 @@ import sys
 from seqvae_zoo.bench.leaderboard import load_results, render
 from seqvae_zoo.bench.records import check_results_folder
 from seqvae_zoo.bench.suite import load_suite, suite_names
-from seqvae_zoo.training.stopping import parse_duration
-
-#: The exit status of a bench that stopped at a checkpoint before its suite was done: run it again to continue.
-EXIT_STOPPED_EARLY = 75
+from seqvae_zoo.training.stopping import EXIT_STOPPED_EARLY, parse_duration
 
 
 def register(subparsers) -> None:

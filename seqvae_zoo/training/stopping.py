@@ -16,6 +16,9 @@ from typing import Iterator
 
 from seqvae_zoo.errors import UserError
 
+#: The exit status of a command that stopped at a checkpoint before its work was done (sysexits' EX_TEMPFAIL, "try
+#: again later"): a job script requeues on it.
+EXIT_STOPPED_EARLY = 75
 #: Seconds kept free before a limit for the last checkpoint, the tables and the process's exit.
 STOP_MARGIN_S = 60.0
 #: The signals that ask for a clean stop: what ``kill`` and SLURM send before a job's time limit.
