@@ -378,3 +378,21 @@ def test_train_cli_stops_at_its_time_limit_with_the_requeue_status(tmp_path, cap
     assert main(["train", *TRAIN, "--out", str(tmp_path / "other"), "--time-limit", "soon"]) == 2
     assert "the time limit 'soon' does not parse" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_status_reads_a_folder_written_before_suite_json_listed_its_runs(tmp_path, suite_file):
+    """Records without "complete" and a suite.json without "runs": what the folders themselves show."""
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(1 + 12 + 3 + 1 + 4)).run()  # LSTM done, VRAE-SA at step 5
+    root = tmp_path / "slices"
+    description = json.loads((root / "suite.json").read_text())
+    del description["runs"]
+    (root / "suite.json").write_text(json.dumps(description))
+    for path in (root / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        del record["complete"]
+        path.write_text(json.dumps(record))
+    lines = campaign_status(tmp_path).splitlines()
+    assert lines[1] == "1 of 2 runs done; no bench running"
+    assert lines[2].split()[0] == "done" and "LSTM on synthetic, seed 0: IW-NLL" in lines[2]
+    assert lines[3].split()[0] == "training" and "step 5 of 12" in lines[3]
