@@ -164,10 +164,9 @@ class Bench:
                 self.write_description(self.record_baselines(), keyed)
                 pending = []
                 for index, (model, dataset, seed, key, text) in enumerate(keyed, 1):
-                    record_path = self.record_path(model, dataset, seed, key)
                     label = f"[{index}/{len(runs)}] {model.name} on {dataset}, seed {seed}"
-                    if record_path.is_file() and is_complete(read_record(record_path)):
-                        self.log(f"{label}: cached ({record_path.name})")
+                    if self.recorded(model, dataset, seed, key):
+                        self.log(f"{label}: cached ({self.record_path(model, dataset, seed, key).name})")
                     else:
                         pending.append(PendingRun(label, model, dataset, seed, key, text))
                 if self.workers == 1 or len(pending) <= 1:
@@ -176,10 +175,14 @@ class Bench:
                     self._run_in_workers(pending)
             except StopRequested as stopped:
                 table = self.write_tables()
-                done = sum(self.record_path(m, d, s, k).is_file()
-                           and is_complete(read_record(self.record_path(m, d, s, k))) for m, d, s, k, _ in keyed)
+                done = sum(self.recorded(*run[:4]) for run in keyed)
                 raise BenchStopped(stopped.reason, done, len(runs), table) from None
             return self.write_tables()
+
+    def recorded(self, model: ModelSpec, dataset: str, seed: int, key: str) -> bool:
+        """Whether the run has a record with every column."""
+        path = self.record_path(model, dataset, seed, key)
+        return path.is_file() and is_complete(read_record(path))
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -200,8 +203,7 @@ class Bench:
         try:
             handle.seek(0)
             handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
-                         f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {_now()}\n")
             handle.flush()
             yield
         finally:
