@@ -396,3 +396,26 @@ def test_status_reads_a_folder_written_before_suite_json_listed_its_runs(tmp_pat
     assert lines[1] == "1 of 2 runs done; no bench running"
     assert lines[2].split()[0] == "done" and "LSTM on synthetic, seed 0: IW-NLL" in lines[2]
     assert lines[3].split()[0] == "training" and "step 5 of 12" in lines[3]
+
+
+def test_the_campaign_script_runs_in_slices_and_copies_records_and_tables_but_no_checkpoints(tmp_path, suite_file):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign.sh"
+    seqvae = Path(sys.executable).with_name("seqvae")
+    env = {**os.environ, "SEQVAE": str(seqvae), "RESULTS": str(tmp_path / "committed")}
+    out = tmp_path / "campaign"
+
+    def campaign(budget: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(script), str(out), budget, str(suite_file)], env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    stopped = campaign("5s")
+    assert stopped.returncode == EXIT_STOPPED_EARLY, stopped.stderr
+    assert "0 of 2 runs done; run the same command again to continue" in stopped.stdout
+    assert "0 of 2 runs done; no bench running" in stopped.stdout  # the closing --status
+    finished = campaign("1h")
+    assert finished.returncode == 0, finished.stderr
+    committed = tmp_path / "committed" / "slices"
+    assert sorted(p.name for p in (committed / "records").iterdir()) == sorted(records_of(out))
+    assert (committed / "leaderboard.md").read_text() == (out / "slices" / "leaderboard.md").read_text()
+    assert not list(committed.rglob("*.pt")) and not (committed / "runs").exists()
+    assert subprocess.run(["bash", str(script), str(out)], env=env, capture_output=True).returncode == 2
