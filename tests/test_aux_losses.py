@@ -12,7 +12,7 @@ SMALL = ["EMBEDDING = 8", "HIDDEN = 8", "LATENT = 4", "INPUT_DROPOUT = 0.0"]
 def small_model(*bindings):
     parse_config(["vrae_sa_aux"], [*SMALL, *bindings])
     torch.manual_seed(0)
-    return build_model(vocab_size=20, pad_id=0, bos_id=1, unk_id=3)
+    return build_model(vocab_size=20, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
 
 
 def batch():

@@ -40,7 +40,7 @@ VOCAB = Vocabulary([*SPECIALS,
 def small_model(preset: str, seed: int = 0):
     parse_config([preset], SMALL)
     torch.manual_seed(seed)
-    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id)
+    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id, VOCAB.eos_id)
 
 
 def trained_model(preset: str, steps: int):

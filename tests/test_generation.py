@@ -21,7 +21,7 @@ SENTENCES = [["w1", "w2", "w9", "w4"], ["w3", "w3", "w17"], ["w25"]]
 def small_model(preset: str, seed: int = 0):
     parse_config([preset], ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4"])
     torch.manual_seed(seed)
-    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id).eval()
+    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id, VOCAB.eos_id).eval()
 
 
 def refuse_calls(module: torch.nn.Module, name: str):
@@ -123,7 +123,7 @@ def test_the_attention_map_refuses_models_without_attention_and_files_that_are_n
     with pytest.raises(GenerationError, match="needs an attentive decoder; this model's decoder is 'lstm'"):
         attention_weights(small_model("vrae"), VOCAB, SENTENCES)
     parse_config(["vrae"], ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4", "models.SeqVAE.decoder = @decoders.stochastic"])
-    stochastic = build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id)
+    stochastic = build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id, VOCAB.eos_id)
     with pytest.raises(GenerationError, match="without attention weights"):
         attention_weights(stochastic, VOCAB, SENTENCES)
     weights = attention_weights(small_model("vrae_sa"), VOCAB, SENTENCES)

@@ -32,7 +32,7 @@ from importlib import resources
 from seqvae_zoo import build_model, parse_config, preset_names
 
 parse_config(["vrae_sa_aux"], ["EMBEDDING = 8", "HIDDEN = 8", "LATENT = 4"])
-model = build_model(vocab_size=12, pad_id=0, bos_id=1, unk_id=3)
+model = build_model(vocab_size=12, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
 terms = model(torch.tensor([[5, 6, 2], [7, 2, 0]]), torch.tensor([3, 2]))
 print(json.dumps({
     "file": seqvae_zoo.__file__,

@@ -60,7 +60,7 @@ def test_describe_prints_the_operative_config_and_the_parameter_count(capsys, pr
     assert ("context_prediction.weight = 1.0" in out) == (preset == "vrae_sa_aux")
     parse_config([preset])
     torch.manual_seed(0)
-    assert describe_total(out) == build_model(vocab_size=10002, pad_id=0, bos_id=1, unk_id=3).num_parameters()
+    assert describe_total(out) == build_model(vocab_size=10002, pad_id=0, bos_id=1, unk_id=3, eos_id=2).num_parameters()
 
 
 def test_describe_takes_a_gin_file_and_bindings_applied_last(capsys, tmp_path):
@@ -140,7 +140,7 @@ def test_an_aux_loss_without_the_decoder_it_reads_is_refused():
     parse_config(["vrae"], ["models.SeqVAE.aux_losses = [@aux_losses.context_prediction]"])
     with pytest.raises(ConfigError, match="reads the predicted attention context c~_t, which decoder 'lstm' does "
                                           "not give: use @decoders.attentive"):
-        build_model(vocab_size=20, pad_id=0, bos_id=1, unk_id=3)
+        build_model(vocab_size=20, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
 
 
 def test_the_paper_sizes_are_shared_by_every_preset_through_the_base_file():

@@ -255,7 +255,8 @@ def vocab(duc):
 def tiny_model(preset: str, vocab):
     parse_config([preset], TINY)
     torch.manual_seed(0)
-    return build_model(vocab_size=vocab.size, pad_id=vocab.pad_id, bos_id=vocab.bos_id, unk_id=vocab.unk_id)
+    return build_model(vocab_size=vocab.size, pad_id=vocab.pad_id, bos_id=vocab.bos_id, unk_id=vocab.unk_id,
+                       eos_id=vocab.eos_id)
 
 
 @pytest.fixture(scope="module")
