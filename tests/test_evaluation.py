@@ -126,8 +126,9 @@ ORACLE_SENTENCES = [[4, 2], [6, 4, 5, 2]]  # word ids, end-of-sentence (2) last
 
 
 def oracle_model(setup: str):
-    """The model of ``setup`` in float64, its weights (not the prior's) scaled up: z_enc and z_t then move p(x | z)
-    enough that a one-sample bound is loose by tenths of a nat or more, and the test below has a gap to watch close."""
+    """The model of ``setup`` in float64, its weights (not the prior's) scaled up, and the per-step latents' input to
+    the gates three times more: z_enc and z_t then move p(x | z) enough that a one-sample bound is loose by tenths of
+    a nat or more, and that a weight which mistook q(z_t | .) for the prior would show."""
     configs, bindings, scale = ORACLE_SETUPS[setup]
     parse_config(configs, ORACLE_SIZES + bindings)
     torch.manual_seed(0)
@@ -136,6 +137,8 @@ def oracle_model(setup: str):
         for name, parameter in model.named_parameters():
             if not name.startswith("latent_prior."):
                 parameter.mul_(scale)
+        if model.decoder.per_step_latents:
+            model.decoder.latent_projection.weight.mul_(3.0)
     return model
 
 
