@@ -4,6 +4,7 @@ a bad gin file."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,6 +32,14 @@ def describe_total(out: str) -> int:
 def test_the_four_presets_are_found_and_the_shared_base_is_not_one():
     assert preset_names() == PRESETS
     assert (configs_dir() / "base.gin").is_file()
+
+
+def test_the_quickstarts_sample_of_seqvae_presets_is_what_it_prints(capsys):
+    quickstart = (Path(__file__).resolve().parents[1] / "docs" / "quickstart.md").read_text()
+    sample = re.search(r"^\$ seqvae presets\n(.*?)^```", quickstart, flags=re.M | re.S)
+    assert sample, "docs/quickstart.md has no sample of `seqvae presets`"
+    status, out, _ = run_cli(capsys, "presets")
+    assert status == 0 and sample.group(1) == out
 
 
 def test_presets_lists_each_preset_with_its_description(capsys):
