@@ -298,6 +298,16 @@ def test_the_latent_probe_finds_separated_classes_and_scores_chance_on_noise():
     assert noise["probe_accuracy"] < 0.5 and noise["probe_chance"] < 0.45
 
 
+def test_the_probe_finds_the_classes_in_a_posterior_whose_mutual_information_is_zero():
+    """What docs/metrics.md says of the probe: it is blind to scale, so only the MI tells a collapsed z_enc."""
+    generator = torch.Generator().manual_seed(1)
+    labels = [i % 3 for i in range(300)]
+    means = (torch.tensor(labels, dtype=torch.float64)[:, None] * 10 + torch.randn(300, 2, generator=generator)) * 1e-4
+    collapsed = DiagGaussian(means, torch.zeros_like(means))  # each q(z | x) is the prior, to a ten-thousandth
+    assert latent_probe(means, labels)["probe_accuracy"] == 1.0
+    assert abs(mutual_information(collapsed, generator=torch.Generator().manual_seed(2))) < 1e-3
+
+
 def test_the_gap_to_the_true_nll_is_per_sentence_and_per_token():
     assert nll_gap([10.0, 14.0], [9.0, 11.0], tokens=8) == {"true_nll": 10.0, "gap": 2.0, "gap_per_token": 0.5}
 
