@@ -17,6 +17,8 @@ from torch import nn
 from plugin_fixture import EXAMPLE_GIN, isolated_registrations
 from seqvae_zoo import SeqVAE, build_model, parse_config, preset_names
 from seqvae_zoo.decoders.base import LATENT_MODES, DecoderOutput
+from seqvae_zoo.errors import BatchError
+from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.model import LossTerms
 from seqvae_zoo.registry import DECODERS
@@ -440,9 +442,6 @@ def test_a_batch_the_model_would_misread_is_refused_with_what_to_do(preset, case
     """Scoring takes each row's token at lengths - 1 for its end-of-sentence (``words = lengths - 1``) and embeds
     every id of the row: a batch that breaks either is refused at the entry points, the model and the importance
     weights, before anything reads it."""
-    from seqvae_zoo.errors import BatchError
-    from seqvae_zoo.evaluation.importance import importance_log_likelihood
-
     model = small_model([preset], [])
     lengths = torch.tensor([6, 4, 5])
     tokens = sentences(lengths.tolist(), seed=19)
