@@ -431,6 +431,7 @@ def test_log_weight_is_an_unbiased_one_sample_elbo(preset):
     ("no end-of-sentence", r"row 1 does not end in end-of-sentence: at column 2 \(its length 3, minus 1\) it holds "
                            r"\d+, not the end-of-sentence id 2\. .*its length counts that token"),
     ("lengths one short", r"row 0 does not end in end-of-sentence: at column 4 .* holds \d+, not"),
+    ("lengths one long", r"row 1 does not end in end-of-sentence: at column 4 \(its length 5, minus 1\) it holds 0"),
     ("one length too few", r"lengths hold one length per row; got tokens of shape \(3, 6\) and lengths of shape "
                            r"\(2,\)"),
     ("lengths as a matrix", r"got tokens of shape \(3, 6\) and lengths of shape \(3, 1\)"),
@@ -449,6 +450,8 @@ def test_a_batch_the_model_would_misread_is_refused_with_what_to_do(preset, case
         lengths[1] = 3
     elif case == "lengths one short":
         lengths[0] = 5
+    elif case == "lengths one long":
+        lengths[1] = 5
     elif case == "one length too few":
         lengths = lengths[:2]
     elif case == "lengths as a matrix":
