@@ -105,7 +105,7 @@ def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int,
     torch.manual_seed(0)
     vocab, train, *_ = ptb_batches(data_dir, batches, 0, 0)
     parse_config([preset], bindings)
-    model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id)
+    model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id)
     optimizer = make_optimizer(model.parameters(), 1e-3)
     clocks = Clocks()
     if model.encoder is not None:

@@ -212,7 +212,7 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
                                                                       options["iw_batches"], options["seed"])
     train, unseen = train[:options["batches"]], train[options["batches"]:]
     parse_config([preset])
-    model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id).to(device)
+    model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id).to(device)
     optimizer = ADAM_IMPLEMENTATIONS[options["adam"]](model.parameters(), 1e-3)
     batches = [(b.tokens.to(device), b.lengths.to(device)) for b in train]
     lengths = [length for _, batch_lengths in batches for length in batch_lengths.tolist()]

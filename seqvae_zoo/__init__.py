@@ -4,7 +4,7 @@ Build a preset::
 
     from seqvae_zoo import parse_config, build_model
     parse_config(["vrae_sa_aux"])
-    model = build_model(vocab_size=10002, pad_id=0, bos_id=1, unk_id=3)
+    model = build_model(vocab_size=10002, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
 """
 
 from importlib.metadata import PackageNotFoundError, version

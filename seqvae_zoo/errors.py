@@ -9,7 +9,11 @@ class UserError(Exception):
     """Bad input: a missing or corrupt file, an unknown name, a bad binding or flag."""
 
 
-class LengthsError(UserError, ValueError):
+class BatchError(UserError, ValueError):
+    """A batch of token rows and lengths that the model would score wrongly, or fail on deep inside."""
+
+
+class LengthsError(BatchError):
     """Sentence lengths that do not fit the batch they come with."""
 
     def __init__(self, lengths: list[int], width: int):

@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
-from seqvae_zoo.errors import LengthsError
+from seqvae_zoo.errors import BatchError, LengthsError
 from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows, rows_inner_product, zero_padded
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
@@ -143,14 +143,15 @@ class SeqVAE(nn.Module):
     ``encoder=None`` gives a language model (no z_enc).
     """
 
-    def __init__(self, vocab_size: int, pad_id: int, bos_id: int, unk_id: int,
+    def __init__(self, vocab_size: int, pad_id: int, bos_id: int, unk_id: int, eos_id: int,
                  decoder: Callable[..., Decoder] = gin.REQUIRED,
                  encoder: Callable[..., Encoder] | None = None,
                  latent_prior: Callable[..., Prior] = StandardNormalPrior,
                  aux_losses: Sequence[Callable[..., AuxiliaryLoss]] = (),
                  regularizers: Sequence[Regularizer] = ()):
         super().__init__()
-        self.vocab_size, self.pad_id, self.bos_id, self.unk_id = vocab_size, pad_id, bos_id, unk_id
+        self.vocab_size = vocab_size
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = pad_id, bos_id, eos_id, unk_id
         self.encoder = encoder(vocab_size=vocab_size, pad_id=pad_id) if encoder is not None else None
         z_dim = self.encoder.latent_dim if self.encoder is not None else 0
         memory_size = self.encoder.state_size if self.encoder is not None else 0
@@ -178,8 +179,7 @@ class SeqVAE(nn.Module):
         """Score a batch: ``tokens`` (B, T) are the sentences with end-of-sentence, padded; ``lengths`` (B,) count
         end-of-sentence. z_enc is drawn from q (its mean in "posterior_mean" mode) unless given."""
         check_mode(latent_mode)
-        if lengths.numel() == 0 or bool(((lengths < 1) | (lengths > tokens.size(1))).any()):
-            raise LengthsError(lengths.tolist(), tokens.size(1))
+        self.check_batch(tokens, lengths)
         mask = torch.arange(tokens.size(1), device=tokens.device)[None, :] < lengths[:, None]
         inputs = self.decoder_inputs(tokens, mask)
         if self.training:
@@ -209,6 +209,35 @@ class SeqVAE(nn.Module):
                if latent_mode.startswith("posterior") else {})
         return LossTerms(nll=nll, kl=kl, aux=aux, log_weight=log_weight, tokens=lengths, words=lengths - 1,
                          attention=output.attention, z_enc=z_enc)
+
+    def check_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Refuse, saying what to do, a batch the model would score wrongly or fail on deep inside: one length per
+        row, each between 1 and the row's columns; every id, padding included, in the vocabulary (the encoder embeds
+        the whole row); and end-of-sentence at each row's last real position, which ``words = lengths - 1`` and the
+        NLL's end-of-sentence term take for granted. One device-to-host copy when the batch is sound."""
+        if tokens.dim() != 2 or lengths.dim() != 1 or lengths.numel() != tokens.size(0):
+            raise BatchError(f"tokens must be a (sentences, columns) tensor and lengths hold one length per row; "
+                             f"got tokens of shape {tuple(tokens.shape)} and lengths of shape {tuple(lengths.shape)}")
+        width = tokens.size(1)
+        if lengths.numel() == 0 or width == 0:
+            raise LengthsError(lengths.tolist(), width)
+        ends = tokens.gather(1, (lengths.clamp(1, width) - 1)[:, None])[:, 0]
+        shortest, longest, lowest, highest, unended = torch.stack([
+            lengths.min(), lengths.max(), tokens.min(), tokens.max(), (ends != self.eos_id).sum()]).tolist()
+        if shortest < 1 or longest > width:
+            raise LengthsError(lengths.tolist(), width)
+        if lowest < 0 or highest >= self.vocab_size:
+            row, column = ((tokens < 0) | (tokens >= self.vocab_size)).nonzero()[0].tolist()
+            raise BatchError(f"token ids must lie in [0, {self.vocab_size}), the model's vocabulary, padding included; "
+                             f"row {row} holds {tokens[row, column].item()} at column {column}: encode the sentences "
+                             f"with the vocabulary the model was built for and pad with its pad id ({self.pad_id})")
+        if unended:
+            row = int((ends != self.eos_id).nonzero()[0, 0])
+            length = int(lengths[row])
+            raise BatchError(f"row {row} does not end in end-of-sentence: at column {length - 1} (its length "
+                             f"{length}, minus 1) it holds {ends[row].item()}, not the end-of-sentence id "
+                             f"{self.eos_id}. Each row is a sentence's tokens followed by end-of-sentence "
+                             "(Vocabulary.encode appends it) and its length counts that token")
 
     def _token_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """-log p(target | h) for each row of ``hidden`` (N, H). The plain linear output layer takes the fused

@@ -96,10 +96,10 @@ def config_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build_model(vocab_size: int, pad_id: int, bos_id: int, unk_id: int) -> SeqVAE:
+def build_model(vocab_size: int, pad_id: int, bos_id: int, unk_id: int, eos_id: int) -> SeqVAE:
     """The model of the parsed configuration, for a vocabulary with these ids."""
     try:
-        return SeqVAE(vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, unk_id=unk_id)
+        return SeqVAE(vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, unk_id=unk_id, eos_id=eos_id)
     except (ValueError, TypeError) as error:
         raise ConfigError(_gin_message(error)) from None
 

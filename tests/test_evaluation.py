@@ -40,7 +40,7 @@ VOCAB = Vocabulary([*SPECIALS,
 def small_model(preset: str, seed: int = 0):
     parse_config([preset], SMALL)
     torch.manual_seed(seed)
-    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id)
+    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id, VOCAB.eos_id)
 
 
 def trained_model(preset: str, steps: int):
@@ -106,6 +106,97 @@ def test_iw_nll_is_below_the_elbo_and_falls_as_samples_grow(attentive_model):
     # with one sample the estimate is a (noisier) ELBO; how far K=100 gets below it depends on how loose the
     # posterior is, so only its sign is a property of the estimator
     assert all(r["protocol_version"] == PROTOCOL_VERSION for r in results.values())
+
+
+#: Models small enough for log p(x) to be computed without the posterior: a one-dimensional z_enc and z_t (and
+#: c~_t), seven vocabulary entries, every latent decoder, and both priors over z_enc.
+ORACLE_SIZES = ["EMBEDDING = 3", "HIDDEN = 3", "LATENT = 1", "INPUT_DROPOUT = 0.0", "encoders.lstm.hidden_size = 2",
+                "decoders.attentive.attention_size = 2"]
+ORACLE_SETUPS = {  # configs, bindings, the scale of the initial weights
+    "vrae": (["vrae"], [], 1.5),
+    "vrae-mixture-prior": (["vrae"], ["models.SeqVAE.latent_prior = @priors.mixture", "priors.mixture.components = 3"],
+                           1.0),
+    "stochastic": (["vrae"], ["models.SeqVAE.decoder = @decoders.stochastic"], 1.5),
+    "attentive": (["vrae_sa"], [], 1.5),
+}
+#: Independent estimates of IW-NLL_K per sentence, by K: 100,000 rows for K = 1000, fewer for the smaller (and noisier)
+#: estimates.
+ORACLE_COPIES = {1: 10_000, 10: 1_000, 100: 200, 1000: 100}
+ORACLE_SENTENCES = [[4, 2], [6, 4, 5, 2]]  # word ids, end-of-sentence (2) last
+
+
+def oracle_model(setup: str):
+    """The model of ``setup`` in float64, its weights (not the prior's) scaled up, and the per-step latents' input to
+    the gates three times more: z_enc and z_t then move p(x | z) enough that a one-sample bound is loose by tenths of
+    a nat or more, and that a weight which mistook q(z_t | .) for the prior would show."""
+    configs, bindings, scale = ORACLE_SETUPS[setup]
+    parse_config(configs, ORACLE_SIZES + bindings)
+    torch.manual_seed(0)
+    model = build_model(7, 0, 1, 3, 2).double().eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not name.startswith("latent_prior."):
+                parameter.mul_(scale)
+        if model.decoder.per_step_latents:
+            model.decoder.latent_projection.weight.mul_(3.0)
+    return model
+
+
+def prior_density(prior) -> torch.distributions.Distribution:
+    """p(z_enc) rebuilt from the prior's parameters with torch.distributions, not with its own log_prob."""
+    if not hasattr(prior, "means"):
+        return torch.distributions.Normal(torch.zeros((), dtype=torch.float64), 1.0)
+    scales = torch.exp(0.5 * prior.logvars[:, 0].detach())
+    return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(logits=prior.logits.detach()),
+                                                 torch.distributions.Normal(prior.means[:, 0].detach(), scales))
+
+
+def oracle_log_likelihood(model, sentence: list[int], paths: int, points: int = 201) -> tuple[float, float]:
+    """log p(x) and its standard error from the generative model alone: p(x) = int p(z_enc) E_{z_t ~ p}[p(x | z)]
+    dz_enc, by the trapezoid rule over z_enc on [-8, 8] and, at each point, ``paths`` draws of the per-step latents
+    from their priors through Algorithm 2's steps (one for a decoder without them: then only the rule's error is
+    left). Neither the posterior nor the importance weights take part."""
+    grid = torch.linspace(-8, 8, points, dtype=torch.float64)
+    step = (grid[1] - grid[0]).item()
+    rule = torch.full((points,), step, dtype=torch.float64)
+    rule[[0, -1]] = step / 2
+    mass = rule * prior_density(model.latent_prior).log_prob(grid).exp()
+    z_enc = grid.repeat_interleave(paths)[:, None]
+    with torch.inference_mode():
+        state = model.decoder.start(z_enc, z_enc.size(0))
+        previous = torch.full((z_enc.size(0),), model.bos_id)
+        log_likelihood = torch.zeros(z_enc.size(0), dtype=torch.float64)
+        for target in sentence:
+            logits, state = model.decoder.step(previous, state, z_enc, "prior_sample")
+            log_likelihood += torch.log_softmax(logits, dim=-1)[:, target]
+            previous = torch.full_like(previous, target)
+    likelihood = log_likelihood.exp().view(points, paths)
+    estimate = (mass * likelihood.mean(dim=1)).sum()
+    variance = (mass ** 2 * likelihood.var(dim=1) / paths).sum() if paths > 1 else torch.zeros(())
+    return estimate.log().item(), (variance.sqrt() / estimate).item()
+
+
+@pytest.mark.parametrize("setup", list(ORACLE_SETUPS))
+def test_iw_nll_converges_from_above_to_an_independent_log_likelihood(setup):
+    """IW-NLL with K samples is, in expectation, above -log p(x) and falls to it as K grows (Burda et al. 2016). Here
+    -log p(x) comes from the generative model by quadrature over z_enc and prior samples of the per-step latents;
+    IW-NLL_K is averaged over independent estimates of each sentence (``ORACLE_COPIES``), at K = 1, 10, 100, 1000."""
+    model = oracle_model(setup)
+    paths = 500 if model.decoder.per_step_latents else 1
+    torch.manual_seed(1)
+    for sentence in ORACLE_SENTENCES:
+        log_likelihood, oracle_error = oracle_log_likelihood(model, sentence, paths)
+        gaps, errors = [], []
+        for samples, copies in ORACLE_COPIES.items():
+            tokens, lengths = torch.tensor([sentence] * copies), torch.full((copies,), len(sentence))
+            iw_nll = -importance_log_likelihood(model, tokens, lengths, samples, 2 ** 28)
+            gaps.append(iw_nll.mean().item() + log_likelihood)
+            errors.append(4 * (iw_nll.std().item() / copies ** 0.5 + oracle_error))
+        context = f"{setup}, sentence {sentence}: gaps to -log p(x) {gaps}, 4 standard errors {errors}"
+        assert all(gap > -error for gap, error in zip(gaps, errors)), context  # never below, beyond noise
+        assert all(later < earlier + error for earlier, later, error in zip(gaps, gaps[1:], errors)), context
+        assert gaps[0] > 0.1 + errors[0], context  # one sample is loose: there is a gap to close
+        assert gaps[-1] < 0.1, context  # and a thousand close it
 
 
 def test_every_estimator_equals_the_exact_nll_for_the_language_model():
@@ -205,6 +296,16 @@ def test_the_latent_probe_finds_separated_classes_and_scores_chance_on_noise():
     assert latent_probe(separated, labels)["probe_accuracy"] == 1.0
     noise = latent_probe(torch.randn(300, 2, generator=generator), labels)
     assert noise["probe_accuracy"] < 0.5 and noise["probe_chance"] < 0.45
+
+
+def test_the_probe_finds_the_classes_in_a_posterior_whose_mutual_information_is_zero():
+    """What docs/metrics.md says of the probe: it is blind to scale, so only the MI tells a collapsed z_enc."""
+    generator = torch.Generator().manual_seed(1)
+    labels = [i % 3 for i in range(300)]
+    means = (torch.tensor(labels, dtype=torch.float64)[:, None] * 10 + torch.randn(300, 2, generator=generator)) * 1e-4
+    collapsed = DiagGaussian(means, torch.zeros_like(means))  # each q(z | x) is the prior, to a ten-thousandth
+    assert latent_probe(means, labels)["probe_accuracy"] == 1.0
+    assert abs(mutual_information(collapsed, generator=torch.Generator().manual_seed(2))) < 1e-3
 
 
 def test_the_gap_to_the_true_nll_is_per_sentence_and_per_token():

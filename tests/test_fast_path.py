@@ -43,7 +43,7 @@ def small_model(setup: str):
     configs, bindings = SETUPS[setup]
     parse_config(configs, SMALL + bindings)
     torch.manual_seed(0)
-    return build_model(vocab_size=VOCAB, pad_id=PAD, bos_id=BOS, unk_id=UNK).double().eval()
+    return build_model(vocab_size=VOCAB, pad_id=PAD, bos_id=BOS, unk_id=UNK, eos_id=EOS).double().eval()
 
 
 def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -491,7 +491,7 @@ def test_encoder_states_and_gradients_match_a_step_by_step_reference(bidirection
     no summary and no gradient of a real position."""
     parse_config(["vrae"], SMALL + [f"encoders.lstm.bidirectional = {bidirectional}"])
     torch.manual_seed(0)
-    encoder = build_model(vocab_size=VOCAB, pad_id=PAD, bos_id=BOS, unk_id=UNK).encoder.to(dtype)
+    encoder = build_model(vocab_size=VOCAB, pad_id=PAD, bos_id=BOS, unk_id=UNK, eos_id=EOS).encoder.to(dtype)
     tokens, lengths = batch(seed=5)
     output = encoder(tokens, lengths)
     states, final = reference_encoder(encoder, tokens, lengths)

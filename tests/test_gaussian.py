@@ -80,12 +80,21 @@ def test_split_params_reads_mean_then_logvar():
     assert gaussian.mean.tolist() == [[0.0, 1.0, 2.0]] and gaussian.logvar.tolist() == [[3.0, 4.0, 5.0]]
 
 
-def test_standard_normal_prior_kl_is_the_analytic_one():
+def test_standard_normal_prior_is_n_0_i_in_its_density_its_kl_and_its_samples():
+    """Against torch.distributions' N(0, I): the KL the prior gives (at any z) is the exact KL to it."""
     generator = torch.Generator().manual_seed(4)
     q, _ = _random_gaussians(generator)
     prior = StandardNormalPrior(latent_dim=4)
+    reference = Independent(Normal(torch.zeros(4, dtype=torch.float64), 1.0), 1)
     z = q.rsample(torch.randn(q.mean.shape, generator=generator, dtype=torch.float64))
-    torch.testing.assert_close(prior.kl(q, z), standard_normal_kl(q.mean, q.logvar))
+    torch.testing.assert_close(prior.kl(q, z), kl_divergence(Independent(Normal(q.mean, torch.exp(0.5 * q.logvar)), 1),
+                                                             reference))
+    torch.testing.assert_close(prior.log_prob(z), reference.log_prob(z))
+    torch.manual_seed(4)
+    samples = prior.sample(20_000)
+    assert samples.shape == (20_000, 4)
+    torch.testing.assert_close(samples.mean(0), torch.zeros(4), atol=0.05, rtol=0)
+    torch.testing.assert_close(samples.var(0), torch.ones(4), atol=0.05, rtol=0)
 
 
 def _mixture(components: int, latent_dim: int, seed: int) -> MixturePrior:

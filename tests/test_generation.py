@@ -21,24 +21,32 @@ SENTENCES = [["w1", "w2", "w9", "w4"], ["w3", "w3", "w17"], ["w25"]]
 def small_model(preset: str, seed: int = 0):
     parse_config([preset], ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4"])
     torch.manual_seed(seed)
-    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id).eval()
+    return build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id, VOCAB.eos_id).eval()
 
 
-def refuse_calls(module: torch.nn.Module, name: str):
-    def hook(*_):
-        raise AssertionError(f"{name} was read during generation")
-    return module.register_forward_pre_hook(hook)
+class Unreadable(torch.nn.Module):
+    """Stands in for a layer that must not be used: calling it or reading its weight fails the test (the attentive
+    decoder reads the weights of its attention layers directly, so a forward hook would never fire)."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what
+
+    def forward(self, *_):
+        raise AssertionError(f"{self.what} was used during generation")
+
+    @property
+    def weight(self):
+        raise AssertionError(f"{self.what} was read during generation")
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
 def test_generation_from_the_prior_never_reads_the_encoder_or_its_attention(strategy):
     model = small_model("vrae_sa_aux")
-    hooks = [refuse_calls(model.encoder, "the encoder"),
-             refuse_calls(model.decoder.key_projection, "the attention over encoder states"),
-             refuse_calls(model.decoder.posterior_context, "the posterior of z_t")]
+    model.encoder = Unreadable("the encoder")
+    for name in ("key_projection", "score", "posterior_context"):  # attention over the encoder states; q(z_t | .)
+        setattr(model.decoder, name, Unreadable(f"decoder.{name}"))
     sentences = generate(model, VOCAB, 4, DecodingOptions(strategy, beam_size=3, max_length=12))
-    for hook in hooks:
-        hook.remove()
     assert len(sentences) == 4 and all(len(s) <= 12 for s in sentences)
     assert all(word not in ("<pad>", "<bos>", "<eos>") for s in sentences for word in s)
 
@@ -123,7 +131,7 @@ def test_the_attention_map_refuses_models_without_attention_and_files_that_are_n
     with pytest.raises(GenerationError, match="needs an attentive decoder; this model's decoder is 'lstm'"):
         attention_weights(small_model("vrae"), VOCAB, SENTENCES)
     parse_config(["vrae"], ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4", "models.SeqVAE.decoder = @decoders.stochastic"])
-    stochastic = build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id)
+    stochastic = build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id, VOCAB.eos_id)
     with pytest.raises(GenerationError, match="without attention weights"):
         attention_weights(stochastic, VOCAB, SENTENCES)
     weights = attention_weights(small_model("vrae_sa"), VOCAB, SENTENCES)

@@ -17,6 +17,8 @@ from torch import nn
 from plugin_fixture import EXAMPLE_GIN, isolated_registrations
 from seqvae_zoo import SeqVAE, build_model, parse_config, preset_names
 from seqvae_zoo.decoders.base import LATENT_MODES, DecoderOutput
+from seqvae_zoo.errors import BatchError
+from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.model import LossTerms
 from seqvae_zoo.registry import DECODERS
@@ -55,7 +57,7 @@ PADDING_SETUPS = {name: ([name], []) for name in PRESET_TERMS} | {
 def small_model(configs: list[str], bindings: list[str], seed: int = 0) -> SeqVAE:
     parse_config(configs, SMALL + bindings)
     torch.manual_seed(seed)
-    return build_model(vocab_size=VOCAB, pad_id=PAD, bos_id=BOS, unk_id=UNK).double().eval()
+    return build_model(vocab_size=VOCAB, pad_id=PAD, bos_id=BOS, unk_id=UNK, eos_id=EOS).double().eval()
 
 
 @pytest.fixture(params=list(DECODER_SETUPS))
@@ -171,12 +173,13 @@ def test_free_bits_floor_the_kl_in_the_objective_but_not_in_the_reported_terms()
 
 def _paper_parameter_count(preset: str, vocab: int = 10002, embedding: int = 512, hidden: int = 256,
                            latent: int = 32) -> int:
-    """The parameters section 3 and 4.1 of the paper call for, counted from its equations, not from the code."""
+    """The parameters sections 3 and 4.1 of the paper call for, counted from its equations at its sizes: one bias
+    per LSTM gate, and eq. 4's additive score without a bias."""
     def linear(inputs: int, outputs: int, bias: bool = True) -> int:
         return inputs * outputs + (outputs if bias else 0)
 
-    def lstm(inputs: int) -> int:  # four gates on [input, h_{t-1}], with an input and a recurrent bias as nn.LSTM
-        return 4 * hidden * (inputs + hidden) + 2 * 4 * hidden
+    def lstm(inputs: int) -> int:  # four gates on [input, h_{t-1}], one bias each
+        return 4 * hidden * (inputs + hidden) + 4 * hidden
 
     words, output = vocab * embedding, linear(hidden, vocab)  # x_t's embedding; p(x_{t+1} | h_t), eq. 17
     encoder = words + lstm(embedding) + linear(hidden, 2 * latent)  # s_t, eq. 5; q(z_enc | x) from s_T, eq. 12
@@ -187,18 +190,26 @@ def _paper_parameter_count(preset: str, vocab: int = 10002, embedding: int = 512
     decoder = (words + lstm(embedding + 3 * latent)  # h_t = LSTM([x_t, z_t, c~_t, z_enc], h_{t-1}), eq. 6
                + linear(hidden, 2 * latent)  # p(z_t | h_{t-1}), eq. 18
                + linear(2 * hidden, 2 * latent)  # q(z_t | h_{t-1}, c_t), eq. 11
-               + linear(hidden, hidden) + linear(hidden, hidden, bias=False) + hidden  # W_a h + b, V_a s, w_a: eq. 4
+               + linear(hidden, hidden, bias=False) * 2 + hidden  # W_a h_{t-1}, V_a s_i, w_a: eq. 4
                + linear(latent, 2 * latent)  # p(c~_t | z_t), eq. 19
                + output)
     return encoder + decoder
 
 
+def _documented_extras(preset: str, hidden: int = 256) -> int:
+    """What the presets add to the paper's equations, each one listed under "Small structural choices" in
+    docs/models.md: a second bias in every LSTM (nn.LSTM's input and recurrent biases), and a bias on the attention
+    query W_a h_{t-1}."""
+    lstms = 1 if preset == "lstm" else 2
+    return lstms * 4 * hidden + (hidden if preset.startswith("vrae_sa") else 0)
+
+
 @pytest.mark.parametrize("preset", sorted(PRESET_TERMS))
-def test_presets_have_the_papers_sizes_and_parameter_count(preset):
+def test_presets_have_the_papers_sizes_and_parameters_plus_only_the_documented_extras(preset):
     parse_config([preset])
     torch.manual_seed(0)
-    model = build_model(vocab_size=10002, pad_id=PAD, bos_id=BOS, unk_id=UNK)
-    assert model.num_parameters() == _paper_parameter_count(preset)
+    model = build_model(vocab_size=10002, pad_id=PAD, bos_id=BOS, unk_id=UNK, eos_id=EOS)
+    assert model.num_parameters() == _paper_parameter_count(preset) + _documented_extras(preset)
     assert model.decoder.embedding.weight.shape == (10002, 512) and model.decoder.hidden_size == 256
     assert model.decoder.input_dropout.p == 0.5
     if model.encoder is not None:
@@ -206,7 +217,9 @@ def test_presets_have_the_papers_sizes_and_parameter_count(preset):
         assert model.encoder.latent_dim == 32
     if preset.startswith("vrae_sa"):
         assert model.decoder.latent_dim == 32 and model.decoder.context_prior.out_features == 2 * 32
-    terms = model(sentences([7, 4], seed=3) + 100, torch.tensor([7, 4]))  # words beyond the small test vocabulary
+    tokens = sentences([7, 4], seed=3)
+    tokens = torch.where(tokens > UNK, tokens + 100, tokens)  # words beyond the small test vocabulary
+    terms = model(tokens, torch.tensor([7, 4]))
     assert torch.isfinite(model.objective(terms, {}))
 
 
@@ -411,3 +424,44 @@ def test_log_weight_is_an_unbiased_one_sample_elbo(preset):
     gap = -terms.log_weight - terms.neg_elbo
     assert abs(gap.mean().item()) < 4 * gap.std().item() / copies ** 0.5
     assert gap.std().item() > 0.01  # one-sample KL estimates do vary: the check above has something to find
+
+
+# -- what a library caller may get wrong -------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["lstm", "vrae_sa_aux"])
+@pytest.mark.parametrize("case, message", [
+    ("no end-of-sentence", r"row 1 does not end in end-of-sentence: at column 2 \(its length 3, minus 1\) it holds "
+                           r"\d+, not the end-of-sentence id 2\. .*its length counts that token"),
+    ("lengths one short", r"row 0 does not end in end-of-sentence: at column 4 .* holds \d+, not"),
+    ("lengths one long", r"row 1 does not end in end-of-sentence: at column 4 \(its length 5, minus 1\) it holds 0"),
+    ("one length too few", r"lengths hold one length per row; got tokens of shape \(3, 6\) and lengths of shape "
+                           r"\(2,\)"),
+    ("lengths as a matrix", r"got tokens of shape \(3, 6\) and lengths of shape \(3, 1\)"),
+    ("a word outside the vocabulary", rf"token ids must lie in \[0, {VOCAB}\), .* row 2 holds {VOCAB} at column 1: "
+                                      "encode the sentences with the vocabulary the model was built for"),
+    ("negative padding", r"row 1 holds -1 at column 5: .* pad with its pad id \(0\)"),
+])
+def test_a_batch_the_model_would_misread_is_refused_with_what_to_do(preset, case, message):
+    """Scoring takes each row's token at lengths - 1 for its end-of-sentence (``words = lengths - 1``) and embeds
+    every id of the row: a batch that breaks either is refused at the entry points, the model and the importance
+    weights, before anything reads it."""
+    model = small_model([preset], [])
+    lengths = torch.tensor([6, 4, 5])
+    tokens = sentences(lengths.tolist(), seed=19)
+    if case == "no end-of-sentence":
+        lengths[1] = 3
+    elif case == "lengths one short":
+        lengths[0] = 5
+    elif case == "lengths one long":
+        lengths[1] = 5
+    elif case == "one length too few":
+        lengths = lengths[:2]
+    elif case == "lengths as a matrix":
+        lengths = lengths[:, None]
+    elif case == "a word outside the vocabulary":
+        tokens[2, 1] = VOCAB
+    else:
+        tokens[1, 5] = -1  # past the end of row 1: padding, which the encoder embeds too
+    for entry in (lambda: model(tokens, lengths),
+                  lambda: importance_log_likelihood(model, tokens, lengths, 3, 2 ** 20)):
+        with pytest.raises(BatchError, match=message):
+            entry()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 REPO = Path(__file__).resolve().parents[1]
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", ".ci-venv", "build", "dist", "runs", "bench-results",
@@ -32,7 +37,7 @@ from importlib import resources
 from seqvae_zoo import build_model, parse_config, preset_names
 
 parse_config(["vrae_sa_aux"], ["EMBEDDING = 8", "HIDDEN = 8", "LATENT = 4"])
-model = build_model(vocab_size=12, pad_id=0, bos_id=1, unk_id=3)
+model = build_model(vocab_size=12, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
 terms = model(torch.tensor([[5, 6, 2], [7, 2, 0]]), torch.tensor([3, 2]))
 print(json.dumps({
     "file": seqvae_zoo.__file__,
@@ -42,6 +47,19 @@ print(json.dumps({
     "loss": model.objective(terms, {}).item(),
 }))
 """
+
+
+def test_the_declared_python_and_torch_are_what_ci_installs_and_the_tests_run():
+    """pyproject's torch range holds the torch .ci/run pins and the one these tests run on, and the README and the
+    quickstart state that range; its Python floor admits the interpreter running them."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = next(d for d in project["dependencies"] if Requirement(d).name == "torch")
+    torch_range = Requirement(declared).specifier
+    pinned = re.search(r"torch==([\d.]+)", (REPO / ".ci" / "run").read_text()).group(1)
+    assert torch_range.contains(pinned) and torch_range.contains(torch.__version__.split("+")[0])
+    for doc in ("README.md", "docs/quickstart.md"):
+        assert f"`{declared}`" in (REPO / doc).read_text(), doc
+    assert SpecifierSet(project["requires-python"]).contains(platform.python_version())
 
 
 def source_packages() -> set[str]:

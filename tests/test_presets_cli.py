@@ -4,6 +4,7 @@ a bad gin file."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,6 +32,14 @@ def describe_total(out: str) -> int:
 def test_the_presets_are_found_and_the_shared_base_is_not_one():
     assert preset_names() == PRESETS
     assert (configs_dir() / "base.gin").is_file()
+
+
+def test_the_quickstarts_sample_of_seqvae_presets_is_what_it_prints(capsys):
+    quickstart = (Path(__file__).resolve().parents[1] / "docs" / "quickstart.md").read_text()
+    sample = re.search(r"^\$ seqvae presets\n(.*?)^```", quickstart, flags=re.M | re.S)
+    assert sample, "docs/quickstart.md has no sample of `seqvae presets`"
+    status, out, _ = run_cli(capsys, "presets")
+    assert status == 0 and sample.group(1) == out
 
 
 def test_presets_lists_each_preset_with_its_description(capsys):
@@ -64,7 +73,7 @@ def test_describe_prints_the_operative_config_and_the_parameter_count(capsys, pr
         assert f"context_prediction.detach_target = {bounded}" in out
     parse_config([preset])
     torch.manual_seed(0)
-    assert describe_total(out) == build_model(vocab_size=10002, pad_id=0, bos_id=1, unk_id=3).num_parameters()
+    assert describe_total(out) == build_model(vocab_size=10002, pad_id=0, bos_id=1, unk_id=3, eos_id=2).num_parameters()
 
 
 def test_describe_takes_a_gin_file_and_bindings_applied_last(capsys, tmp_path):
@@ -144,7 +153,7 @@ def test_an_aux_loss_without_the_decoder_it_reads_is_refused():
     parse_config(["vrae"], ["models.SeqVAE.aux_losses = [@aux_losses.context_prediction]"])
     with pytest.raises(ConfigError, match="reads the predicted attention context c~_t, which decoder 'lstm' does "
                                           "not give: use @decoders.attentive"):
-        build_model(vocab_size=20, pad_id=0, bos_id=1, unk_id=3)
+        build_model(vocab_size=20, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
 
 
 def test_the_paper_sizes_are_shared_by_every_preset_through_the_base_file():

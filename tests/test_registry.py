@@ -147,7 +147,7 @@ def test_components_from_entry_points_are_usable_from_a_gin_file(isolated, tmp_p
         priors.wide_normal.scale = 3.0
     """))
     parse_config([str(config)], SMALL_SIZES)
-    model = build_model(vocab_size=30, pad_id=0, bos_id=1, unk_id=3)
+    model = build_model(vocab_size=30, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
     assert type(model.decoder).__module__ == "seqvae_demo_gru" and model.decoder.hidden_size == 20
     assert type(model.latent_prior).__module__ == "seqvae_demo_prior" and model.latent_prior.logvar == pytest.approx(
         2 * torch.log(torch.tensor(3.0)).item())

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import torch
 
 from seqvae_zoo.cli import main
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.evaluation import evaluate_corpus
 from seqvae_zoo.matmul import onednn_linear_available
 from seqvae_zoo.schedules.annealing import Cyclical, Linear, TwoPhase
 from seqvae_zoo.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
@@ -66,24 +68,48 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
                                                                 reason="needs a CUDA device"))]
 
 
+def best_unigram_nll(sentences: list[list[str]]) -> float:
+    """Per sentence, the NLL of the unigram model fitted to these very sentences, end-of-sentence a token: no unigram
+    model does better on them."""
+    counts = Counter(word for sentence in sentences for word in sentence)
+    counts[None] = len(sentences)  # end-of-sentence
+    total = sum(counts.values())
+    return -sum(count * math.log(count / total) for count in counts.values()) / len(sentences)
+
+
+#: What keeps a preset's z_enc alive in two short epochs: free bits on its KL. For vrae_sa_aux also the authors'
+#: code's auxiliary weight, 0.25: at the preset's 1.0 its z_enc stayed uninformative in this run (KL under the free
+#: bits, MI about 0).
+LIVE_LATENT = {"vrae": [], "vrae_sa": [], "vrae_sa_aux": ["aux_losses.context_prediction.weight = 0.25"]}
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("preset", ["lstm", "vrae", "vrae_sa", "vrae_sa_aux"])
-def test_each_preset_learns_on_the_synthetic_corpus(tmp_path, preset, device):
-    """Two short epochs on a small synthetic instance (60 words): the reconstruction loss falls well below the
-    NLL of the untrained model (uniform over the vocabulary), and the validation -ELBO clearly below it too."""
+def test_each_preset_learns_from_context_and_its_latent_carries_the_component(tmp_path, preset, device):
+    """Two short epochs on a small synthetic instance (60 words, 2 components). The validation -ELBO, an upper bound
+    on the model's NLL, falls below the best unigram model's NLL of that split: the model reads the context. A model
+    with z_enc, kept alive by free bits (``LIVE_LATENT``), carries information in it: I_q(x; z_enc) over the test
+    split above 0.3 nats (a sentence reveals at most 0.68 nats about its component), and the probe recovers the
+    component well above chance. The probe alone would not show it: a collapsed posterior's means still separate the
+    components (docs/metrics.md)."""
+    composition = [] if preset == "lstm" else [
+        "models.SeqVAE.regularizers = [@regularizers.free_bits()]", "regularizers.free_bits.nats = 2.0",
+        *LIVE_LATENT[preset]]
     run = train_run([preset], "synthetic", tmp_path, device=device, bindings=[
         "EMBEDDING = 32", "HIDDEN = 32", "LATENT = 4", "training.TrainingSettings.checkpoint_every = 0",
-        "training.TrainingSettings.batch_size = 16", "training.TrainingSettings.lr = 3e-3",
-        "kl_schedules.linear.warmup_epochs = 1.0"], epochs=2, progress=False,
+        "training.TrainingSettings.batch_size = 16", "training.TrainingSettings.lr = 1e-2",
+        "kl_schedules.linear.warmup_epochs = 1.0", *composition], epochs=2, progress=False,
         dataset_options={"components": 2, "states": 4, "words": 60, "train_size": 640, "valid_size": 100,
                          "test_size": 100})
-    valid = run.corpus.splits["valid"]
-    uniform = math.log(run.vocab.size) * sum(len(s) + 1 for s in valid) / len(valid)  # the untrained model's NLL
     first, last = run.history[0], run.history[-1]
-    assert last["train_nll"] < 0.85 * uniform
     assert last["train_nll"] < first["train_nll"]
-    assert last["valid_neg_elbo"] < 0.93 * uniform
+    assert last["valid_neg_elbo"] < best_unigram_nll(run.corpus.splits["valid"]) - 1.0
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "learning_curves.png").stat().st_size > 0
+    if preset == "lstm":
+        return
+    result = evaluate_corpus(run.model, run.vocab, run.corpus, "test", iw_samples=1)
+    assert result["latent"]["mi"] > 0.3, result["latent"]
+    assert result["synthetic"]["probe_accuracy"] > result["synthetic"]["probe_chance"] + 0.3, result["synthetic"]
 
 
 @pytest.mark.parametrize("device", DEVICES)

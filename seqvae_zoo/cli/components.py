@@ -48,7 +48,7 @@ def run_presets(args: argparse.Namespace) -> int:
 
 def run_describe(args: argparse.Namespace) -> int:
     text = parse_config(args.config, args.gin)
-    model = build_model(vocab_size=args.vocab_size, pad_id=0, bos_id=1, unk_id=3)
+    model = build_model(vocab_size=args.vocab_size, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
     print(text.rstrip())
     print()
     for name, module in model.named_children():

@@ -75,6 +75,7 @@ def importance_log_weights(model: SeqVAE, tokens: torch.Tensor, lengths: torch.T
     Sentences are repeated ``samples`` times, as many rows per pass as the memory budget allows; each group of
     sentences is trimmed to its own longest length.
     """
+    model.check_batch(tokens, lengths)  # before the encoder reads them
     per_pass = rows_per_pass(model, int(lengths.max()), memory_budget_bytes)
     sentences_per_pass = min(tokens.size(0), per_pass)
     samples_per_pass = max(1, min(samples, per_pass // sentences_per_pass))

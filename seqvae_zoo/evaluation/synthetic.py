@@ -20,8 +20,9 @@ def latent_probe(posterior_mean: torch.Tensor, labels: Sequence[Hashable], seed:
     """Accuracy of a nearest-class-mean classifier on the posterior means, fit on a random half of the sentences and
     tested on the other half, beside the accuracy of always answering the fit half's most frequent label.
 
-    The classifier has no parameters to tune, so the score measures the latent space itself: classes the posterior
-    means keep apart (in the prior's own Euclidean geometry) are recovered; a collapsed posterior scores chance.
+    The classifier has no parameters to tune, so the score measures the latent space itself. It is blind to scale:
+    posterior means that vary by a tiny fraction of the prior's spread (a posterior collapsed in KL and MI) score as
+    well as the same means scaled up, so it says what z_enc carries only beside the mutual information.
     """
     if len(labels) != posterior_mean.size(0):
         raise ValueError(f"{len(labels)} true latents for {posterior_mean.size(0)} sentences")

@@ -124,7 +124,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     state = read_checkpoint(path, map_location)
     parse_config_text(state["config_text"])
     vocab = vocabulary_from_dict(state["vocab"])
-    model = build_model(vocab_size=vocab.size, pad_id=vocab.pad_id, bos_id=vocab.bos_id, unk_id=vocab.unk_id)
+    model = build_model(vocab_size=vocab.size, pad_id=vocab.pad_id, bos_id=vocab.bos_id, unk_id=vocab.unk_id,
+                        eos_id=vocab.eos_id)
     model.load_state_dict(state["model"])
     model.to(map_location).eval()
     return LoadedRun(model=model, vocab=vocab, config_text=state["config_text"], dataset=state.get("dataset", ""),

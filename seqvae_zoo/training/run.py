@@ -117,7 +117,8 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
             vocab = vocabulary_from_dict(distributed.from_main(vocab.to_dict() if vocab is not None else None))
     torch.manual_seed(seed)
     random.seed(seed)
-    model = build_model(vocab_size=vocab.size, pad_id=vocab.pad_id, bos_id=vocab.bos_id, unk_id=vocab.unk_id)
+    model = build_model(vocab_size=vocab.size, pad_id=vocab.pad_id, bos_id=vocab.bos_id, unk_id=vocab.unk_id,
+                        eos_id=vocab.eos_id)
     if distributed.rank:  # the same initial weights everywhere, then a noise stream of each process's own
         torch.manual_seed(rank_seed(seed, distributed.rank))
     settings = TrainingSettings()

@@ -44,10 +44,7 @@ def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
     at a fraction of the time on a CPU (benchmarks/README.md)."""
     parameters = list(parameters)
     if all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in parameters):
-        try:
-            return torch.optim.Adam(parameters, lr=lr, fused=True)
-        except RuntimeError:  # a torch without the fused kernel for this device (CPU before torch 2.4)
-            pass
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
     return torch.optim.Adam(parameters, lr=lr)
 
 
