@@ -29,7 +29,7 @@ A summarization suite sets ``[evaluation] kind = "summarization"`` and may list 
 from __future__ import annotations
 
 import difflib
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,10 +37,6 @@ from typing import Any
 
 from seqvae_zoo.errors import UserError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 class SuiteError(UserError):
