@@ -38,7 +38,6 @@ from typing import Any
 from seqvae_zoo.errors import UserError
 
 
-
 class SuiteError(UserError):
     """A suite file is missing or malformed."""
 
