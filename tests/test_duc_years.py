@@ -214,3 +214,22 @@ def test_a_duc_2005_copy_loads_as_a_corpus(tmp_path):
         "topics": 2, "documents": 8, "referenced_topics": 2, "references": 18}
     assert set(corpus.checksums) == {"duc2005_topics.sgml", "docs/", "refs/"}
     assert sum(len(split) for split in corpus.splits.values()) == 2 * 4 * 4
+
+
+@pytest.mark.parametrize("year, small", [(2005, SmallDuc2005), (2006, SmallDuc2006)])
+def test_a_copy_summarizes_and_scores_with_ducs_rouge(tmp_path, year, small):
+    from seqvae_zoo.summarization import baseline_summarizers, render_table, run_systems
+    from seqvae_zoo.summarization.selection import SelectionSettings
+
+    write_copy(tmp_path / f"duc{year}", year)
+    corpus = small(data_dir=str(tmp_path), holdout_every=4).load()
+    score, = run_systems(baseline_summarizers(["lead"]), corpus, SelectionSettings(words=20), tmp_path / "out")
+    cluster, assessor = ("D301", "I") if year == 2005 else ("D0601", "A")
+    written = (tmp_path / "out" / "LEAD" / f"{cluster}.M.20.{assessor}.LEAD").read_text()
+    assert len(written.split()) == 20 and written.split("\n")[0] in STORY
+    record = score.as_dict()
+    assert record["topics_scored"] == 2 and set(record["intervals"]) == {"rouge1", "rouge2", "rougeSU4"}
+    assert 0 < record["rougeSU4"]["recall"] < record["rouge1"]["recall"] < 1
+    assert record["intervals"]["rouge2"]["recall"]["low"] <= record["rouge2"]["recall"] <= \
+        record["intervals"]["rouge2"]["recall"]["high"]
+    assert render_table([score], 20).startswith("DUC's ROUGE-1.5.5 (-n 2 -m -2 4 -u -f A -l 20")

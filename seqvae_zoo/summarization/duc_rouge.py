@@ -299,17 +299,14 @@ class Evaluation:
     references: tuple[tuple[str, ...], ...]
 
 
-def jackknife(eval_prefix: str, references: Mapping[str, Sequence[str]],
-              peer_reference: str | None = None) -> list[Evaluation]:
+def jackknife(eval_prefix: str, references: Mapping[str, Sequence[str]]) -> list[Evaluation]:
     """DUC's evaluations of one topic: with k > 1 references, one per left-out reference ``X`` (id
-    ``<prefix>-X``) against the other k - 1; a human peer whose own summary is reference ``peer_reference`` only
-    in the one that leaves it out. With a single reference, one evaluation against it."""
+    ``<prefix>-X``) against the other k - 1; with a single reference, one evaluation against it."""
     names = sorted(references)
     if len(names) == 1:
         return [Evaluation(f"{eval_prefix}-{names[0]}", (tuple(references[names[0]]),))]
-    left_out = [peer_reference] if peer_reference is not None else names
     return [Evaluation(f"{eval_prefix}-{name}", tuple(tuple(references[other]) for other in names if other != name))
-            for name in left_out]
+            for name in names]
 
 
 def average_scores(peer_evaluations: Iterable[tuple[Evaluation, Sequence[str]]], peer_id: str,
