@@ -223,6 +223,15 @@ class Topic:
     def sentences(self) -> list[Sentence]:
         return [sentence for document in self.documents for sentence in document.sentences]
 
+    def query(self) -> list[list[str]]:
+        """The topic's question as tokenized sentences: its title, then the sentences of its narrative."""
+        texts = [self.title, *split_sentences(self.narrative)]
+        sentences = [words for words in map(tokenize, texts) if words]
+        if not sentences:
+            raise DataError(f"topic {self.id} has an empty <title> and <narr>: there is no question to read; use the "
+                            "topics file of the DUC distribution")
+        return sentences
+
 
 _DOCNO = re.compile(r"^([A-Z_]+?)(\d{8})\.(\d+)$")
 _TOPIC_ID = re.compile(r"^[Dd]\d{3,4}[A-Za-z]$")

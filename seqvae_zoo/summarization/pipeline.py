@@ -97,7 +97,8 @@ def summarize_topics(summarizer: Summarizer, topics: Sequence[Topic],
         candidates = [index for index, sentence in enumerate(sentences) if is_candidate(sentence, settings.min_words)]
         representation = (summarizer.representation.represent([s.words for s in sentences])
                           if summarizer.ranker.uses_representation else None)
-        ranked = summarizer.ranker.rank(RankingInput(topic, sentences, candidates, representation))
+        query = summarizer.representation.represent(topic.query()).topic if summarizer.ranker.uses_query else None
+        ranked = summarizer.ranker.rank(RankingInput(topic, sentences, candidates, representation, query))
         summaries.append(select(sentences, ranked, settings, topic.id, summarizer.system))
     return summaries
 
