@@ -120,7 +120,7 @@ class Bench:
         text = parse_config(model.configs, _training_bindings(self.suite, model))
         identity = json.dumps({"config": text, "dataset": dataset, "fingerprint": self.corpus(dataset).fingerprint,
                                "protocol": self.protocol_version, "seed": seed, "max_steps": self.suite.max_steps,
-                               "evaluation": self.suite.evaluation}, sort_keys=True)
+                               "evaluation": self.suite.evaluation_for(model)}, sort_keys=True)
         return hashlib.sha256(identity.encode()).hexdigest()[:16], text
 
     def record_path(self, model: ModelSpec, dataset: str, seed: int, key: str) -> Path:
@@ -194,7 +194,7 @@ class Bench:
                             max_steps=self.suite.max_steps, seed=seed, resume=resume, device=self.device,
                             progress=self.progress, dataset_options=self.suite.dataset_options.get(dataset))
         started = time.perf_counter()
-        metrics = evaluate_trained(self.suite.evaluation, trained.model, trained.vocab, trained.corpus, seed)
+        metrics = evaluate_trained(self.suite.evaluation_for(model), trained.model, trained.vocab, trained.corpus, seed)
         history = trained.history
         return {
             **self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
