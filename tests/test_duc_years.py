@@ -26,16 +26,7 @@ Describe the harbor budget and the debate around it. What will the money repair?
 
 """
 
-TOPICS_2005 = """<topic>
-<num> {id} </num>
-<title> Harbor budget </title>
-<narr>
-Describe the harbor budget and the debate around it. What will the money repair?
-</narr>
-<granularity> specific </granularity>
-</topic>
-
-"""
+TOPICS_2005 = TOPICS_2006.replace("</narr>\n", "</narr>\n<granularity> specific </granularity>\n")
 
 AQUAINT_DOCUMENT = """<DOC>
 <DOCNO> {docno} </DOCNO>
