@@ -165,8 +165,8 @@ def topics_of(corpus: Corpus, topic_ids: Sequence[str] | None = None) -> list[To
     """The corpus's topics (those named in ``topic_ids`` only, in that order, when given)."""
     topics = corpus.extras.get("topics")
     if not topics:
-        raise DataError(f"dataset {corpus.name!r} has no topics to summarize: use duc2007 (or another dataset in "
-                        "NIST's DUC layout)")
+        raise DataError(f"dataset {corpus.name!r} has no topics to summarize: use duc2005, duc2006 or duc2007 (or "
+                        "another dataset in NIST's DUC layout)")
     if topic_ids is None:
         return topics
     by_id = {topic.id: topic for topic in topics}
