@@ -237,7 +237,7 @@ def render_table(scores: Sequence[SystemScore], words: int) -> str:
     scored, total = rows[0]["topics_scored"], rows[0]["topics"]
     unscored = " (the others have no references)" if scored < total else ""
     title = f"{protocol(words, name)}; {scored} of {total} topics scored{unscored}"
-    return title + "\n\n" + tabulate(body, headers=headers, tablefmt="github")
+    return title + "\n\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def summarize_and_score(model, vocab, corpus: Corpus, words: int = 250, representation: str | None = None,
