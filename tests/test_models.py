@@ -33,6 +33,7 @@ PRESET_TERMS = {
     "vrae": (("z_enc",), ()),
     "vrae_sa": (("z_enc", "z_t"), ()),
     "vrae_sa_aux": (("z_enc", "z_t"), ("context_prediction",)),
+    "vrae_sa_aux_literal": (("z_enc", "z_t"), ("context_prediction",)),
 }
 
 #: Every decoder in each setting it is used in (the coverage test below asks for every registered decoder).

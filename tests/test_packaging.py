@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", ".ci-venv", "build", "dist", "runs", "bench-results",
                                      "*.egg-info", "__pycache__", ".pytest_cache")
-PRESETS = ["lstm", "vrae", "vrae_sa", "vrae_sa_aux"]
+PRESETS = ["lstm", "vrae", "vrae_sa", "vrae_sa_aux", "vrae_sa_aux_literal"]
 
 INSTALLED_CHECK = """
 import json, sys

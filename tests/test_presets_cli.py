@@ -13,7 +13,7 @@ from seqvae_zoo.cli import main
 from seqvae_zoo.presets import ConfigError, configs_dir
 from seqvae_zoo.registry import REGISTRIES
 
-PRESETS = ["lstm", "vrae", "vrae_sa", "vrae_sa_aux"]
+PRESETS = ["lstm", "vrae", "vrae_sa", "vrae_sa_aux", "vrae_sa_aux_literal"]
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -28,7 +28,7 @@ def describe_total(out: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def test_the_four_presets_are_found_and_the_shared_base_is_not_one():
+def test_the_presets_are_found_and_the_shared_base_is_not_one():
     assert preset_names() == PRESETS
     assert (configs_dir() / "base.gin").is_file()
 
@@ -54,10 +54,14 @@ def test_list_shows_every_registry_and_each_component_on_one_line(capsys):
 def test_describe_prints_the_operative_config_and_the_parameter_count(capsys, preset):
     status, out, err = run_cli(capsys, "describe", preset)
     assert status == 0 and err == ""
-    expected_decoder = {"lstm": "lstm", "vrae": "lstm", "vrae_sa": "attentive", "vrae_sa_aux": "attentive"}[preset]
+    expected_decoder = {"lstm": "lstm", "vrae": "lstm"}.get(preset, "attentive")
     assert f"SeqVAE.decoder = @decoders.{expected_decoder}" in out
     assert ("SeqVAE.encoder = None" in out) == (preset == "lstm")
-    assert ("context_prediction.weight = 1.0" in out) == (preset == "vrae_sa_aux")
+    assert ("context_prediction.weight = 1.0" in out) == preset.startswith("vrae_sa_aux")
+    if "aux" in preset:
+        bounded = preset == "vrae_sa_aux"  # the literal form: learned variance, gradient into c_t
+        assert f"context_prediction.unit_variance = {bounded}" in out
+        assert f"context_prediction.detach_target = {bounded}" in out
     parse_config([preset])
     torch.manual_seed(0)
     assert describe_total(out) == build_model(vocab_size=10002, pad_id=0, bos_id=1, unk_id=3).num_parameters()
@@ -78,7 +82,7 @@ def test_describe_of_a_misspelled_preset_exits_2_with_one_line(capsys):
     assert status == 2 and out == ""
     assert err.splitlines() == [
         "error: unknown preset 'vrae_sa_auxx'. Did you mean 'vrae_sa_aux'? Presets: lstm, vrae, vrae_sa, "
-        "vrae_sa_aux; or give the path of a .gin file"]
+        "vrae_sa_aux, vrae_sa_aux_literal; or give the path of a .gin file"]
 
 
 def test_a_missing_gin_file_is_named(capsys, tmp_path):
@@ -149,7 +153,7 @@ def test_the_paper_sizes_are_shared_by_every_preset_through_the_base_file():
         assert re.search(rf"^{re.escape(line)}\b", base, flags=re.M)
     for preset in PRESETS:
         text = (configs_dir() / f"{preset}.gin").read_text()
-        assert re.search(r"^include '(base|vrae_sa)\.gin'", text, flags=re.M), preset
+        assert re.search(r"^include '(base|vrae_sa|vrae_sa_aux)\.gin'", text, flags=re.M), preset
         assert not re.search(r"^(EMBEDDING|HIDDEN|LATENT) =", text, flags=re.M), f"{preset} redefines a size"
 
 

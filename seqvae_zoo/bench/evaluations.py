@@ -34,17 +34,35 @@ def protocol_version(settings: dict[str, Any]) -> str:
 
 
 def evaluate_trained(settings: dict[str, Any], model, vocab, corpus, seed: int) -> dict[str, Any]:
-    """The metrics of a trained model under the suite's evaluation settings."""
+    """The metrics of a trained model under the suite's evaluation settings, all at once."""
     if evaluation_kind(settings) == "summarization":
         from seqvae_zoo.summarization.pipeline import summarize_and_score
 
         return summarize_and_score(model, vocab, corpus, words=int(settings.get("words", 250)),
                                    ranker=settings.get("ranker", "kl"), rouge=settings.get("rouge", "duc"))
-    from seqvae_zoo.evaluation.protocol import evaluate_corpus
+    bounds = evaluate_bounds_of(settings, model, vocab, corpus, seed)
+    return evaluate_importance_of(settings, model, vocab, corpus, seed, bounds)
 
-    return evaluate_corpus(model, vocab, corpus, split=settings.get("split", "test"),
-                           iw_samples=int(settings.get("iw_samples", 500)),
-                           batch_size=int(settings.get("batch_size", 64)), seed=seed)
+
+def evaluate_bounds_of(settings: dict[str, Any], model, vocab, corpus, seed: int) -> dict[str, Any]:
+    """A language model's cheap columns: everything but the importance-weighted NLL."""
+    from seqvae_zoo.evaluation.protocol import SplitBatches, evaluate_bounds
+
+    split = SplitBatches(vocab, corpus, settings.get("split", "test"), int(settings.get("batch_size", 64)), seed)
+    return {**split.identity, **evaluate_bounds(model, split.batches, seed=seed,
+                                                true_latent=split.truth.get("true_latent"))}
+
+
+def evaluate_importance_of(settings: dict[str, Any], model, vocab, corpus, seed: int, bounds: dict[str, Any],
+                           state_path=None, stop=None) -> dict[str, Any]:
+    """``bounds`` completed with the IW-NLL (K = ``iw_samples``, default 500); with ``state_path`` the pass saves
+    its progress after every batch and continues from it, and ``stop`` may end it between batches."""
+    from seqvae_zoo.evaluation.protocol import SplitBatches, importance_nll, with_importance
+
+    split = SplitBatches(vocab, corpus, settings.get("split", "test"), int(settings.get("batch_size", 64)), seed)
+    samples = int(settings.get("iw_samples", 500))
+    values = importance_nll(model, split.batches, iw_samples=samples, seed=seed, state_path=state_path, stop=stop)
+    return with_importance(bounds, values, samples, split.truth.get("true_nll"))
 
 
 def evaluate_baselines(settings: dict[str, Any], names: list[str], corpus) -> dict[str, dict[str, Any]]:

@@ -2,13 +2,20 @@
 
 Layout of ``--out`` (default ``bench-results``)::
 
-    <suite>/suite.json          what the tables need (title, columns, models, references)
-    <suite>/records/<run>.json  one finished run: metrics and full provenance (written atomically)
+    <suite>/suite.json          what the tables and ``--status`` need (title, columns, models, references, runs)
+    <suite>/records/<run>.json  one run: metrics and full provenance (written atomically)
     <suite>/runs/<key>/         the run's checkpoints and logs (an interrupted run resumes from here)
     <suite>/leaderboard.{md,tex,csv}
+    <suite>/bench.lock          held (flock) by the one ``seqvae bench`` writing the folder
 
 A run is identified by the hash of its operative config, its dataset's fingerprint, the metric protocol version, the
-seed and the evaluation settings: a record with that key is a finished run and is not redone.
+seed and the evaluation settings: a record with that key is a finished run and is not redone. The cheap columns come
+first: a language model's record is written once its bound pass is done (``"complete": false``, shown in the tables
+as incomplete), then again with its IW-NLL, whose pass saves its progress after every batch. A run whose training
+loss diverges gets a record saying at which step and why, and the suite goes on.
+
+A :class:`~seqvae_zoo.training.stopping.StopRequest` (``--time-limit``, SIGTERM, SIGUSR1) ends the bench at the next
+checkpoint or evaluation batch with :class:`BenchStopped`; the same command continues from there.
 
 With ``workers`` > 1 the runs that are not yet recorded are shared out to that many worker processes, each training
 one run at a time in a single process with its part of the CPU threads (or, on a machine with several GPUs, a GPU of
@@ -17,39 +24,53 @@ its own); each worker writes its records itself, as the single-process harness d
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
 import platform
+import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
 
-from seqvae_zoo.bench.evaluations import evaluate_baselines, evaluate_trained, protocol_version
+from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
+from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
+                                          evaluate_trained, evaluation_kind, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
+from seqvae_zoo.bench.records import check_results_folder, is_complete, read_record
 from seqvae_zoo.bench.suite import ModelSpec, Suite, SuiteError
+from seqvae_zoo.errors import UserError
 from seqvae_zoo.presets import config_hash, parse_config
 from seqvae_zoo.training.run import CHECKPOINT, default_device, train_run
+from seqvae_zoo.training.stopping import STOP_SIGNALS, StopRequest, StopRequested
+from seqvae_zoo.training.trainer import NonFiniteLossError
 
 RECORD_VERSION = 1
+LOCK_FILE = "bench.lock"
+#: A run's saved importance-sampling pass, in its run folder.
+IW_PROGRESS = "iw-progress.json"
 
 
-def write_json_atomically(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(payload, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+class BenchStopped(Exception):
+    """The bench stopped before its suite was done (a time limit or a signal); running it again continues."""
+
+    def __init__(self, reason: str, done: int, total: int, table: str):
+        super().__init__(f"{done} of {total} runs done; run the same command again to continue")
+        self.reason, self.done, self.total, self.table = reason, done, total, table
+
+
+class BenchLockedError(UserError):
+    """Another live ``seqvae bench`` is writing the same suite folder."""
 
 
 def git_commit() -> str | None:
@@ -92,7 +113,8 @@ class Bench:
     """Runs one suite into ``out_dir / suite.name``, in this process or over ``workers`` worker processes."""
 
     def __init__(self, suite: Suite, out_dir: str | Path, data_dir: str | None = None, device: str | None = None,
-                 progress: bool = True, log: Callable[[str], None] = tqdm.write, workers: int = 1):
+                 progress: bool = True, log: Callable[[str], None] = tqdm.write, workers: int = 1,
+                 stop: StopRequest | None = None):
         if not isinstance(workers, int) or workers < 1:
             raise SuiteError(f"--workers must be a positive number of processes; got {workers!r}")
         self.suite = suite
@@ -104,6 +126,7 @@ class Bench:
         self.log = log
         self.workers = workers
         self.protocol_version = protocol_version(suite.evaluation)
+        self.stop = stop
         self._corpora: dict[str, Any] = {}
 
     # -- identity -------------------------------------------------------------------------------------------------
@@ -128,28 +151,70 @@ class Bench:
 
     # -- running --------------------------------------------------------------------------------------------------
     def run(self) -> str:
-        """Run every run not already recorded; return the leaderboard in Markdown (also written as md/tex/csv)."""
-        self.write_description(self.record_baselines())
-        runs = self.suite.runs()
-        pending = []
-        for index, (model, dataset, seed) in enumerate(runs, 1):
-            key, text = self.run_key(model, dataset, seed)
-            record_path = self.record_path(model, dataset, seed, key)
-            label = f"[{index}/{len(runs)}] {model.name} on {dataset}, seed {seed}"
-            if record_path.is_file():
-                self.log(f"{label}: cached ({record_path.name})")
-            else:
-                pending.append(PendingRun(label, model, dataset, seed, key, text))
-        if self.workers == 1 or len(pending) <= 1:
-            self._run_here(pending)
-        else:
-            self._run_in_workers(pending)
-        return self.write_tables()
+        """Run every run not already recorded; return the leaderboard in Markdown (also written as md/tex/csv).
+
+        The folder is checked (another suite's records, a corrupt record) and locked before anything is written;
+        a stop request ends the bench with :class:`BenchStopped` after the tables are written.
+        """
+        check_results_folder(self.out_dir, self.suite.name)
+        with self.locked():
+            runs = self.suite.runs()
+            keyed = [(model, dataset, seed, *self.run_key(model, dataset, seed)) for model, dataset, seed in runs]
+            try:
+                self.write_description(self.record_baselines(), keyed)
+                pending = []
+                for index, (model, dataset, seed, key, text) in enumerate(keyed, 1):
+                    label = f"[{index}/{len(runs)}] {model.name} on {dataset}, seed {seed}"
+                    if self.recorded(model, dataset, seed, key):
+                        self.log(f"{label}: cached ({self.record_path(model, dataset, seed, key).name})")
+                    else:
+                        pending.append(PendingRun(label, model, dataset, seed, key, text))
+                if self.workers == 1 or len(pending) <= 1:
+                    self._run_here(pending)
+                else:
+                    self._run_in_workers(pending)
+            except StopRequested as stopped:
+                table = self.write_tables()
+                done = sum(self.recorded(*run[:4]) for run in keyed)
+                raise BenchStopped(stopped.reason, done, len(runs), table) from None
+            return self.write_tables()
+
+    def recorded(self, model: ModelSpec, dataset: str, seed: int, key: str) -> bool:
+        """Whether the run has a record with every column."""
+        path = self.record_path(model, dataset, seed, key)
+        return path.is_file() and is_complete(read_record(path))
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the suite folder's lock for the block: one writer at a time. The lock is an flock on
+        ``bench.lock``, released by the system when its process ends, so a killed bench leaves no stuck lock."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK_FILE
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = "; ".join(handle.read().split("\n")).strip("; ") or "another process"
+            handle.close()
+            raise BenchLockedError(f"{str(self.root)!r} is being written by another `seqvae bench` ({holder}); "
+                                   "wait for it to finish or stop it (kill -TERM its pid stops it at a checkpoint), "
+                                   "then run this command again") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {_now()}\n")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
     def complete(self, run: PendingRun) -> None:
-        """Train and evaluate ``run`` and write its record."""
-        record = self.train_and_evaluate(run.model, run.dataset, run.seed, run.key, run.text)
-        write_json_atomically(self.record_path(run.model, run.dataset, run.seed, run.key), record)
+        """Train and evaluate ``run``, writing its record as its columns land (see the module's docstring)."""
+        if self.stop is not None:
+            self.stop.check()
+        self.train_and_evaluate(run.model, run.dataset, run.seed, run.key, run.text)
 
     def _run_here(self, pending: list[PendingRun]) -> None:
         durations: list[float] = []
@@ -169,8 +234,12 @@ class Bench:
         context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited CUDA or thread state
         self.log(f"{len(pending)} runs over {workers} worker processes, {threads} torch thread(s) each")
         started = time.perf_counter()
+        shared_flag = context.Event()
+        if self.stop is not None:  # a signal to this process reaches the workers through the shared flag
+            self.stop.shared_flag = shared_flag
+        deadline = self.stop.deadline if self.stop is not None else None
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(context.Value("i", 0), threads)) as pool:
+                                 initargs=(context.Value("i", 0), threads, deadline, shared_flag)) as pool:
             futures = {pool.submit(_complete_in_worker, self.suite, self.out_dir, self.data_dir, self.device, run):
                        run for run in pending}
             remaining = set(futures)
@@ -187,21 +256,54 @@ class Bench:
                 raise
 
     def train_and_evaluate(self, model: ModelSpec, dataset: str, seed: int, key: str, text: str) -> dict[str, Any]:
+        """Train (or resume) one run and evaluate it, writing its record after each evaluation phase; return it."""
+        record_path = self.record_path(model, dataset, seed, key)
         run_dir = self.root / "runs" / key
         resume = (run_dir / CHECKPOINT).is_file()
-        trained = train_run([] if resume else model.configs, dataset, run_dir, data_dir=self.data_dir,
-                            bindings=[] if resume else _training_bindings(self.suite, model),
-                            max_steps=self.suite.max_steps, seed=seed, resume=resume, device=self.device,
-                            progress=self.progress, dataset_options=self.suite.dataset_options.get(dataset))
-        started = time.perf_counter()
-        metrics = evaluate_trained(self.suite.evaluation_for(model), trained.model, trained.vocab, trained.corpus, seed)
+        if not resume:
+            write_json_atomically(run_dir / "started.json", {"git_commit": git_commit(), "started_at": _now()})
+        try:
+            trained = train_run([] if resume else model.configs, dataset, run_dir, data_dir=self.data_dir,
+                                bindings=[] if resume else _training_bindings(self.suite, model),
+                                max_steps=self.suite.max_steps, seed=seed, resume=resume, device=self.device,
+                                progress=self.progress, dataset_options=self.suite.dataset_options.get(dataset),
+                                stop=self.stop)
+        except NonFiniteLossError as error:
+            record = self._diverged_record(model, dataset, seed, key, text, run_dir, error)
+            write_json_atomically(record_path, record)
+            self.log(f"{model.name}: training diverged at step {error.step} (epoch {error.epoch}); recorded")
+            return record
+        settings = self.suite.evaluation_for(model)
+        record = read_record(record_path) if record_path.is_file() else None
+        if record is None:
+            started = time.perf_counter()
+            if evaluation_kind(settings) == "summarization":
+                metrics = evaluate_trained(settings, trained.model, trained.vocab, trained.corpus, seed)
+            else:
+                metrics = evaluate_bounds_of(settings, trained.model, trained.vocab, trained.corpus, seed)
+            record = {**self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
+                      "complete": evaluation_kind(settings) == "summarization",
+                      **self._run_details(model, text, trained, run_dir),
+                      "evaluation_seconds": time.perf_counter() - started}
+            write_json_atomically(record_path, record)
+        if not is_complete(record):
+            started = time.perf_counter()
+            metrics = evaluate_importance_of(settings, trained.model, trained.vocab, trained.corpus, seed,
+                                             record["metrics"], state_path=run_dir / IW_PROGRESS, stop=self.stop)
+            record = {**record, **self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
+                      "complete": True, "started_commit": record.get("started_commit"),
+                      "evaluation_seconds": record["evaluation_seconds"] + time.perf_counter() - started}
+            write_json_atomically(record_path, record)
+        return record
+
+    def _run_details(self, model: ModelSpec, text: str, trained, run_dir: Path) -> dict[str, Any]:
         history = trained.history
         return {
-            **self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
             "configs": list(model.configs),
             "bindings": _training_bindings(self.suite, model),
             "config_text": text,
             "config_hash": config_hash(text),
+            "started_commit": _started_commit(run_dir),
             "training": {
                 "epochs": history[-1]["epoch"] if history else 0,
                 "steps": history[-1]["step"] if history else 0,
@@ -211,8 +313,18 @@ class Bench:
                 "parameters": trained.model.num_parameters(),
                 "history": history,
             },
-            "evaluation_seconds": time.perf_counter() - started,
         }
+
+    def _diverged_record(self, model: ModelSpec, dataset: str, seed: int, key: str, text: str, run_dir: Path,
+                         error: NonFiniteLossError) -> dict[str, Any]:
+        """The record of a run whose loss became NaN or infinite: where, and the epochs it finished before."""
+        progress = json.loads((run_dir / "progress.json").read_text()) if (run_dir / "progress.json").is_file() else {}
+        return {**self._record_header(model.name, dataset, self.corpus(dataset), key, seed, {}),
+                "complete": True, "configs": list(model.configs), "bindings": _training_bindings(self.suite, model),
+                "config_text": text, "config_hash": config_hash(text), "started_commit": _started_commit(run_dir),
+                "diverged": {"step": error.step, "epoch": error.epoch, "loss": repr(error.loss),
+                             "reason": f"the training loss became {error.loss!r}",
+                             "last_checkpoint_step": progress.get("step")}}
 
     def _record_header(self, model: str, dataset: str, corpus, key: str, seed: int | None,
                        metrics: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +346,7 @@ class Bench:
                 "python": platform.python_version(),
                 "platform": platform.platform(),
                 "device": _device_name(self.device),
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "finished_at": _now(),
             },
         }
 
@@ -263,37 +375,56 @@ class Bench:
         return list(dict.fromkeys(labels))
 
     # -- tables ---------------------------------------------------------------------------------------------------
-    def write_description(self, baseline_labels: list[str]) -> None:
+    def write_description(self, baseline_labels: list[str], keyed: list[tuple[ModelSpec, str, int, str, str]]) -> None:
         suite = self.suite
         write_json_atomically(self.root / "suite.json", {
             "name": suite.name, "title": suite.title,
             "models": [*baseline_labels, *(m.name for m in suite.models)],
-            "columns": [asdict(c) for c in suite.columns], "references": suite.references})
+            "columns": [asdict(c) for c in suite.columns], "references": suite.references,
+            "runs": [{"model": model.name, "dataset": dataset, "seed": seed, "key": key,
+                      "record": self.record_path(model, dataset, seed, key).name}
+                     for model, dataset, seed, key, _ in keyed]})
 
     def write_tables(self) -> str:
         from seqvae_zoo.bench.leaderboard import load_results
 
         results = load_results(self.root)
         for fmt, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
-            path = self.root / f"leaderboard.{suffix}"
-            temporary = path.with_name(f".{path.name}.tmp")
-            temporary.write_text(render(results, fmt))
-            os.replace(temporary, path)
+            write_text_atomically(self.root / f"leaderboard.{suffix}", render(results, fmt))
         return render(results, "md")
 
 
-def _start_worker(counter, threads: int) -> None:
-    """Set up a bench worker: its share of the CPU threads and, where there are several GPUs, one of its own."""
+_worker_stop: StopRequest | None = None
+
+
+def _start_worker(counter, threads: int, deadline: float | None, shared_flag) -> None:
+    """Set up a bench worker: its share of the CPU threads, where there are several GPUs one of its own, and the
+    bench's stop request (a scheduler may signal every process of the job: a signal here stops all workers)."""
+    global _worker_stop
     with counter.get_lock():
         index = counter.value
         counter.value += 1
     torch.set_num_threads(threads)
     if torch.cuda.is_available():
         torch.cuda.set_device(index % torch.cuda.device_count())
+    _worker_stop = StopRequest(deadline, shared_flag=shared_flag)
+    for number in STOP_SIGNALS:
+        signal.signal(number, _worker_stop.on_signal)
 
 
 def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str, run: PendingRun) -> None:
-    Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None).complete(run)
+    Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None,
+          stop=_worker_stop).complete(run)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _started_commit(run_dir: Path) -> str | None:
+    """The commit a run's training started on (a resumed run may finish on another)."""
+    path = run_dir / "started.json"
+    return json.loads(path.read_text()).get("git_commit") if path.is_file() else None
 
 
 def _package_version() -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from seqvae_zoo.bench.records import read_record
 from seqvae_zoo.errors import UserError
 
 FORMATS = {"md": "github", "latex": "latex_booktabs"}
@@ -46,7 +47,7 @@ def load_results(results_dir: str | Path) -> list[tuple[dict[str, Any], list[dic
     loaded = []
     for path in suites:
         description = json.loads(path.read_text())
-        records = [json.loads(p.read_text()) for p in sorted((path.parent / "records").glob("*.json"))]
+        records = [read_record(p) for p in sorted((path.parent / "records").glob("*.json"))]
         loaded.append((description, records))
     return loaded
 
@@ -77,8 +78,18 @@ def table_rows(description: dict[str, Any], records: list[dict[str, Any]], datas
         for column in columns:
             values = [v for v in (metric_value(r, column["metric"]) for r in runs) if v is not None]
             cells.append((*_aggregate(values), len(values)) if values else None)
-        rows.append({"model": model, "cells": cells, "seeds": len(runs)})
+        rows.append({"model": model + _run_notes(runs), "cells": cells, "seeds": len(runs)})
     return rows
+
+
+def _run_notes(runs: list[dict[str, Any]]) -> str:
+    """What a row's label must say about its runs: a diverged training, columns still being evaluated."""
+    notes = [f"diverged at step {r['diverged']['step']} (epoch {r['diverged']['epoch']}): "
+             f"{r['diverged']['reason']}" for r in runs if r.get("diverged")]
+    pending = sum(not r.get("complete", True) for r in runs)
+    if pending:
+        notes.append(f"incomplete: IW-NLL of {pending} run{'s' if pending > 1 else ''} pending")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _format_cell(cell, digits: int) -> str:

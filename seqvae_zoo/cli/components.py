@@ -39,9 +39,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_presets(args: argparse.Namespace) -> int:
-    for name in preset_names():
+    names = preset_names()
+    for name in names:
         first = resolve_config(name).read_text().splitlines()[0].lstrip("# ")
-        print(f"{name:<14} {first}")
+        print(f"{name:<{max(map(len, names))}}  {first}")
     return 0
 
 

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqvae_zoo.bench.harness import write_json_atomically
+    from seqvae_zoo.atomic import write_json_atomically
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.training.checkpoint import load_checkpoint
     from seqvae_zoo.training.run import default_device

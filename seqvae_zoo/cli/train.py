@@ -1,5 +1,6 @@
 """``seqvae train PRESET_OR_GIN_FILE... --data NAME --out DIR``: train or resume one run (on several processes and
-machines when started by torchrun: see docs/distributed.md)."""
+machines when started by torchrun: see docs/distributed.md). With ``--time-limit``, or on SIGTERM or SIGUSR1, it
+stops at a checkpoint and exits with status 75; ``--resume`` continues exactly."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 
 from seqvae_zoo.training.distributed import BACKEND_VARIABLE
 from seqvae_zoo.training.run import train_run
+from seqvae_zoo.training.stopping import EXIT_STOPPED_EARLY, StopRequest, StopRequested, parse_duration
 
 
 def register(subparsers) -> None:
@@ -26,14 +28,24 @@ def register(subparsers) -> None:
                         "each process takes the GPU of its LOCAL_RANK)")
     parser.add_argument("--backend", default=None, help="torch.distributed backend under torchrun (default: "
                         f"${BACKEND_VARIABLE}, else nccl on cuda and gloo on cpu)")
+    parser.add_argument("--time-limit", default=None, metavar="DURATION",
+                        help="stop at a checkpoint before this much wall time has passed (1h, 90m, 2h40m, 2:40:00) "
+                        f"and exit with status {EXIT_STOPPED_EARLY}; --resume continues. SIGTERM and SIGUSR1 stop "
+                        "it the same way")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = train_run(args.config, args.data, args.out, data_dir=args.data_dir, bindings=args.gin,
-                       epochs=args.epochs, max_steps=args.max_steps, seed=args.seed, resume=args.resume,
-                       device=args.device, progress=not args.quiet, backend=args.backend)
+    stop = StopRequest.after(parse_duration(args.time_limit) if args.time_limit is not None else None)
+    try:
+        with stop.handling_signals():
+            result = train_run(args.config, args.data, args.out, data_dir=args.data_dir, bindings=args.gin,
+                               epochs=args.epochs, max_steps=args.max_steps, seed=args.seed, resume=args.resume,
+                               device=args.device, progress=not args.quiet, backend=args.backend, stop=stop)
+    except StopRequested as stopped:
+        print(f"{stopped.reason}; run `seqvae train --resume --out {args.out}` to continue")
+        return EXIT_STOPPED_EARLY
     if result.history and result.rank == 0:
         last = result.history[-1]
         print(f"epoch {last['epoch']}: valid -ELBO {last['valid_neg_elbo']:.3f} per sentence, "

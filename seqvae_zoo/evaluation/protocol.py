@@ -6,24 +6,28 @@ meaning, so results of different versions are never compared. ``docs/metrics.md`
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from sys import float_info
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from sys import float_info
 from typing import Hashable, Iterable, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
 
+from seqvae_zoo.atomic import write_json_atomically
 from seqvae_zoo.data.base import Corpus
 from seqvae_zoo.data.batching import make_loader
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.evaluation.importance import has_latents, importance_log_likelihood
+from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.latent import ACTIVE_UNIT_THRESHOLDS, active_units, mutual_information
 from seqvae_zoo.evaluation.synthetic import latent_probe, nll_gap
 from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.model import SeqVAE
+from seqvae_zoo.training.stopping import StopRequest
 
 PROTOCOL_VERSION = "1"
 
@@ -106,54 +110,144 @@ def evaluate(model: SeqVAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
 
     ``batches`` yield (tokens, lengths) as :meth:`SeqVAE.forward` takes them and cover a split once.
     ``true_nll`` and ``true_latent`` (one per sentence, in the order the batches give the sentences) add the
-    synthetic corpus's metrics; :func:`evaluate_corpus` lines them up. The model is put in eval mode for the
-    duration; random draws follow ``seed``, so a result is reproducible, and the caller's random state is left as
-    it was.
+    synthetic corpus's metrics; :func:`evaluate_corpus` lines them up. Two passes: :func:`evaluate_bounds`, then
+    :func:`importance_nll`. The model is put in eval mode for the duration; random draws follow ``seed``, so a
+    result is reproducible, and the caller's random state is left as it was.
     """
     check_iw_samples(iw_samples)
     started = time.perf_counter()
-    was_training = model.training
-    model.eval()
+    batches = list(batches)
+    result = evaluate_bounds(model, batches, seed=seed, true_latent=true_latent, progress=progress)
+    iw_nll = importance_nll(model, batches, iw_samples=iw_samples, seed=seed, memory_budget_mb=memory_budget_mb,
+                            progress=progress)
+    return {**with_importance(result, iw_nll, iw_samples, true_nll), "seconds": time.perf_counter() - started}
+
+
+def evaluate_bounds(model: SeqVAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, seed: int = 0,
+                    true_latent: Sequence[Hashable] | None = None, progress: bool = False) -> dict:
+    """The metrics of one forward pass per sentence and mode (the paper's protocol, the ELBO, the KL terms, MI,
+    active units, the synthetic probe): minutes on PTB, where the importance-weighted pass takes half an hour."""
+    started = time.perf_counter()
     device = next(model.parameters()).device
     totals = _Totals()
-    with seeded(seed, device), torch.inference_mode():
-        try:
-            for tokens, lengths in tqdm(batches, desc="evaluating", unit="batch", disable=not progress):
-                _score_batch(model, tokens.to(device), lengths.to(device), iw_samples,
-                             memory_budget_mb * 2 ** 20, totals)
-        finally:
-            model.train(was_training)
+    with seeded(seed, device), evaluating(model):
+        for tokens, lengths in tqdm(batches, desc="evaluating bounds", unit="batch", disable=not progress):
+            _score_bounds(model, tokens.to(device), lengths.to(device), totals)
         if "tokens" not in totals.values:
             raise EvaluationError("there are no sentences to evaluate: the split is empty")
-        result = _aggregate(model, totals, iw_samples, seed, true_nll, true_latent)
+        result = _aggregate(model, totals, seed, true_latent)
     result["seconds"] = time.perf_counter() - started
     return result
+
+
+def importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *,
+                   iw_samples: int = DEFAULT_IW_SAMPLES, seed: int = 0,
+                   memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB, progress: bool = False,
+                   state_path: str | Path | None = None, stop: StopRequest | None = None) -> list[float]:
+    """The IW-NLL of every sentence, batch by batch, each batch with random draws of its own seed.
+
+    With ``state_path``, the values so far are saved there after every batch, and a later call with the same
+    settings continues after the last saved batch with the same result as an uninterrupted pass; ``stop`` is
+    consulted before each batch and ends the pass with :class:`StopRequested`.
+    """
+    check_iw_samples(iw_samples)
+    device = next(model.parameters()).device
+    identity = {"iw_samples": iw_samples, "seed": seed, "batches": len(batches),
+                "sentences": sum(len(lengths) for _, lengths in batches)}
+    done, seconds = _saved_importance(state_path, identity)
+    slowest = 0.0
+    with evaluating(model):
+        for index, (tokens, lengths) in enumerate(tqdm(batches, desc=f"IW-NLL, K={iw_samples}", unit="batch",
+                                                       disable=not progress)):
+            if index < len(done):
+                continue
+            if stop is not None:
+                stop.check(next_unit_s=slowest)
+            started = time.perf_counter()
+            with seeded(seed * 1_000_003 + index, device):
+                log_likelihood = importance_log_likelihood(model, tokens.to(device), lengths.to(device), iw_samples,
+                                                           memory_budget_mb * 2 ** 20)
+            done.append((-log_likelihood).double().cpu().tolist())
+            elapsed = time.perf_counter() - started
+            seconds += elapsed
+            if state_path is not None:
+                write_json_atomically(state_path, {**identity, "values": done, "seconds": seconds})
+            slowest = max(slowest, elapsed)
+    return [value for batch in done for value in batch]
+
+
+def with_importance(result: dict, iw_nll: Sequence[float], iw_samples: int,
+                    true_nll: Sequence[float] | None = None) -> dict:
+    """:func:`evaluate_bounds`'s ``result`` completed with the IW-NLL of its sentences (same order)."""
+    sentences, tokens = result["sentences"], result["tokens"]
+    _check_aligned("IW-NLL", iw_nll, sentences)
+    total = math.fsum(iw_nll)
+    completed = {**result, "iw": {"nll": total / sentences, "ppl": perplexity(total, tokens), "samples": iw_samples,
+                                  "exact": not result["kl"]}}
+    if true_nll is not None:
+        _check_aligned("true NLL", true_nll, sentences)
+        completed["synthetic"] = {**result.get("synthetic", {}), **nll_gap(list(iw_nll), true_nll, tokens)}
+    return completed
+
+
+def _saved_importance(state_path: str | Path | None, identity: dict) -> tuple[list[list[float]], float]:
+    """The per-batch values a previous pass with the same settings saved, and the seconds it spent; or none."""
+    if state_path is None or not Path(state_path).is_file():
+        return [], 0.0
+    try:
+        saved = json.loads(Path(state_path).read_text())
+    except (OSError, ValueError):
+        return [], 0.0  # written atomically, so only a foreign file gets here: start over
+    if not isinstance(saved, dict) or {k: saved.get(k) for k in identity} != identity:
+        return [], 0.0
+    return [list(map(float, batch)) for batch in saved.get("values", [])], float(saved.get("seconds", 0.0))
+
+
+@contextmanager
+def evaluating(model: SeqVAE) -> Iterator[None]:
+    """Eval mode and no autograd within the block; the model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
 
 
 def evaluate_corpus(model: SeqVAE, vocab, corpus: Corpus, split: str = "test", *,
                     iw_samples: int = DEFAULT_IW_SAMPLES, batch_size: int = 64, seed: int = 0,
                     memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB, progress: bool = False) -> dict:
-    """:func:`evaluate` on one split of a loaded corpus, encoded with ``vocab``, in length-sorted batches; the
-    synthetic corpus's true NLL and latents (``corpus.extras``) are used when it has them."""
-    if split not in corpus.splits:
-        raise EvaluationError(f"dataset {corpus.name!r} has no split {split!r}; its splits are "
-                              f"{', '.join(corpus.splits)}")
+    """:func:`evaluate` on one split of a loaded corpus (see :class:`SplitBatches`)."""
     check_iw_samples(iw_samples)
-    loader = make_loader(vocab.encode_all(corpus.splits[split]), batch_size, vocab.pad_id, shuffle=False, seed=seed)
-    order = [index for batch in loader.batch_sampler.batches() for index in batch]
-    truth = {}
-    for key in ("true_nll", "true_latent"):
-        if split in corpus.extras.get(key, {}):
-            values = corpus.extras[key][split]
-            values = values.tolist() if hasattr(values, "tolist") else list(values)  # numpy arrays -> Python
-            truth[key] = [values[i] for i in order]
-    result = evaluate(model, loader, iw_samples=iw_samples, seed=seed, memory_budget_mb=memory_budget_mb,
-                      progress=progress, **truth)
-    return {"dataset": corpus.name, "fingerprint": corpus.fingerprint, "split": split, **result}
+    split_batches = SplitBatches(vocab, corpus, split, batch_size, seed)
+    result = evaluate(model, split_batches.batches, iw_samples=iw_samples, seed=seed,
+                      memory_budget_mb=memory_budget_mb, progress=progress, **split_batches.truth)
+    return {**split_batches.identity, **result}
 
 
-def _score_batch(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, iw_samples: int,
-                 memory_budget_bytes: int, totals: _Totals) -> None:
+class SplitBatches:
+    """One split of a loaded corpus encoded with ``vocab`` in length-sorted batches, with the synthetic corpus's
+    true NLL and latents (``corpus.extras``) in the same order where it has them."""
+
+    def __init__(self, vocab, corpus: Corpus, split: str, batch_size: int = 64, seed: int = 0):
+        if split not in corpus.splits:
+            raise EvaluationError(f"dataset {corpus.name!r} has no split {split!r}; its splits are "
+                                  f"{', '.join(corpus.splits)}")
+        loader = make_loader(vocab.encode_all(corpus.splits[split]), batch_size, vocab.pad_id, shuffle=False,
+                             seed=seed)
+        self.batches = list(loader)
+        order = [index for batch in loader.batch_sampler.batches() for index in batch]
+        self.truth: dict[str, list] = {}
+        for key in ("true_nll", "true_latent"):
+            if split in corpus.extras.get(key, {}):
+                values = corpus.extras[key][split]
+                values = values.tolist() if hasattr(values, "tolist") else list(values)  # numpy arrays -> Python
+                self.truth[key] = [values[i] for i in order]
+        self.identity = {"dataset": corpus.name, "fingerprint": corpus.fingerprint, "split": split}
+
+
+def _score_bounds(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, totals: _Totals) -> None:
     totals.add("tokens", lengths)
     paper = model(tokens, lengths, latent_mode="prior_mean")
     totals.add("paper_nll", paper.nll)
@@ -162,15 +256,13 @@ def _score_batch(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, iw_
     totals.add("elbo_nll", bound.neg_elbo)
     for name, value in bound.kl.items():
         totals.add(f"kl.{name}", value)
-    totals.add("iw_nll", -importance_log_likelihood(model, tokens, lengths, iw_samples, memory_budget_bytes))
     if model.encoder is not None:
         posterior = model.encoder(tokens, lengths).posterior
         totals.add("posterior_mean", posterior.mean)
         totals.add("posterior_logvar", posterior.logvar)
 
 
-def _aggregate(model: SeqVAE, totals: _Totals, iw_samples: int, seed: int,
-               true_nll: Sequence[float] | None, true_latent: Sequence[Hashable] | None) -> dict:
+def _aggregate(model: SeqVAE, totals: _Totals, seed: int, true_latent: Sequence[Hashable] | None) -> dict:
     sentences = totals.cat("tokens").numel()
     words, tokens = totals.sum("words"), totals.sum("tokens")
     has_encoder = model.encoder is not None
@@ -181,8 +273,6 @@ def _aggregate(model: SeqVAE, totals: _Totals, iw_samples: int, seed: int,
                   "kl": totals.sum("kl.z_enc") / sentences if has_encoder else None,
                   "ppl": perplexity(totals.sum("paper_nll"), words)},
         "elbo": {"nll": totals.sum("elbo_nll") / sentences},
-        "iw": {"nll": totals.sum("iw_nll") / sentences, "ppl": perplexity(totals.sum("iw_nll"), tokens),
-               "samples": iw_samples, "exact": not has_latents(model)},
         "kl": {name: totals.sum(f"kl.{name}") / sentences for name in model.kl_terms},
     }
     if has_encoder and sentences >= 2:
@@ -190,15 +280,9 @@ def _aggregate(model: SeqVAE, totals: _Totals, iw_samples: int, seed: int,
         standard, strict = active_units(posterior.mean, ACTIVE_UNIT_THRESHOLDS).values()
         result["latent"] = {"mi": mutual_information(posterior, generator=torch.Generator().manual_seed(seed)),
                             "au": standard, "au_strict": strict}
-    synthetic = {}
-    if true_nll is not None:
-        _check_aligned("true NLL", true_nll, sentences)
-        synthetic.update(nll_gap(totals.cat("iw_nll").tolist(), true_nll, int(tokens)))
     if true_latent is not None and has_encoder and sentences >= 2:
         _check_aligned("true latent", true_latent, sentences)
-        synthetic.update(latent_probe(totals.cat("posterior_mean"), list(true_latent), seed))
-    if synthetic:
-        result["synthetic"] = synthetic
+        result["synthetic"] = latent_probe(totals.cat("posterior_mean"), list(true_latent), seed)
     return result
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from seqvae_zoo.atomic import write_text_atomically
+
 LOG_EVERY = 10  # steps between TensorBoard scalars and progress-bar updates
 
 
@@ -76,9 +78,7 @@ def _write_csv_atomically(path: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(buffer.getvalue())
-    os.replace(temporary, path)
+    write_text_atomically(path, buffer.getvalue())
 
 
 def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> None:

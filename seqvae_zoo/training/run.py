@@ -22,6 +22,7 @@ from seqvae_zoo.model import SeqVAE
 from seqvae_zoo.presets import build_model, config_hash, parse_config, parse_config_text
 from seqvae_zoo.training.checkpoint import read_checkpoint
 from seqvae_zoo.training.distributed import DistributedContext, DistributedError, rank_seed
+from seqvae_zoo.training.stopping import StopRequest
 from seqvae_zoo.training.trainer import Trainer, TrainingSettings
 
 CHECKPOINT = "checkpoint.pt"
@@ -56,17 +57,19 @@ class TrainedRun:
 def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_dir: str | None = None,
               bindings: Sequence[str] = (), epochs: int | None = None, max_steps: int | None = None, seed: int = 0,
               resume: bool = False, device: str | None = None, progress: bool = True,
-              dataset_options: dict[str, Any] | None = None, backend: str | None = None) -> TrainedRun:
+              dataset_options: dict[str, Any] | None = None, backend: str | None = None,
+              stop: StopRequest | None = None) -> TrainedRun:
     """Train (or resume) one run into ``out_dir``.
 
     A folder that already holds a run is never overwritten: pass ``resume`` to continue it. On resume the run's
     saved config is used; only ``epochs`` may change (to extend a finished run). Under torchrun the processes train
-    together over the process group, with ``backend`` (default: nccl on CUDA, gloo on the CPU).
+    together over the process group, with ``backend`` (default: nccl on CUDA, gloo on the CPU). A ``stop`` request
+    that asks ends training at a checkpoint with :class:`StopRequested`; resuming continues exactly.
     """
     distributed = DistributedContext.join(device or default_device(), backend)
     try:
         result = _train(distributed, configs, dataset, Path(out_dir), data_dir, bindings, epochs, max_steps, seed,
-                        resume, progress, dataset_options)
+                        resume, progress, dataset_options, stop)
     except BaseException:
         distributed.close(finished=False)
         raise
@@ -76,7 +79,8 @@ def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_di
 
 def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str, out_dir: Path,
            data_dir: str | None, bindings: Sequence[str], epochs: int | None, max_steps: int | None, seed: int,
-           resume: bool, progress: bool, dataset_options: dict[str, Any] | None) -> TrainedRun:
+           resume: bool, progress: bool, dataset_options: dict[str, Any] | None,
+           stop: StopRequest | None) -> TrainedRun:
     from seqvae_zoo.data.batching import make_loader
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.data.vocab import build_vocabulary, vocabulary_from_dict
@@ -131,7 +135,7 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
                    "dataset": dataset, "dataset_options": dataset_options or {},
                    "dataset_fingerprint": corpus.fingerprint, "seed": seed}
     trainer = Trainer(model, train_loader, valid_loader, out_dir, settings, extra_state=extra_state,
-                      device=distributed.device, progress=progress, distributed=distributed)
+                      device=distributed.device, progress=progress, distributed=distributed, stop=stop)
     if resume:
         trainer.resume(checkpoint)
     if distributed.is_main:

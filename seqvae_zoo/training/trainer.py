@@ -1,8 +1,8 @@
 """The training loop: Adam with the paper's step decay, gradient clipping, KL schedules, exact resume.
 
 A run lives in one folder: ``checkpoint.pt`` (latest, atomic), ``best.pt`` (best validation -ELBO), ``config.gin``
-(the operative gin config), ``metrics.csv`` (one row per epoch), ``tensorboard/`` (event files) and
-``learning_curves.png``. Resuming reads ``checkpoint.pt`` and continues with the very next batch, with the RNG
+(the operative gin config), ``metrics.csv`` (one row per epoch), ``progress.json`` (where the run stands, written
+with every checkpoint, for ``seqvae bench --status``), ``tensorboard/`` (event files) and ``learning_curves.png``. Resuming reads ``checkpoint.pt`` and continues with the very next batch, with the RNG
 states, optimizer, scheduler, schedule step and the epoch's metrics so far of the moment it was written, so a
 resumed run ends with the same parameters and epoch rows as an uninterrupted one.
 
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from seqvae_zoo.atomic import write_json_atomically
 from seqvae_zoo.data.batching import DistributedBucketBatchSampler
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.model import LossTerms, SeqVAE
@@ -34,6 +35,7 @@ from seqvae_zoo.schedules.base import WeightSchedule
 from seqvae_zoo.training.checkpoint import load_optimizer_state, read_checkpoint, save_checkpoint
 from seqvae_zoo.training.distributed import DistributedContext, rank_seed
 from seqvae_zoo.training.logs import LOG_EVERY, RunLog
+from seqvae_zoo.training.stopping import StopRequest, StopRequested
 
 
 def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
@@ -50,7 +52,12 @@ def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
 
 
 class NonFiniteLossError(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite at ``step`` (1-based) of ``epoch`` (1-based); the last good checkpoint is
+    kept."""
+
+    def __init__(self, message: str, step: int, epoch: int, loss: float):
+        super().__init__(message)
+        self.step, self.epoch, self.loss = step, epoch, loss
 
 
 @gin.configurable(module="training")
@@ -133,14 +140,16 @@ class Trainer:
     """Trains ``model`` on ``train_loader`` (whose batch sampler has ``set_epoch`` and a resumable state).
 
     With a ``distributed`` context of several processes, every process builds a Trainer over its own loaders (whose
-    samplers are :class:`DistributedBucketBatchSampler` s) and calls the same methods in the same order.
+    samplers are :class:`DistributedBucketBatchSampler` s) and calls the same methods in the same order. A ``stop``
+    request is consulted after every step: when it asks, the trainer writes a checkpoint and raises
+    :class:`StopRequested`, and resuming continues exactly as if it had not stopped.
     """
 
     def __init__(self, model: SeqVAE, train_loader, valid_loader, out_dir: str | Path,
                  settings: TrainingSettings | None = None, extra_state: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu", progress: bool = True,
                  on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-                 distributed: DistributedContext | None = None):
+                 distributed: DistributedContext | None = None, stop: StopRequest | None = None):
         self.device = torch.device(device)
         self.distributed = distributed or DistributedContext.single(self.device)
         self.model = model.to(device)
@@ -161,6 +170,9 @@ class Trainer:
         self.best_valid = math.inf
         self.log = RunLog(self.out_dir, enabled=progress) if self.distributed.is_main else SilentLog()
         self.on_epoch_end = on_epoch_end
+        self.stop = stop
+        self._slowest_step_s = 0.0
+        self._slowest_save_s = 0.0
 
     # -- state ----------------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -218,10 +230,24 @@ class Trainer:
         self._restore_rng(state)
 
     def save(self, name: str = "checkpoint.pt") -> None:
-        """Write a checkpoint (rank 0 writes; every process must call it)."""
+        """Write a checkpoint (rank 0 writes; every process must call it); with the latest one, ``progress.json``."""
+        started = time.perf_counter()
         state = self.state()
         if self.distributed.is_main:
             save_checkpoint(self.out_dir / name, state)
+            if name == "checkpoint.pt":
+                write_json_atomically(self.out_dir / "progress.json", self.progress_summary())
+        self._slowest_save_s = max(self._slowest_save_s, time.perf_counter() - started)
+
+    def progress_summary(self) -> dict[str, Any]:
+        """Where the run stands, in plain JSON: read without loading the checkpoint."""
+        epoch_seconds = time.perf_counter() - self.epoch_started
+        seconds = sum(row["seconds"] for row in self.history) + (epoch_seconds if self.epoch < self.settings.epochs
+                                                                  else 0.0)
+        return {"step": self.step, "epoch": self.epoch, "epochs": self.settings.epochs,
+                "steps_per_epoch": len(self.sampler), "train_seconds": seconds,
+                "last_valid_nll": self.history[-1]["valid_nll"] if self.history else None,
+                "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     # -- loop -----------------------------------------------------------------------------------------------------
     def train(self, max_steps: int | None = None) -> list[dict[str, float]]:
@@ -237,6 +263,7 @@ class Trainer:
                     self.totals, self.epoch_started = EpochTotals(), time.perf_counter()
                 bar = self.log.progress(self.epoch, settings.epochs, steps_per_epoch, self.sampler.state_dict())
                 for tokens, lengths in self.train_loader:
+                    step_started = time.perf_counter()
                     weights = settings.kl_schedule.weights(self.step, self.step / steps_per_epoch)
                     rows, loss_scale = self._share(self.sampler, len(lengths))
                     terms = _first_rows(self._train_step(tokens.to(self.device), lengths.to(self.device), weights,
@@ -253,6 +280,8 @@ class Trainer:
                         self.save()
                     if max_steps is not None and self.step >= max_steps:
                         break
+                    self._slowest_step_s = max(self._slowest_step_s, time.perf_counter() - step_started)
+                    self._stop_if_asked()
                 bar.close()
                 sampler_state = self.sampler.state_dict()
                 if sampler_state["epoch"] == self.epoch and sampler_state["position"] < steps_per_epoch:
@@ -262,6 +291,17 @@ class Trainer:
         finally:
             self.log.close()
         return self.history
+
+    def _stop_if_asked(self) -> None:
+        """With a stop request that asks (in any process), write a checkpoint at this step and stop."""
+        if self.stop is None:
+            return
+        reason = self.stop.reason(next_unit_s=self._slowest_step_s + self._slowest_save_s)
+        if self.distributed.all_true(reason is None):
+            return
+        self.save()
+        raise StopRequested(f"{reason or 'another process was asked to stop'}: stopped at step {self.step} "
+                            f"(epoch {self.epoch + 1}), checkpoint written")
 
     def _share(self, sampler, rows: int) -> tuple[int, float]:
         """(sentences that count, loss scale) of the batch just drawn from ``sampler``: in one process all of it, at
@@ -285,7 +325,8 @@ class Trainer:
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at step {self.step + 1} (epoch {self.epoch + 1}); the "
                 f"last good checkpoint {str(self.out_dir / 'checkpoint.pt')!r} is kept. Lower the learning rate "
-                "(--gin 'training.TrainingSettings.lr = 5e-4') or check the data, then --resume")
+                "(--gin 'training.TrainingSettings.lr = 5e-4') or check the data, then --resume",
+                step=self.step + 1, epoch=self.epoch + 1, loss=loss.item())
         self.optimizer.zero_grad(set_to_none=True)
         (loss * loss_scale if loss_scale != 1.0 else loss).backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)

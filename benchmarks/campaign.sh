@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The paper's tables as a campaign run in slices: `seqvae bench` over the suites in the order they are published,
+# within one wall-clock budget, stopping at a checkpoint before the budget is spent (exit status 75); running this
+# script again continues where it stopped. Each suite's records and tables (never its run folders: checkpoints stay
+# in OUT) are then copied into RESULTS, the folder that is committed.
+#
+#   benchmarks/campaign.sh OUT BUDGET [SUITE...]      e.g. benchmarks/campaign.sh ~/campaign 2h40m
+#
+# SUITE defaults to paper-ptb, paper-duc, paper-yelp. RESULTS defaults to benchmarks/results beside this script;
+# SEQVAE (default: seqvae) is the command to run. Exit status: 0 when every suite is done, 75 when the budget ran out
+# first (requeue the job), 2 for bad input. Under SLURM add `#SBATCH --signal=USR1@300`: the bench then also stops
+# cleanly when the job is ended before the budget.
+set -uo pipefail
+
+if [ $# -lt 2 ]; then
+    echo "usage: $0 OUT BUDGET [SUITE...]   (BUDGET like 2h40m, 90m or 2:40:00)" >&2
+    exit 2
+fi
+out=$1
+budget=$2
+shift 2
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(paper-ptb paper-duc paper-yelp)
+seqvae=${SEQVAE:-seqvae}
+results=${RESULTS:-$(cd "$(dirname "$0")" && pwd)/results}
+
+"$seqvae" bench "${suites[@]}" --out "$out" --time-limit "$budget" --quiet
+status=$?
+[ "$status" -eq 2 ] && exit 2
+for suite in "${suites[@]}"; do
+    name=$(basename "$suite" .toml)
+    [ -f "$out/$name/suite.json" ] || continue
+    mkdir -p "$results/$name/records"
+    cp "$out/$name"/suite.json "$out/$name"/leaderboard.* "$results/$name/"
+    cp "$out/$name"/records/*.json "$results/$name/records/" 2>/dev/null
+done
+"$seqvae" bench --status "$out"
+exit "$status"

@@ -1,0 +1,79 @@
+"""Validation curves per epoch from a results folder's records, one PNG per suite and dataset.
+
+Every record keeps its run's epoch rows (``training.history``, the rows of the run's ``metrics.csv``), so the curves
+are drawn from the committed records alone, without the run folders and their checkpoints:
+
+    python benchmarks/validation_curves.py benchmarks/results            # writes <suite>/validation-<dataset>.png
+
+Left: the validation reconstruction NLL per sentence (the ELBO's first term); right: the validation -ELBO per
+sentence. Several seeds of a model are drawn as one line of their mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from seqvae_zoo.bench.leaderboard import load_results  # noqa: E402
+from seqvae_zoo.errors import UserError  # noqa: E402
+
+PANELS = (("valid_nll", "validation NLL per sentence"), ("valid_neg_elbo", "validation -ELBO per sentence"))
+
+
+def mean_curve(histories: list[list[dict]], key: str) -> tuple[list[int], list[float]]:
+    """Epochs every history reached, and the mean of ``key`` over the histories at each."""
+    epochs = min(len(history) for history in histories)
+    return (list(range(1, epochs + 1)),
+            [statistics.fmean(float(history[e][key]) for history in histories) for e in range(epochs)])
+
+
+def draw(results_dir: Path) -> list[Path]:
+    written = []
+    for description, records in load_results(results_dir):
+        trained = [r for r in records if r.get("training", {}).get("history")]
+        for dataset in dict.fromkeys(r["dataset"]["name"] for r in trained):
+            figure, axes = plt.subplots(1, len(PANELS), figsize=(11, 4))
+            for model in description["models"]:
+                histories = [r["training"]["history"] for r in trained
+                             if r["model"] == model and r["dataset"]["name"] == dataset]
+                if not histories:
+                    continue
+                for axis, (key, _) in zip(axes, PANELS):
+                    axis.plot(*mean_curve(histories, key), marker="o", markersize=3, label=model)
+            for axis, (_, title) in zip(axes, PANELS):
+                axis.set_title(title)
+                axis.set_xlabel("epoch")
+                axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+                axis.legend(fontsize=7)
+            figure.suptitle(f"{description['title']}: {dataset}", fontsize=9)
+            figure.tight_layout()
+            path = results_dir / description["name"] / f"validation-{dataset}.png"
+            figure.savefig(path, dpi=110)
+            plt.close(figure)
+            written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a results folder written by `seqvae bench --out`")
+    args = parser.parse_args(argv)
+    try:
+        for path in draw(args.results):
+            print(path)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Reading a results folder safely: every record checked before the bench writes anything next to it.
+
+A record that does not parse, or one of another suite, would otherwise surface as a traceback halfway through a
+campaign (or be silently overwritten); each is one clear error naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from seqvae_zoo.errors import UserError
+
+#: What every record holds, whatever the evaluation kind.
+REQUIRED_KEYS = ("model", "dataset", "metrics", "protocol_version", "suite")
+
+
+class RecordError(UserError):
+    """A results folder holds a corrupt record or another suite's records."""
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """One record, checked: a JSON object with the keys every record has."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RecordError(f"the record {str(path)!r} is corrupt ({error}): restore it, or delete it to redo that "
+                          "run") from None
+    missing = [key for key in REQUIRED_KEYS if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise RecordError(f"the record {str(path)!r} is corrupt (no {', '.join(missing)}): restore it, or delete "
+                          "it to redo that run")
+    return record
+
+
+def is_complete(record: dict[str, Any]) -> bool:
+    """Whether a record has every column (records written before the cheap-columns-first order always do)."""
+    return bool(record.get("complete", True))
+
+
+def check_results_folder(out_dir: str | Path, suite_name: str) -> None:
+    """Refuse a results folder the bench of ``suite_name`` must not write into: ``out_dir`` itself a suite's
+    folder, or ``out_dir/suite_name`` holding another suite's description or records, or a corrupt record."""
+    out_dir = Path(out_dir)
+    if (out_dir / "suite.json").is_file() or (out_dir / "records").is_dir():
+        raise RecordError(f"{str(out_dir)!r} is itself the folder of one suite's results: give --out its parent "
+                          f"folder (the bench writes {suite_name!r} into <out>/{suite_name})")
+    root = out_dir / suite_name
+    description = root / "suite.json"
+    if description.is_file():
+        try:
+            name = json.loads(description.read_text()).get("name")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+            raise RecordError(f"{str(description)!r} is corrupt ({error}): delete it (the bench rewrites it from "
+                              "the suite file)") from None
+        if name != suite_name:
+            raise RecordError(f"{str(root)!r} holds the results of suite {name!r}, not {suite_name!r}: give "
+                              "another --out folder")
+    for path in sorted((root / "records").glob("*.json")):
+        record = read_record(path)
+        if record["suite"] != suite_name:
+            raise RecordError(f"{str(path)!r} is a record of suite {record['suite']!r}, not {suite_name!r}: move it "
+                              "to that suite's folder or give another --out folder")

@@ -1,0 +1,142 @@
+"""``seqvae bench --status DIR``: where a campaign stands, read from its files alone, changing none of them.
+
+Each run of a suite is done (its record, with headline numbers), being evaluated (the importance-weighted pass's
+saved batches), in training (the run folder's ``progress.json``), or pending; time left is projected from the rates
+the runs have measured so far.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from seqvae_zoo.bench.leaderboard import metric_value
+from seqvae_zoo.bench.records import is_complete, read_record
+from seqvae_zoo.errors import UserError
+
+HEADLINE_COLUMNS = 4
+
+
+def campaign_status(results_dir: str | Path) -> str:
+    """The status of every suite under ``results_dir`` (a ``--out`` folder or one suite's folder)."""
+    results_dir = Path(results_dir)
+    if (results_dir / "suite.json").is_file():
+        roots = [results_dir]
+    else:
+        roots = sorted(p.parent for p in results_dir.glob("*/suite.json"))
+    if not roots:
+        raise UserError(f"no suite results in {str(results_dir)!r}: give the --out folder of `seqvae bench` (or one "
+                        "suite's folder inside it)")
+    return "\n\n".join(_suite_status(root) for root in roots)
+
+
+def _suite_status(root: Path) -> str:
+    description = json.loads((root / "suite.json").read_text())
+    runs = description.get("runs")
+    if runs is None:  # written before suite.json listed the runs: what the folders show
+        runs = [{"model": r["model"], "dataset": r["dataset"]["name"], "seed": r.get("seed"), "key": r["run_key"],
+                 "record": p.name} for p in sorted((root / "records").glob("*.json"))
+                if not (r := read_record(p)).get("baseline")]
+        recorded = {run["key"] for run in runs}
+        runs += [{"model": "?", "dataset": "?", "seed": None, "key": d.name, "record": None}
+                 for d in sorted((root / "runs").glob("*")) if d.is_dir() and d.name not in recorded]
+    states = [_run_state(root, description, run) for run in runs]
+    finished = [s["total_s"] for s in states if s["kind"] == "done" and s.get("total_s")]
+    projected = next((s["projected_s"] for s in states if s.get("projected_s")), None)
+    per_pending = statistics.fmean(finished) if finished else projected
+    basis = (f"pending runs at the finished runs' mean of {_duration(per_pending)}" if finished else
+             f"pending runs at the running one's projected {_duration(per_pending)}" if projected else None)
+    left = sum(s.get("left_s") or 0.0 for s in states)
+    pending = sum(s["kind"] == "pending" for s in states)
+    done = sum(s["kind"] == "done" for s in states)
+    lines = [f"{description['name']}: {description.get('title', '')}",
+             f"{done} of {len(states)} runs done; {_lock_holder(root)}"]
+    width = max((len(s["kind"]) for s in states), default=0)
+    lines += [f"  {s['kind']:<{width}}  {s['label']}: {s['detail']}" for s in states]
+    if pending and per_pending is None:
+        lines.append("time left: unknown until a run has measured its rate")
+    elif pending or left:
+        lines.append(f"time left: about {_duration(left + pending * (per_pending or 0.0))}"
+                     + (f" ({basis})" if pending and basis else ""))
+    return "\n".join(lines)
+
+
+def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    label = f"{run['model']} on {run['dataset']}, seed {run['seed']}"
+    record_path = root / "records" / run["record"] if run.get("record") else None
+    record = read_record(record_path) if record_path is not None and record_path.is_file() else None
+    run_dir = root / "runs" / run["key"]
+    if record is not None and record.get("diverged"):
+        diverged = record["diverged"]
+        return {"kind": "done", "label": label, "detail": f"diverged at step {diverged['step']} (epoch "
+                f"{diverged['epoch']}): {diverged['reason']}"}
+    if record is not None and is_complete(record):
+        total = record.get("training", {}).get("wall_seconds", 0.0) + record.get("evaluation_seconds", 0.0)
+        return {"kind": "done", "label": label, "detail": _headline(description, record), "total_s": total}
+    if record is not None:
+        return {"kind": "evaluating", "label": label, **_evaluation_detail(run_dir, description, record)}
+    progress_path = run_dir / "progress.json"
+    if progress_path.is_file():
+        return {"kind": "training", "label": label, **_training_detail(json.loads(progress_path.read_text()))}
+    if (run_dir / "metrics.csv").is_file():
+        epochs = len((run_dir / "metrics.csv").read_text().strip().splitlines()) - 1
+        return {"kind": "training", "label": label, "detail": f"{epochs} epochs done (no progress.json: rate unknown)"}
+    return {"kind": "pending", "label": label, "detail": "not started"}
+
+
+def _headline(description: dict[str, Any], record: dict[str, Any]) -> str:
+    values = []
+    for column in description["columns"]:
+        value = metric_value(record, column["metric"])
+        if value is not None:
+            values.append(f"{column['header']} {value:,.{column.get('digits', 2)}f}")
+    return ", ".join(values[:HEADLINE_COLUMNS]) or "no metrics"
+
+
+def _training_detail(progress: dict[str, Any]) -> dict[str, Any]:
+    total_steps = progress["epochs"] * progress["steps_per_epoch"]
+    per_step = progress["train_seconds"] / progress["step"] if progress["step"] else None
+    left = (total_steps - progress["step"]) * per_step if per_step else None
+    valid = progress.get("last_valid_nll")
+    detail = (f"epoch {min(progress['epoch'] + 1, progress['epochs'])} of {progress['epochs']}, step "
+              f"{progress['step']:,} of {total_steps:,}, last validation NLL "
+              f"{'–' if valid is None else f'{valid:.2f}'}, training "
+              f"{'time left unknown' if left is None else f'about {_duration(left)} left'} (at the last checkpoint, "
+              f"{progress['updated_at']})")
+    return {"detail": detail, "left_s": left, "projected_s": per_step * total_steps if per_step else None}
+
+
+def _evaluation_detail(run_dir: Path, description: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    path = run_dir / "iw-progress.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    done, batches = len(saved.get("values", [])), saved.get("batches")
+    per_batch = saved["seconds"] / done if done and saved.get("seconds") else None
+    left = (batches - done) * per_batch if per_batch and batches else None
+    where = f"batch {done} of {batches}" if batches else "not started"
+    timing = f", about {_duration(left)} left" if left is not None else ""
+    return {"detail": f"{_headline(description, record)}; IW-NLL {where}{timing}", "left_s": left}
+
+
+def _lock_holder(root: Path) -> str:
+    """Whether a bench is writing the folder now (its lock is held), and which."""
+    path = root / "bench.lock"
+    if not path.is_file():
+        return "no bench running"
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f"a bench is running ({handle.read().strip()})"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return "no bench running"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

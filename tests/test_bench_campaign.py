@@ -1,0 +1,398 @@
+"""Running a suite in slices: time limits, stop signals, the folder lock, --status, cheap columns first, diverged
+runs, and one clear error for each bad input with the results folder left as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqvae_zoo.bench.harness import Bench, BenchLockedError, BenchStopped
+from seqvae_zoo.bench.status import campaign_status
+from seqvae_zoo.bench.suite import load_suite
+from seqvae_zoo.cli import main
+from seqvae_zoo.errors import UserError
+from seqvae_zoo.training.checkpoint import read_checkpoint
+from seqvae_zoo.training.run import train_run
+from seqvae_zoo.training.stopping import EXIT_STOPPED_EARLY, StopRequest, StopRequested, parse_duration
+
+SUITE = """
+title = "slices"
+datasets = ["synthetic"]
+seeds = [0]
+epochs = 2
+bindings = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "training.TrainingSettings.batch_size = 16",
+            "training.TrainingSettings.checkpoint_every = 3"]
+
+[dataset_options.synthetic]
+train_size = 96
+valid_size = 16
+test_size = 24
+
+[evaluation]
+split = "test"
+iw_samples = 3
+batch_size = 8
+
+[[models]]
+name = "LSTM"
+configs = ["lstm"]
+
+[[models]]
+name = "VRAE-SA"
+configs = ["vrae_sa_aux"]
+
+[[columns]]
+header = "IW-NLL"
+metric = "iw.nll"
+
+[[columns]]
+header = "ELBO-NLL"
+metric = "elbo.nll"
+"""
+
+
+class StopAfter(StopRequest):
+    """Asks to stop at its ``checks``-th consultation: a limit that falls at a chosen point, without a clock."""
+
+    def __init__(self, checks: int):
+        super().__init__()
+        self.checks_left = checks
+
+    def reason(self, next_unit_s: float = 0.0) -> str | None:
+        self.checks_left -= 1
+        return "the test's limit was reached" if self.checks_left < 0 else None
+
+
+@pytest.fixture()
+def suite_file(tmp_path: Path) -> Path:
+    path = tmp_path / "slices.toml"
+    path.write_text(SUITE)
+    return path
+
+
+def quiet_bench(suite_file: Path, out: Path, stop: StopRequest | None = None) -> Bench:
+    return Bench(load_suite(str(suite_file)), out, progress=False, log=lambda _: None, stop=stop)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def comparable(record: dict) -> dict:
+    """A record without what differs between two runs of the same work: clocks and timestamps."""
+    record = json.loads(json.dumps(record))
+    record.pop("provenance"), record.pop("evaluation_seconds")
+    record["metrics"].pop("seconds")
+    training = record["training"]
+    training.pop("wall_seconds"), training.pop("tokens_per_s")
+    for row in training["history"]:
+        row.pop("seconds"), row.pop("tokens_per_s")
+    return record
+
+
+def records_of(out: Path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in sorted((out / "slices" / "records").glob("*.json"))}
+
+
+@pytest.mark.parametrize("text,seconds", [("1h", 3600), ("90m", 5400), ("2h40m", 9600), ("45s", 45),
+                                          ("1h5m30s", 3930), ("2:40:00", 9600), ("40:00", 2400)])
+def test_time_limits_parse_in_every_documented_form(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2x", "h", "0m", "1.5h", "-1h", "m40"])
+def test_a_time_limit_that_does_not_parse_says_which_forms_do(text):
+    with pytest.raises(UserError, match="does not parse: write a positive duration such as 90m, 1h, 2h40m"):
+        parse_duration(text)
+
+
+def test_a_suite_stopped_at_every_kind_of_point_gives_the_records_of_one_uninterrupted_run(tmp_path, suite_file):
+    """Stopped at the run boundary, mid-training (between checkpoints) and mid-IW pass, then run again until done:
+    the records are those of a bench that was never stopped, clocks aside."""
+    whole = tmp_path / "whole"
+    quiet_bench(suite_file, whole).run()
+    sliced = tmp_path / "sliced"
+    slices, stopped_in_evaluation = 0, False
+    # run start | LSTM to step 5 | on to its first IW batch | LSTM done, VRAE-SA to step 5 | to step 9 | two IW batches
+    for checks in (0, 5, 9, 8, 4, 6):
+        try:
+            quiet_bench(suite_file, sliced, StopAfter(checks)).run()
+            break
+        except BenchStopped as stopped:
+            slices += 1
+            assert stopped.total == 2 and 0 <= stopped.done < 2
+            for record in records_of(sliced).values():
+                stopped_in_evaluation |= not record["complete"]
+    else:
+        quiet_bench(suite_file, sliced).run()
+    assert slices == 6 and stopped_in_evaluation
+    assert {k: comparable(v) for k, v in records_of(sliced).items()} == \
+           {k: comparable(v) for k, v in records_of(whole).items()}
+    assert (sliced / "slices" / "leaderboard.md").read_text() == (whole / "slices" / "leaderboard.md").read_text()
+
+
+def test_cheap_columns_are_recorded_and_shown_as_incomplete_before_the_iw_pass(tmp_path, suite_file):
+    suite = load_suite(str(suite_file))
+    suite.models = suite.models[1:]  # the latent model: its IW pass has several batches to stop between
+    checks = 1 + 2 * 6 + 1  # the run's start, two epochs of 6 steps, the first IW batch
+    with pytest.raises(BenchStopped) as stopped:
+        Bench(suite, tmp_path, progress=False, log=lambda _: None, stop=StopAfter(checks)).run()
+    (record,) = records_of(tmp_path).values()
+    assert record["complete"] is False and "iw" not in record["metrics"]
+    assert record["metrics"]["elbo"]["nll"] > 0 and record["metrics"]["paper"]["ppl"] > 1
+    row = next(line for line in stopped.value.table.splitlines() if line.startswith("| VRAE-SA"))
+    assert "incomplete: IW-NLL of 1 run pending" in row
+    saved = json.loads(next((tmp_path / "slices" / "runs").glob("*/iw-progress.json")).read_text())
+    assert len(saved["values"]) == 1 and saved["batches"] == 3
+    line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
+    assert line.split()[0] == "evaluating" and "ELBO-NLL" in line and "IW-NLL batch 1 of 3, about" in line
+
+
+def test_status_lists_done_in_progress_and_pending_runs_and_changes_nothing(tmp_path, suite_file):
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(1 + 12 + 3 + 1 + 4)).run()  # LSTM done, VRAE-SA at step 5
+    before = snapshot(tmp_path)
+    assert main(["bench", "--status", str(tmp_path)]) == 0
+    status = campaign_status(tmp_path)
+    assert snapshot(tmp_path) == before
+    lines = status.splitlines()
+    assert lines[1] == "1 of 2 runs done; no bench running"
+    done = next(line for line in lines if "LSTM on synthetic" in line)
+    assert done.split()[0] == "done" and "IW-NLL" in done and "ELBO-NLL" in done
+    training = next(line for line in lines if "VRAE-SA on synthetic" in line)
+    assert training.split()[0] == "training" and "epoch 1 of 2, step 5 of 12" in training and "left" in training
+    assert lines[-1].startswith("time left: about")
+
+
+def test_status_of_a_suite_not_started_and_of_a_folder_without_results(tmp_path, suite_file):
+    with pytest.raises(BenchStopped) as stopped:
+        quiet_bench(suite_file, tmp_path, StopAfter(0)).run()
+    assert stopped.value.done == 0
+    status = campaign_status(tmp_path / "slices")
+    assert "0 of 2 runs done" in status and status.count("pending") == 2
+    assert "time left: unknown until a run has measured its rate" in status
+    with pytest.raises(UserError, match="no suite results in"):
+        campaign_status(tmp_path / "elsewhere")
+
+
+def test_the_cli_stops_at_its_time_limit_with_the_requeue_status(tmp_path, suite_file, capsys):
+    # a limit inside the stop margin: the bench stops at its first check, before any training
+    assert main(["bench", str(suite_file), "--out", str(tmp_path), "--quiet", "--time-limit", "5s"]) == \
+        EXIT_STOPPED_EARLY == 75
+    captured = capsys.readouterr()
+    assert "0 of 2 runs done; run the same command again to continue" in captured.out
+    assert "the time limit is near" in captured.err
+    assert main(["bench", str(suite_file), "--out", str(tmp_path), "--quiet", "--time-limit", "1h"]) == 0
+    assert "2 of 2 runs done" in campaign_status(tmp_path)
+
+
+def test_several_suites_run_in_order_within_one_limit_and_bad_names_stop_all_before_any_writes(
+        tmp_path, suite_file, capsys):
+    second = tmp_path / "second.toml"
+    second.write_text(SUITE.replace('title = "slices"', 'title = "second"'))
+    out = tmp_path / "out"
+    one_line_error_and_nothing_changed(["bench", str(suite_file), "paper-ptbb", "--out", str(out)], out, capsys,
+                                       "unknown suite 'paper-ptbb'")
+    assert not out.exists()
+    assert main(["bench", str(suite_file), str(second), "--out", str(out), "--quiet", "--time-limit", "5s"]) == 75
+    assert ("slices: 0 of 2 runs done; second not started; run the same command again to continue"
+            in capsys.readouterr().out)
+    assert main(["bench", str(suite_file), str(second), "--out", str(out), "--quiet"]) == 0
+    assert "second" in capsys.readouterr().out
+    status = campaign_status(out)
+    assert status.count("2 of 2 runs done") == 2
+
+
+def start_bench(suite_file: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "seqvae_zoo.cli", "bench", str(suite_file), "--out", str(out),
+                             "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_stop_signal_ends_the_bench_at_a_checkpoint_and_the_same_command_continues(tmp_path, suite_file, number):
+    suite_file.write_text(SUITE.replace("epochs = 2", "epochs = 200"))  # long enough to be caught training
+    process = start_bench(suite_file, tmp_path)
+    progress = tmp_path / "slices" / "runs"
+    deadline = time.monotonic() + 120
+    while not list(progress.glob("*/progress.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(number)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == EXIT_STOPPED_EARLY, err
+    assert f"{signal.Signals(number).name} was received" in err
+    assert "0 of 2 runs done; run the same command again to continue" in out
+    (saved,) = [json.loads(p.read_text()) for p in progress.glob("*/progress.json")]
+    assert saved["step"] >= 3 and (progress / next(progress.iterdir()).name / "checkpoint.pt").is_file()
+
+
+def hold_lock(path: Path) -> subprocess.Popen:
+    """Another process holding the folder's lock, as a running bench does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    code = ("import fcntl, sys, time\nh = open(sys.argv[1], 'a+')\nfcntl.flock(h, fcntl.LOCK_EX)\nh.seek(0); h.truncate()\n"
+            "h.write('pid ' + str(__import__('os').getpid()) + ' on testhost'); h.flush()\nprint('held', flush=True)\n"
+            "time.sleep(600)\n")
+    process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_live_lock_refuses_a_second_bench_and_changes_nothing(tmp_path, suite_file, capsys):
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(3)).run()
+    holder = hold_lock(tmp_path / "slices" / "bench.lock")
+    try:
+        before = snapshot(tmp_path)
+        assert main(["bench", str(suite_file), "--out", str(tmp_path), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "is being written by another `seqvae bench`" in err
+        assert f"pid {holder.pid} on testhost" in err
+        assert snapshot(tmp_path) == before
+        assert f"a bench is running (pid {holder.pid} on testhost)" in campaign_status(tmp_path)
+        with pytest.raises(BenchLockedError):
+            quiet_bench(suite_file, tmp_path).run()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_of_a_killed_bench_is_taken_over(tmp_path, suite_file):
+    holder = hold_lock(tmp_path / "slices" / "bench.lock")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert "testhost" in (tmp_path / "slices" / "bench.lock").read_text()  # the file stays; its lock died with it
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(0)).run()
+    assert (tmp_path / "slices" / "bench.lock").read_text().startswith(f"pid {os.getpid()} on ")
+
+
+def test_a_diverged_run_is_recorded_with_its_step_and_the_suite_goes_on(tmp_path, suite_file, monkeypatch):
+    from seqvae_zoo.model import SeqVAE
+
+    original = SeqVAE.objective
+
+    def poisoned(self, terms, weights):  # the latent model's loss turns NaN at its 5th step
+        loss = original(self, terms, weights)
+        if self.encoder is not None:
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 5:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(SeqVAE, "objective", poisoned)
+    suite = load_suite(str(suite_file))
+    suite.models = suite.models[::-1]  # the diverging run first: the LSTM after it must still be trained
+    table = Bench(suite, tmp_path, progress=False, log=lambda _: None).run()
+    records = {r["model"]: r for r in records_of(tmp_path).values()}
+    assert records["VRAE-SA"]["diverged"]["step"] == 5 and records["VRAE-SA"]["diverged"]["epoch"] == 1
+    assert records["VRAE-SA"]["diverged"]["last_checkpoint_step"] == 3
+    assert "iw" in records["LSTM"]["metrics"]
+    row = next(line for line in table.splitlines() if line.startswith("| VRAE-SA"))
+    assert "diverged at step 5 (epoch 1): the training loss became nan" in row
+    assert "diverged at step 5" in campaign_status(tmp_path)
+
+
+def one_line_error_and_nothing_changed(args: list[str], folder: Path, capsys, expected: str) -> None:
+    before = snapshot(folder) if folder.exists() else None
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and expected in err, err
+    assert (snapshot(folder) if folder.exists() else None) == before
+
+
+def test_bad_input_gets_one_line_exit_2_and_leaves_the_folder_as_it_was(tmp_path, suite_file, capsys):
+    out = tmp_path / "out"
+    suite_file.write_text(SUITE.split("[[models]]\nname = \"VRAE-SA\"")[0] + SUITE.split('configs = ["vrae_sa_aux"]')[1])
+    quiet_bench(suite_file, out).run()
+    one_line_error_and_nothing_changed(["bench", "paper-ptbb", "--out", str(out)], out, capsys,
+                                       "unknown suite 'paper-ptbb'. Did you mean 'paper-ptb'")
+    one_line_error_and_nothing_changed(["bench", str(suite_file), "--out", str(out), "--time-limit", "2 hours"],
+                                       out, capsys, "the time limit '2 hours' does not parse")
+    one_line_error_and_nothing_changed(["bench", str(suite_file), "--out", str(out / "slices")], out, capsys,
+                                       "is itself the folder of one suite's results: give --out its parent")
+    foreign = tmp_path / "foreign"
+    (foreign / "slices").mkdir(parents=True)
+    (foreign / "slices" / "suite.json").write_text(json.dumps({"name": "quick"}))
+    one_line_error_and_nothing_changed(["bench", str(suite_file), "--out", str(foreign)], foreign, capsys,
+                                       "holds the results of suite 'quick', not 'slices'")
+    records = out / "slices" / "records"
+    moved = next(records.glob("lstm-*.json"))
+    record = json.loads(moved.read_text())
+    moved.write_text(json.dumps({**record, "suite": "quick"}))
+    one_line_error_and_nothing_changed(["bench", str(suite_file), "--out", str(out)], out, capsys,
+                                       "is a record of suite 'quick', not 'slices'")
+    moved.write_text(json.dumps(record)[:-40])
+    one_line_error_and_nothing_changed(["bench", str(suite_file), "--out", str(out)], out, capsys,
+                                       "is corrupt")
+    one_line_error_and_nothing_changed(["leaderboard", str(out)], out, capsys, "is corrupt")
+    moved.write_text(json.dumps({"model": "LSTM"}))
+    one_line_error_and_nothing_changed(["bench", str(suite_file), "--out", str(out)], out, capsys,
+                                       "no dataset, metrics, protocol_version, suite")
+
+
+def test_a_signal_to_the_bench_reaches_its_worker_processes(tmp_path, suite_file):
+    """With --workers, SIGTERM to the main process stops every worker at a checkpoint through the shared flag."""
+    suite_file.write_text(SUITE.replace("epochs = 2", "epochs = 200"))
+    process = start_bench(suite_file, tmp_path, "--workers", "2")
+    runs = tmp_path / "slices" / "runs"
+    deadline = time.monotonic() + 180
+    while len(list(runs.glob("*/progress.json"))) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == EXIT_STOPPED_EARLY, err
+    assert "0 of 2 runs done" in out
+    assert len(list(runs.glob("*/checkpoint.pt"))) == 2
+
+
+TRAIN = ["vrae_sa_aux", "--data", "synthetic", "--quiet", "--epochs", "2", "--gin", "synthetic.train_size = 96",
+         "--gin", "synthetic.valid_size = 16", "--gin", "synthetic.test_size = 16", "--gin", "EMBEDDING = 16",
+         "--gin", "HIDDEN = 16", "--gin", "LATENT = 4", "--gin", "training.TrainingSettings.batch_size = 16"]
+
+
+def test_train_stopped_by_a_request_resumes_to_the_parameters_of_an_uninterrupted_run(tmp_path):
+    options = {"bindings": TRAIN[7::2], "progress": False, "epochs": 2}  # the --gin bindings
+    train_run(["vrae_sa_aux"], "synthetic", tmp_path / "whole", **options)
+    with pytest.raises(StopRequested, match="stopped at step 7 \\(epoch 2\\), checkpoint written"):
+        train_run(["vrae_sa_aux"], "synthetic", tmp_path / "sliced", stop=StopAfter(6), **options)
+    assert read_checkpoint(tmp_path / "sliced" / "checkpoint.pt")["step"] == 7
+    train_run([], "synthetic", tmp_path / "sliced", resume=True, progress=False)
+    whole, sliced = (read_checkpoint(tmp_path / run / "checkpoint.pt")["model"] for run in ("whole", "sliced"))
+    assert all(torch.equal(whole[name], sliced[name]) for name in whole)
+
+
+def test_train_cli_stops_at_its_time_limit_with_the_requeue_status(tmp_path, capsys):
+    assert main(["train", *TRAIN, "--out", str(tmp_path / "run"), "--time-limit", "5s"]) == EXIT_STOPPED_EARLY
+    out = capsys.readouterr().out
+    assert "the time limit is near: stopped at step 1 (epoch 1)" in out
+    assert f"run `seqvae train --resume --out {tmp_path / 'run'}` to continue" in out
+    assert main(["train", "--resume", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 12
+    assert main(["train", *TRAIN, "--out", str(tmp_path / "other"), "--time-limit", "soon"]) == 2
+    assert "the time limit 'soon' does not parse" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+def test_status_reads_a_folder_written_before_suite_json_listed_its_runs(tmp_path, suite_file):
+    """Records without "complete" and a suite.json without "runs": what the folders themselves show."""
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(1 + 12 + 3 + 1 + 4)).run()  # LSTM done, VRAE-SA at step 5
+    root = tmp_path / "slices"
+    description = json.loads((root / "suite.json").read_text())
+    del description["runs"]
+    (root / "suite.json").write_text(json.dumps(description))
+    for path in (root / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        del record["complete"]
+        path.write_text(json.dumps(record))
+    lines = campaign_status(tmp_path).splitlines()
+    assert lines[1] == "1 of 2 runs done; no bench running"
+    assert lines[2].split()[0] == "done" and "LSTM on synthetic, seed 0: IW-NLL" in lines[2]
+    assert lines[3].split()[0] == "training" and "step 5 of 12" in lines[3]

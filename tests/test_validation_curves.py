@@ -1,0 +1,50 @@
+"""benchmarks/validation_curves.py: curves drawn from the records alone, seeds averaged, diverged runs left out."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def curves():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import validation_curves
+        yield validation_curves
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def record(model: str, seed: int, history: list[tuple[float, float]] | None) -> dict:
+    body = {"model": model, "seed": seed, "suite": "s", "dataset": {"name": "ptb"}, "metrics": {},
+            "protocol_version": "1"}
+    if history is None:
+        return {**body, "diverged": {"step": 3, "epoch": 1, "reason": "the training loss became nan"}}
+    rows = [{"epoch": e + 1, "valid_nll": nll, "valid_neg_elbo": elbo} for e, (nll, elbo) in enumerate(history)]
+    return {**body, "training": {"history": rows}}
+
+
+def test_the_mean_curve_averages_seeds_over_the_epochs_all_of_them_reached(curves):
+    histories = [[{"v": 4.0}, {"v": 2.0}, {"v": 1.0}], [{"v": 6.0}, {"v": 4.0}]]
+    assert curves.mean_curve(histories, "v") == ([1, 2], [5.0, 3.0])
+
+
+def test_a_png_per_suite_and_dataset_from_the_records_alone(curves, tmp_path, capsys):
+    suite = tmp_path / "s"
+    (suite / "records").mkdir(parents=True)
+    (suite / "suite.json").write_text(json.dumps({"name": "s", "title": "t", "models": ["LSTM", "VRAE"],
+                                                  "columns": []}))
+    for name, content in {"a": record("LSTM", 0, [(110.0, 110.0), (105.0, 105.0)]),
+                          "b": record("LSTM", 1, [(112.0, 112.0), (107.0, 107.0)]),
+                          "c": record("VRAE", 0, None)}.items():
+        (suite / "records" / f"{name}.json").write_text(json.dumps(content))
+    assert curves.main([str(tmp_path)]) == 0
+    png = suite / "validation-ptb.png"
+    assert capsys.readouterr().out.strip() == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert curves.main([str(tmp_path / "nothing")]) == 2
+    assert "no results under" in capsys.readouterr().err
