@@ -188,14 +188,14 @@ def test_lda_refuses_a_corpus_smaller_than_its_topics():
 
 def test_the_registries_are_listed_with_every_component():
     assert REGISTRIES["representations"].names() == ["context_prior", "final_state", "lda", "posterior"]
-    assert REGISTRIES["rankers"].names() == ["cosine", "kl", "lead", "random"]
+    assert REGISTRIES["rankers"].names() == ["cosine", "kl", "lead", "query", "random"]
 
 
 def test_a_fresh_process_loads_the_summarization_registries_with_the_others():
     code = ("from seqvae_zoo.registry import REGISTRIES, load_components; load_components(); "
             "print(REGISTRIES['rankers'].names(), REGISTRIES['representations'].names())")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert output.strip() == ("['cosine', 'kl', 'lead', 'random'] "
+    assert output.strip() == ("['cosine', 'kl', 'lead', 'query', 'random'] "
                               "['context_prior', 'final_state', 'lda', 'posterior']")
 
 

@@ -1,7 +1,8 @@
-"""What a suite measures after training: the language-model protocol, or summaries scored by ROUGE-1.
+"""What a suite measures after training: the language-model protocol, or summaries scored by ROUGE.
 
 A suite picks one with ``[evaluation] kind = "language_model"`` (the default) or ``"summarization"``; the other keys
-of ``[evaluation]`` are that kind's settings. Baseline systems that need no training (``baselines = [...]`` in a
+of ``[evaluation]`` are that kind's settings (for summarization: ``words``, ``ranker``, ``rouge``: the protocol,
+``duc`` by default). Baseline systems that need no training (``baselines = [...]`` in a
 summarization suite) are scored once per dataset.
 """
 
@@ -26,7 +27,7 @@ def protocol_version(settings: dict[str, Any]) -> str:
     if evaluation_kind(settings) == "summarization":
         from seqvae_zoo.summarization.rouge import protocol
 
-        return protocol(int(settings.get("words", 250)))
+        return protocol(int(settings.get("words", 250)), settings.get("rouge", "duc"))
     from seqvae_zoo.evaluation.protocol import PROTOCOL_VERSION
 
     return PROTOCOL_VERSION
@@ -38,7 +39,7 @@ def evaluate_trained(settings: dict[str, Any], model, vocab, corpus, seed: int) 
         from seqvae_zoo.summarization.pipeline import summarize_and_score
 
         return summarize_and_score(model, vocab, corpus, words=int(settings.get("words", 250)),
-                                   ranker=settings.get("ranker", "kl"))
+                                   ranker=settings.get("ranker", "kl"), rouge=settings.get("rouge", "duc"))
     bounds = evaluate_bounds_of(settings, model, vocab, corpus, seed)
     return evaluate_importance_of(settings, model, vocab, corpus, seed, bounds)
 
@@ -70,4 +71,5 @@ def evaluate_baselines(settings: dict[str, Any], names: list[str], corpus) -> di
         raise SuiteError("baselines are summarization systems: they need [evaluation] kind = \"summarization\"")
     from seqvae_zoo.summarization.pipeline import baseline_metrics
 
-    return baseline_metrics(corpus, words=int(settings.get("words", 250)), names=tuple(names))
+    return baseline_metrics(corpus, words=int(settings.get("words", 250)), names=tuple(names),
+                            rouge=settings.get("rouge", "duc"))

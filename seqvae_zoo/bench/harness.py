@@ -143,7 +143,7 @@ class Bench:
         text = parse_config(model.configs, _training_bindings(self.suite, model))
         identity = json.dumps({"config": text, "dataset": dataset, "fingerprint": self.corpus(dataset).fingerprint,
                                "protocol": self.protocol_version, "seed": seed, "max_steps": self.suite.max_steps,
-                               "evaluation": self.suite.evaluation}, sort_keys=True)
+                               "evaluation": self.suite.evaluation_for(model)}, sort_keys=True)
         return hashlib.sha256(identity.encode()).hexdigest()[:16], text
 
     def record_path(self, model: ModelSpec, dataset: str, seed: int, key: str) -> Path:
@@ -273,7 +273,7 @@ class Bench:
             write_json_atomically(record_path, record)
             self.log(f"{model.name}: training diverged at step {error.step} (epoch {error.epoch}); recorded")
             return record
-        settings = self.suite.evaluation
+        settings = self.suite.evaluation_for(model)
         record = read_record(record_path) if record_path.is_file() else None
         if record is None:
             started = time.perf_counter()

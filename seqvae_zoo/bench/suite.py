@@ -14,6 +14,7 @@ A suite file (``benchmarks/suites/<name>.toml``, installed as ``seqvae_zoo.suite
     name = "VRAE-SA w aux"
     configs = ["vrae_sa_aux"]
     bindings = []                          # this model only
+    evaluation = { ranker = "query" }      # this model's summarization ranker, over [evaluation]'s
     [[columns]]
     header = "IW-NLL"
     metric = "iw.nll"                      # dotted path into a record's "metrics"
@@ -42,11 +43,16 @@ class SuiteError(UserError):
     """A suite file is missing or malformed."""
 
 
+#: What a model may change of the suite's [evaluation]: settings that keep the suite's metric protocol.
+MODEL_EVALUATION_KEYS = ("ranker",)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     configs: tuple[str, ...]
     bindings: tuple[str, ...] = ()
+    evaluation: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,10 @@ class Suite:
     references: list[dict[str, Any]] = field(default_factory=list)
     baselines: list[str] = field(default_factory=list)
     data_dir: str | None = None
+
+    def evaluation_for(self, model: ModelSpec) -> dict[str, Any]:
+        """The suite's [evaluation] with the model's own settings over it."""
+        return {**self.evaluation, **dict(model.evaluation)}
 
     def runs(self) -> list[tuple[ModelSpec, str, int]]:
         """Every (model, dataset, seed) of the suite, in the order they run."""
@@ -112,12 +122,19 @@ def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
     if unknown:
         raise SuiteError(f"{where}: unknown key(s) {', '.join(unknown)}; a suite has {', '.join(sorted(known))}")
     try:
-        models = [ModelSpec(m["name"], tuple(m["configs"]), tuple(m.get("bindings", ()))) for m in raw["models"]]
+        models = [ModelSpec(m["name"], tuple(m["configs"]), tuple(m.get("bindings", ())),
+                            tuple(sorted(dict(m.get("evaluation", {})).items()))) for m in raw["models"]]
         columns = [Column(c["header"], c["metric"], int(c.get("digits", 2))) for c in raw["columns"]]
         datasets = list(raw["datasets"])
     except (KeyError, TypeError) as error:
         raise SuiteError(f"{where}: every suite needs models (each with name and configs), datasets and columns "
                          f"(each with header and metric); missing or malformed: {error}") from None
+    for model in models:
+        changed = sorted(set(dict(model.evaluation)) - set(MODEL_EVALUATION_KEYS))
+        if changed:
+            raise SuiteError(f"{where}: model {model.name!r} sets evaluation {', '.join(changed)}; a model may set "
+                             f"only {', '.join(MODEL_EVALUATION_KEYS)} (the rest is the suite's, so that its rows "
+                             "share one protocol)")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise SuiteError(f"{where}: model names must be unique, got {names}")

@@ -1,4 +1,4 @@
-"""``seqvae summarize CHECKPOINT --data duc2007 [--words 250] [--out DIR]``: extractive summaries and ROUGE-1."""
+"""``seqvae summarize CHECKPOINT --data duc2007 [--words 250] [--out DIR]``: extractive summaries and their ROUGE."""
 
 from __future__ import annotations
 
@@ -13,18 +13,22 @@ from seqvae_zoo.presets import ConfigError
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "summarize", help="summarize DUC topics with a trained model (and baselines); ROUGE-1 against the references",
+        "summarize", help="summarize DUC topics with a trained model (and baselines); ROUGE against the references",
         description="Rank every topic's sentences by closeness to the topic under the model's representation, take "
                     "them up to the word budget, write one summary per topic (NIST names) and score them.")
     parser.add_argument("checkpoint", help="a checkpoint written by `seqvae train` (checkpoint.pt or best.pt)")
-    parser.add_argument("--data", default="duc2007", help="dataset in NIST's DUC layout (default: duc2007)")
+    parser.add_argument("--data", default="duc2007", help="dataset in NIST's DUC layout: duc2005, duc2006, duc2007 "
+                        "(default: duc2007)")
     parser.add_argument("--data-dir", default=None, help="folder holding the corpora (default: $SEQVAE_DATA, "
                         "then the user cache)")
     parser.add_argument("--words", type=int, default=250, help="summary length budget in words (default: 250)")
     parser.add_argument("--out", default="summaries", help="folder for the summaries and scores (default: summaries)")
     parser.add_argument("--representation", default=None, help="registered sentence representation (default: "
                         "context_prior for VRAE-SA, posterior for VRAE, final_state for the LSTM)")
-    parser.add_argument("--ranker", default="kl", help="registered ranker (default: kl; also cosine)")
+    parser.add_argument("--ranker", default="kl", help="registered ranker (default: kl; also cosine, query)")
+    parser.add_argument("--rouge", default="duc", choices=("duc", "rouge-score"),
+                        help="ROUGE protocol: duc (ROUGE-1.5.5 as NIST ran it for DUC: ROUGE-1, -2, -SU4, jackknifed, "
+                             "bootstrap intervals; the default) or rouge-score (the rouge-score package)")
     parser.add_argument("--system", default="model", help="the model's system id in the file names (default: model)")
     parser.add_argument("--baselines", default="lead,random",
                         help="comma-separated baselines to add to the table: lead, random, lda (default: lead,random; "
@@ -64,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
     corpus = load_dataset(args.data, data_dir=args.data_dir)
     topics = args.topics.split(",") if args.topics else None
     out = Path(args.out)
-    scores = run_systems([model, *baselines], corpus, settings, out_dir=out, topic_ids=topics)
+    scores = run_systems([model, *baselines], corpus, settings, out_dir=out, topic_ids=topics, rouge=args.rouge)
     table = render_table(scores, args.words)
     (out / "scores.md").write_text(table + "\n")
-    record = {"protocol": protocol(args.words), "checkpoint": str(args.checkpoint), "dataset": corpus.name,
+    record = {"protocol": protocol(args.words, args.rouge), "checkpoint": str(args.checkpoint), "dataset": corpus.name,
               "fingerprint": corpus.fingerprint, "systems": [score.as_dict() for score in scores]}
     (out / "scores.json").write_text(json.dumps(record, indent=1) + "\n")
     print(table)

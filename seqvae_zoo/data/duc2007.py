@@ -1,9 +1,12 @@
-"""DUC multi-document summarization data in NIST's layout (DUC 2007; DUC 2006 has the same layout).
+"""DUC multi-document summarization data in NIST's layout: DUC 2005, 2006 and 2007 (the module keeps the name of
+the first year it read).
 
 The layout as NIST delivers it::
 
-    topics.sgml                     <topic> with <num> D0701A, <title>, <narr> (the query), <docs> (its DOCNOs)
+    topics.sgml                     <topic> with <num> D0701A, <title>, <narr> (the query) and, in 2007 only,
+    (duc2006_topics.sgml, ...)      <docs> (its DOCNOs); DUC 2005 numbers topics d301i and adds <granularity>
     docs/<TOPIC>/<DOCNO>            one newswire document in SGML: <DOC>, <DOCNO>, <HEADLINE>, <TEXT> with <P>
+                                    (where a topic lists no <docs>, its documents are the files of its folder)
     refs/<D0701>.M.250.<A>.<B>      a human reference summary: topic cluster, multi-document, 250 words, the
                                     topic's assessor, the summarizer; one sentence a line
 
@@ -12,9 +15,10 @@ wire service sent no ``<P>``), strips the dateline (``WASHINGTON (AP) --``), spl
 a newswire splitter and tokenizes every sentence the way Mikolov's PTB is (lower case, numbers as ``N``, punctuation
 dropped, clitics split), so a model trained on PTB reads DUC sentences with the same conventions.
 
-:class:`Duc2007` is the registered ``duc2007`` dataset: as a :class:`Corpus` it gives every sentence of the 45
-topics' documents for training (a small held-out slice for validation), and :meth:`Duc2007.topics` gives the
-structure summarization needs: topics, their documents and sentences with the original text, and the references.
+``duc2005``, ``duc2006`` and ``duc2007`` are the registered datasets (:class:`DucDataset`): as a :class:`Corpus`
+each gives every sentence of its topics' documents for training (a small held-out slice for validation), and
+:meth:`DucDataset.topics` gives the structure summarization needs: topics, their documents and sentences with the
+original text, and the references.
 """
 
 from __future__ import annotations
@@ -209,23 +213,34 @@ class Topic:
 
     @property
     def cluster(self) -> str:
-        return self.id[:-1]
+        """D0701 (DUC 2005's d301i gives D301: its references are named in capitals)."""
+        return self.id[:-1].upper()
 
     @property
     def assessor(self) -> str:
-        return self.id[-1]
+        return self.id[-1].upper()
 
     def sentences(self) -> list[Sentence]:
         return [sentence for document in self.documents for sentence in document.sentences]
 
+    def query(self) -> list[list[str]]:
+        """The topic's question as tokenized sentences: its title, then the sentences of its narrative."""
+        texts = [self.title, *split_sentences(self.narrative)]
+        sentences = [words for words in map(tokenize, texts) if words]
+        if not sentences:
+            raise DataError(f"topic {self.id} has an empty <title> and <narr>: there is no question to read; use the "
+                            "topics file of the DUC distribution")
+        return sentences
+
 
 _DOCNO = re.compile(r"^([A-Z_]+?)(\d{8})\.(\d+)$")
-_TOPIC_ID = re.compile(r"^D\d{4}[A-Z]$")
-_REFERENCE_NAME = re.compile(r"^(D\d{4})\.M\.(\d+)\.([A-Z])\.([A-Za-z0-9]+)$")
+_TOPIC_ID = re.compile(r"^[Dd]\d{3,4}[A-Za-z]$")
+_REFERENCE_NAME = re.compile(r"^(D\d{3,4})\.M\.(\d+)\.([A-Z])\.([A-Za-z0-9]+)$")
 _ENTITIES = {"AMP": "&", "amp": "&", "LT": "<", "lt": "<", "GT": ">", "gt": ">", "HT": "\t"}
 _ENTITY = re.compile(r"&([A-Za-z0-9]+);")
-#: Paragraph starts where a wire service sent no <P>: an indented line.
-_INDENTED_LINE = re.compile(r"\n(?=[ \t])")
+#: Paragraph starts where a wire service sent no <P>: an indented line, or a line after a blank one (the Financial
+#: Times of DUC 2005).
+_PARAGRAPH_START = re.compile(r"\n(?=[ \t])|\n[ \t]*\n")
 _LOWER, _UPPER = re.compile(r"[a-z]"), re.compile(r"[A-Z]")
 
 
@@ -259,7 +274,7 @@ def _paragraphs(block: str) -> list[str]:
     """The paragraphs of a <TEXT> block (or of untagged body text): <P> elements, else indented lines."""
     block = re.sub(r"<ANNOTATION>.*?</ANNOTATION>", " ", block, flags=re.DOTALL | re.IGNORECASE)
     tagged = re.findall(r"<P>(.*?)</P>", block, re.DOTALL | re.IGNORECASE)
-    pieces = tagged if tagged else _INDENTED_LINE.split(block.replace("&HT;", "\t"))
+    pieces = tagged if tagged else _PARAGRAPH_START.split(block.replace("&HT;", "\t"))
     return [" ".join(_decode_entities(piece).split()) for piece in pieces]
 
 
@@ -277,7 +292,8 @@ def read_document(path: Path, docno: str) -> Document:
     if found != docno:
         raise DataError(f"{path} holds document {found!r}, but topics.sgml lists {docno!r} under this name")
     text = _element(sgml, "TEXT", path)
-    headline = " ".join(_decode_entities(_element(sgml, "HEADLINE", path, required=False) or "").split())
+    headline = _element(sgml, "HEADLINE", path, required=False) or ""
+    headline = " ".join(_decode_entities(re.sub(r"<[^>]+>", " ", headline)).split())  # LA Times: <P> inside
     paragraphs = _paragraphs(text)
     body = _element(sgml, "BODY", path, required=False)
     if body is not None:
@@ -300,8 +316,9 @@ def read_document(path: Path, docno: str) -> Document:
     return Document(docno, headline, dateline, paragraphs, sentences)
 
 
-def _topic_entries(path: Path) -> list[tuple[str, str, str, list[str]]]:
-    """(id, title, narrative, DOCNOs) of every <topic> in topics.sgml."""
+def _topic_entries(path: Path) -> list[tuple[str, str, str, list[str] | None]]:
+    """(id, title, narrative, DOCNOs) of every <topic> in a topics file; DOCNOs None where it lists no <docs>
+    (DUC 2005 and 2006)."""
     sgml = _read_text(path)
     blocks = re.findall(r"<topic>(.*?)</topic>", sgml, re.DOTALL | re.IGNORECASE)
     if not blocks:
@@ -310,15 +327,15 @@ def _topic_entries(path: Path) -> list[tuple[str, str, str, list[str]]]:
     for block in blocks:
         topic_id = (_element(block, "num", path) or "").strip()
         if not _TOPIC_ID.match(topic_id):
-            raise DataError(f"{path}: topic number {topic_id!r} is not of the form D0701A")
+            raise DataError(f"{path}: topic number {topic_id!r} is not of the form D0701A (or DUC 2005's d301i)")
         title = " ".join((_element(block, "title", path) or "").split())
         narrative = " ".join((_element(block, "narr", path) or "").split())
-        docnos = (_element(block, "docs", path) or "").split()
-        entries.append((topic_id, title, narrative, docnos))
+        docs = _element(block, "docs", path, required=False)
+        entries.append((topic_id, title, narrative, None if docs is None else docs.split()))
     return entries
 
 
-def read_references(directory: Path, topics: dict[str, Topic]) -> None:
+def read_references(directory: Path, topics: dict[str, Topic], topics_file: str = "topics.sgml") -> None:
     """Attach every reference in ``directory`` (NIST names) to its topic; a name no topic has is an error."""
     by_cluster = {topic.cluster: topic for topic in topics.values()}
     for path in sorted(directory.iterdir()):
@@ -326,22 +343,35 @@ def read_references(directory: Path, topics: dict[str, Topic]) -> None:
             continue
         match = _REFERENCE_NAME.match(path.name)
         if match is None:
-            raise DataError(f"{path} is not named like a NIST reference summary (D0701.M.250.A.B): move it out of "
+            raise DataError(f"{path} is not named like a NIST reference summary (<cluster>.M.<words>.<assessor>."
+                            f"<summarizer>, e.g. D0701.M.250.A.B): rename it to NIST's name or move it out of "
                             f"{directory}")
         topic = by_cluster.get(match.group(1))
         if topic is None:
-            raise DataError(f"{path} is a reference for topic {match.group(1)}, which topics.sgml does not have")
+            raise DataError(f"{path} is a reference for topic {match.group(1)}, which {topics_file} does not have")
+        if match.group(3) != topic.assessor:
+            raise DataError(f"{path} names assessor {match.group(3)}, but topic {topic.id}'s assessor is "
+                            f"{topic.assessor}: the file belongs to another year's topic or was renamed; use the "
+                            f"original from the DUC distribution")
         text = _read_text(path).strip()
         if not text:
             raise DataError(f"{path} is empty: replace it with the original reference summary")
         topic.references.append(Reference(path.name, match.group(4), text))
 
 
-def read_nist_layout(root: Path) -> list[Topic]:
-    """Every topic of a DUC folder in NIST's layout, with documents and references, in topics.sgml's order."""
+def read_nist_layout(root: Path, topics_file: str = "topics.sgml") -> list[Topic]:
+    """Every topic of a DUC folder in NIST's layout, with documents and references, in the topics file's order.
+
+    A topic whose entry lists its <docs> (DUC 2007) has those documents, in that order; one without (DUC 2005,
+    2006) has the files of its folder ``docs/<topic id>/``, in the order of their names."""
     topics = {}
-    for topic_id, title, narrative, docnos in _topic_entries(root / "topics.sgml"):
+    for topic_id, title, narrative, docnos in _topic_entries(root / topics_file):
         folder = root / "docs" / topic_id
+        if docnos is None:
+            if not folder.is_dir():
+                raise DataError(f"topic {topic_id} has no folder {folder}: copy the complete docs/ folder of the "
+                                "DUC distribution")
+            docnos = sorted(path.name for path in folder.iterdir() if not path.name.startswith("."))
         missing = [docno for docno in docnos if not (folder / docno).is_file()]
         if missing:
             raise DataError(f"topic {topic_id}: {len(missing)} of its {len(docnos)} documents are missing, first "
@@ -350,12 +380,12 @@ def read_nist_layout(root: Path) -> list[Topic]:
         topics[topic_id] = Topic(topic_id, title, narrative, documents)
     references = root / "refs"
     if references.is_dir():
-        read_references(references, topics)
+        read_references(references, topics, topics_file)
     return list(topics.values())
 
 
-def layout_checksums(root: Path, topics: list[Topic]) -> dict[str, str]:
-    """MD5 of topics.sgml, and one MD5 over the (name, MD5) of every document and every reference."""
+def layout_checksums(root: Path, topics: list[Topic], topics_file: str = "topics.sgml") -> dict[str, str]:
+    """MD5 of the topics file, and one MD5 over the (name, MD5) of every document and every reference."""
     documents = hashlib.md5()
     for topic in topics:
         for document in topic.documents:
@@ -365,54 +395,68 @@ def layout_checksums(root: Path, topics: list[Topic]) -> dict[str, str]:
     for topic in topics:
         for reference in topic.references:
             references.update(f"{reference.name} {file_md5(root / 'refs' / reference.name)}\n".encode())
-    return {"topics.sgml": file_md5(root / "topics.sgml"), "docs/": documents.hexdigest(),
+    return {topics_file: file_md5(root / topics_file), "docs/": documents.hexdigest(),
             "refs/": references.hexdigest()}
 
 
-@DATASETS.register("duc2007")
-class Duc2007(FileDataset):
-    """DUC 2007 main task in NIST's layout (``duc2007/``): 45 topics x 25 documents, references for some topics.
+_DUC_AGREEMENT = ("NIST's Document Understanding Conference, past data (https://duc.nist.gov/data.html): sign NIST's "
+                  "DUC agreement (and, for the documents, the LDC's licence of the {corpus}); NIST then sends the "
+                  "topics, the documents by topic and the human reference summaries (its ROUGE models)")
+
+
+class DucDataset(FileDataset):
+    """A DUC main task in NIST's layout (``<folder>/``): the topics file, ``docs/<topic>/``, ``refs/``.
 
     As a corpus: every sentence of every document, PTB-style tokens; sentence ``i`` (in topic, document and reading
     order) goes to the test split when ``i % holdout_every == 0``, to the validation split when it equals
     ``holdout_every // 2``, else to training. The held-out sentences are still summarized: holding them out only
     keeps the trainer's validation (and its best checkpoint) off sentences it trains on.
+
+    Subclasses say the year's facts: the topics file (name and MD5), how many topics, the least and most documents
+    a topic has, and how many references a referenced topic has.
     """
 
-    folder = "duc2007"
-    source = ("NIST's Document Understanding Conference (https://duc.nist.gov/data.html: sign the DUC agreement; the "
-              "documents come from the LDC AQUAINT corpus)")
-    files = (DataFile("topics.sgml", "e6b48b5de4e4864931d6fe5fcbe844f0"),)
-    topic_count = 45
-    documents_per_topic = 25
-    references_per_topic = 4
+    topic_count: int
+    documents_per_topic: tuple[int, int]
+    references_per_topic: tuple[int, int]
 
     def __init__(self, data_dir: str | None = None, holdout_every: int = 40):
         if holdout_every < 2:
-            raise DataError(f"duc2007: holdout_every must be at least 2 (one sentence in that many is held out); "
-                            f"got {holdout_every}")
+            raise DataError(f"{self.registry_name}: holdout_every must be at least 2 (one sentence in that many is "
+                            f"held out); got {holdout_every}")
         super().__init__(data_dir, holdout_every=holdout_every)
         self.holdout_every = holdout_every
 
+    @property
+    def topics_file(self) -> str:
+        return self.files[0].name
+
     def topics(self) -> list[Topic]:
-        """The topics with their documents, sentences and references, after checking topics.sgml and the layout."""
+        """The topics with their documents, sentences and references, after checking the topics file and the
+        layout."""
         self.fetch()
-        topics = read_nist_layout(self.directory())
+        topics = read_nist_layout(self.directory(), self.topics_file)
         self._check_layout(topics)
         return topics
 
     def _check_layout(self, topics: list[Topic]) -> None:
         where = self.directory()
         if len(topics) != self.topic_count:
-            raise DataError(f"{where / 'topics.sgml'} has {len(topics)} topics, expected {self.topic_count}")
+            raise DataError(f"{where / self.topics_file} has {len(topics)} topics, expected {self.topic_count}")
+        fewest, most = self.documents_per_topic
         for topic in topics:
-            if len(topic.documents) != self.documents_per_topic:
-                raise DataError(f"topic {topic.id} in {where / 'topics.sgml'} lists {len(topic.documents)} "
-                                f"documents, expected {self.documents_per_topic}")
-            if topic.references and len(topic.references) != self.references_per_topic:
+            if not fewest <= len(topic.documents) <= most:
+                expected = f"{fewest}" if fewest == most else f"{fewest} to {most}"
+                raise DataError(f"topic {topic.id} has {len(topic.documents)} documents ({where / 'docs' / topic.id}"
+                                f"), expected {expected} in {self.registry_name}: copy the topic's complete folder "
+                                f"from the DUC distribution (and only its documents)")
+            fewest_references, most_references = self.references_per_topic
+            if topic.references and not fewest_references <= len(topic.references) <= most_references:
                 names = ", ".join(reference.name for reference in topic.references)
                 raise DataError(f"topic {topic.id} has {len(topic.references)} references in {where / 'refs'} "
-                                f"({names}), expected {self.references_per_topic}: a reference file is missing")
+                                f"({names}), expected {fewest_references}"
+                                + (f" to {most_references}" if most_references != fewest_references else "")
+                                + ": a reference file is missing or belongs elsewhere")
 
     def load(self) -> Corpus:
         topics = self.topics()
@@ -425,5 +469,44 @@ class Duc2007(FileDataset):
         metadata = {"topics": len(topics), "documents": sum(len(topic.documents) for topic in topics),
                     "referenced_topics": len(referenced),
                     "references": sum(len(topic.references) for topic in referenced)}
-        return self.make_corpus(splits, layout_checksums(self.directory(), topics), metadata,
+        return self.make_corpus(splits, layout_checksums(self.directory(), topics, self.topics_file), metadata,
                                 extras={"topics": topics})
+
+
+@DATASETS.register("duc2005")
+class Duc2005(DucDataset):
+    """DUC 2005 main task (``duc2005/``): 50 topics (d301i ...) of 25 to 50 Financial Times and LA Times documents,
+    no <docs> lists, 4 or more references a topic. NIST publishes no checksum of its topics file here."""
+
+    folder = "duc2005"
+    source = _DUC_AGREEMENT.format(corpus="TREC disks (Financial Times, LA Times)")
+    files = (DataFile("duc2005_topics.sgml", None),)
+    topic_count = 50
+    documents_per_topic = (25, 50)
+    references_per_topic = (4, 10)
+
+
+@DATASETS.register("duc2006")
+class Duc2006(DucDataset):
+    """DUC 2006 main task (``duc2006/``): 50 topics (D0601A ...) of 25 AQUAINT documents each, no <docs> lists,
+    4 references a topic."""
+
+    folder = "duc2006"
+    source = _DUC_AGREEMENT.format(corpus="AQUAINT corpus")
+    files = (DataFile("duc2006_topics.sgml", "5960fedc573f4d18655ff6572026b653"),)
+    topic_count = 50
+    documents_per_topic = (25, 25)
+    references_per_topic = (4, 4)
+
+
+@DATASETS.register("duc2007")
+class Duc2007(DucDataset):
+    """DUC 2007 main task (``duc2007/``): 45 topics x 25 AQUAINT documents listed in <docs>, 4 references a
+    referenced topic (the shared copy has them for 23 topics)."""
+
+    folder = "duc2007"
+    source = _DUC_AGREEMENT.format(corpus="AQUAINT corpus")
+    files = (DataFile("topics.sgml", "e6b48b5de4e4864931d6fe5fcbe844f0"),)
+    topic_count = 45
+    documents_per_topic = (25, 25)
+    references_per_topic = (4, 4)

@@ -3,7 +3,7 @@ missing or wrong.
 
 The data directory is the ``--data-dir`` flag, else the ``SEQVAE_DATA`` environment variable, else a user cache
 directory (``$XDG_CACHE_HOME/seqvae_zoo`` or ``~/.cache/seqvae_zoo``); each dataset has its folder inside it
-(``ptb/``, ``yelp/``, ``duc2007/``). Missing files are downloaded when the dataset has a public address, unless
+(``ptb/``, ``yelp/``, ``duc2007/``, ...). Missing files are downloaded when the dataset has a public address, unless
 ``SEQVAE_OFFLINE`` is set; every file is checked against its MD5 before it is read.
 """
 

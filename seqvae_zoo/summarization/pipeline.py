@@ -1,4 +1,4 @@
-"""Summarize every topic with a system, write the summaries in NIST's naming, score them with ROUGE-1.
+"""Summarize every topic with a system, write the summaries in NIST's naming, score them with ROUGE.
 
 A system (:class:`Summarizer`) is a ranker and, unless it is a baseline that reads positions or chance, a sentence
 representation. The model's systems and the baselines (LEAD, random over several seeds, LDA) go through the same
@@ -19,7 +19,8 @@ from seqvae_zoo.errors import UserError
 from seqvae_zoo.summarization import RANKERS, REPRESENTATIONS
 from seqvae_zoo.summarization.rankers.base import Ranker, RankingInput
 from seqvae_zoo.summarization.representations.base import SentenceRepresentation
-from seqvae_zoo.summarization.rouge import RougeScore, protocol, rouge1
+from seqvae_zoo.summarization.rouge import (METRIC_NAMES, PROTOCOL_METRICS, RougeResult, RougeScore, protocol,
+                                           score_system)
 from seqvae_zoo.summarization.selection import SelectionSettings, Summary, is_candidate, select
 
 #: The representation a model gets unless one is named: the first of these it supports.
@@ -96,7 +97,8 @@ def summarize_topics(summarizer: Summarizer, topics: Sequence[Topic],
         candidates = [index for index, sentence in enumerate(sentences) if is_candidate(sentence, settings.min_words)]
         representation = (summarizer.representation.represent([s.words for s in sentences])
                           if summarizer.ranker.uses_representation else None)
-        ranked = summarizer.ranker.rank(RankingInput(topic, sentences, candidates, representation))
+        query = summarizer.representation.represent(topic.query()).topic if summarizer.ranker.uses_query else None
+        ranked = summarizer.ranker.rank(RankingInput(topic, sentences, candidates, representation, query))
         summaries.append(select(sentences, ranked, settings, topic.id, summarizer.system))
     return summaries
 
@@ -121,38 +123,50 @@ def write_summaries(summaries: Sequence[Summary], topics: Sequence[Topic], out_d
 
 @dataclass
 class SystemScore:
-    """A system's ROUGE-1: the mean over scored topics, each topic's score, and how many topics there were."""
+    """A system's ROUGE (:class:`RougeResult`, under its protocol) and how many topics it summarized."""
 
     system: str
     label: str
-    mean: RougeScore
-    per_topic: dict[str, RougeScore]
+    result: RougeResult
     topics: int
 
+    @property
+    def mean(self) -> RougeScore:
+        """ROUGE-1, the paper's metric."""
+        return self.result.means["rouge1"]
+
+    @property
+    def per_topic(self) -> dict[str, dict[str, RougeScore]]:
+        return self.result.per_topic
+
     def as_dict(self) -> dict[str, Any]:
-        return {"system": self.system, "label": self.label, "rouge1": self.mean.as_dict(),
+        return {"system": self.system, "label": self.label, "protocol": self.result.protocol,
+                **{metric: score.as_dict() for metric, score in self.result.means.items()},
+                "intervals": {metric: {part: interval.as_dict() for part, interval in parts.items()}
+                              for metric, parts in self.result.intervals.items()},
                 "topics_scored": len(self.per_topic), "topics": self.topics,
-                "per_topic": {topic: score.as_dict() for topic, score in self.per_topic.items()}}
+                "per_topic": {topic: {metric: score.as_dict() for metric, score in scores.items()}
+                              for topic, scores in self.per_topic.items()}}
 
 
-def score_summaries(summarizer: Summarizer, summaries: Sequence[Summary], topics: Sequence[Topic],
-                    words: int) -> SystemScore:
-    """ROUGE-1 of each summary whose topic has references; topics without references are not scored."""
+def score_summaries(summarizer: Summarizer, summaries: Sequence[Summary], topics: Sequence[Topic], words: int,
+                    rouge: str = "duc") -> SystemScore:
+    """ROUGE (protocol ``rouge``) of each summary whose topic has references; topics without references are not
+    scored."""
     by_id = {topic.id: topic for topic in topics}
-    per_topic = {summary.topic_id: rouge1(summary.text, [r.text for r in by_id[summary.topic_id].references], words)
-                 for summary in summaries if by_id[summary.topic_id].references}
-    if not per_topic:
+    texts = {summary.topic_id: summary.text for summary in summaries if by_id[summary.topic_id].references}
+    if not texts:
         raise DataError("none of the topics has reference summaries to score against (refs/ is empty or missing)")
-    return SystemScore(summarizer.system, summarizer.label, RougeScore.mean(list(per_topic.values())), per_topic,
-                       len(summaries))
+    return SystemScore(summarizer.system, summarizer.label, score_system(texts, topics, words, rouge,
+                                                                         summarizer.system), len(summaries))
 
 
 def topics_of(corpus: Corpus, topic_ids: Sequence[str] | None = None) -> list[Topic]:
     """The corpus's topics (those named in ``topic_ids`` only, in that order, when given)."""
     topics = corpus.extras.get("topics")
     if not topics:
-        raise DataError(f"dataset {corpus.name!r} has no topics to summarize: use duc2007 (or another dataset in "
-                        "NIST's DUC layout)")
+        raise DataError(f"dataset {corpus.name!r} has no topics to summarize: use duc2005, duc2006 or duc2007 (or "
+                        "another dataset in NIST's DUC layout)")
     if topic_ids is None:
         return topics
     by_id = {topic.id: topic for topic in topics}
@@ -164,9 +178,11 @@ def topics_of(corpus: Corpus, topic_ids: Sequence[str] | None = None) -> list[To
 
 
 def run_systems(summarizers: Sequence[Summarizer], corpus: Corpus, settings: SelectionSettings | None = None,
-                out_dir: str | Path | None = None, topic_ids: Sequence[str] | None = None) -> list[SystemScore]:
+                out_dir: str | Path | None = None, topic_ids: Sequence[str] | None = None,
+                rouge: str = "duc") -> list[SystemScore]:
     """Fit what must be fitted on the corpus's training sentences, summarize every topic (or those of
-    ``topic_ids``), write the summaries (when ``out_dir`` is given) and score them."""
+    ``topic_ids``), write the summaries (when ``out_dir`` is given) and score them under ROUGE protocol
+    ``rouge``."""
     settings = settings or SelectionSettings()
     topics = topics_of(corpus, topic_ids)
     scores = []
@@ -176,52 +192,71 @@ def run_systems(summarizers: Sequence[Summarizer], corpus: Corpus, settings: Sel
         summaries = summarize_topics(summarizer, topics, settings)
         if out_dir is not None:
             write_summaries(summaries, topics, out_dir, settings.words)
-        scores.append(score_summaries(summarizer, summaries, topics, settings.words))
+        scores.append(score_summaries(summarizer, summaries, topics, settings.words, rouge))
     return scores
 
 
 def table_rows(scores: Sequence[SystemScore]) -> list[dict[str, Any]]:
-    """One row per label: mean recall, precision and F over its systems (with the spread of F where several)."""
+    """One row per label: each metric's mean recall, precision and F over its systems, the spread of ROUGE-1 F
+    where there are several, the bootstrap intervals where there is one."""
     rows = []
     for label in dict.fromkeys(score.label for score in scores):
         group = [score for score in scores if score.label == label]
         f_values = [score.mean.f for score in group]
+        metrics = group[0].result.means
         rows.append({"label": label, "systems": [score.system for score in group],
-                     "rouge1": RougeScore.mean([score.mean for score in group]).as_dict(),
+                     **{metric: RougeScore.mean([score.result.means[metric] for score in group]).as_dict()
+                        for metric in metrics},
+                     "intervals": group[0].as_dict()["intervals"] if len(group) == 1 else {},
                      "f_std": statistics.stdev(f_values) if len(f_values) > 1 else None,
-                     "topics_scored": len(group[0].per_topic), "topics": group[0].topics})
+                     "topics_scored": len(group[0].per_topic), "topics": group[0].topics,
+                     "protocol": group[0].result.protocol})
     return rows
 
 
 def render_table(scores: Sequence[SystemScore], words: int) -> str:
-    """A Markdown table of ROUGE-1 by row, titled with the protocol and how many topics were scored."""
+    """A Markdown table: ROUGE-1 recall, precision and F (the paper's), then the recall of ROUGE-2 and ROUGE-SU4
+    (DUC's) with its 95% interval where the protocol has one; titled with the protocol and the topics scored."""
     from tabulate import tabulate
 
     rows = table_rows(scores)
+    name = rows[0]["protocol"]
+    others = [metric for metric in PROTOCOL_METRICS[name] if metric != "rouge1"]
+
+    def recall_cell(row: dict[str, Any], metric: str) -> str:
+        interval = row["intervals"].get(metric, {}).get("recall")
+        spread = f" [{interval['low']:.3f}, {interval['high']:.3f}]" if interval else ""
+        return f"{row[metric]['recall']:.3f}{spread}"
+
     body = [[row["label"], f"{row['rouge1']['recall']:.3f}", f"{row['rouge1']['precision']:.3f}",
-             f"{row['rouge1']['f']:.3f}" + (f" ± {row['f_std']:.3f}" if row["f_std"] is not None else "")]
+             f"{row['rouge1']['f']:.3f}" + (f" ± {row['f_std']:.3f}" if row["f_std"] is not None else ""),
+             *(recall_cell(row, metric) for metric in others)]
             for row in rows]
+    headers = ["System", "R-1 Recall", "R-1 Precision", "R-1 F",
+               *(f"{METRIC_NAMES[metric].replace('ROUGE', 'R')} Recall" for metric in others)]
     scored, total = rows[0]["topics_scored"], rows[0]["topics"]
     unscored = " (the others have no references)" if scored < total else ""
-    title = f"{protocol(words)}; {scored} of {total} topics scored{unscored}"
-    return title + "\n\n" + tabulate(body, headers=["System", "Recall", "Precision", "F"], tablefmt="github")
+    title = f"{protocol(words, name)}; {scored} of {total} topics scored{unscored}"
+    return title + "\n\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def summarize_and_score(model, vocab, corpus: Corpus, words: int = 250, representation: str | None = None,
-                        ranker: str = "kl", topic_ids: Sequence[str] | None = None) -> dict[str, Any]:
-    """The model's ROUGE-1 on the corpus's topics (all, or those of ``topic_ids``), as a metrics record:
-    {"rouge1": {recall, precision, f}, "topics_scored", "topics", "representation", "ranker", "protocol",
-    "per_topic"}."""
+                        ranker: str = "kl", topic_ids: Sequence[str] | None = None,
+                        rouge: str = "duc") -> dict[str, Any]:
+    """The model's ROUGE on the corpus's topics (all, or those of ``topic_ids``), as a metrics record:
+    {"rouge1": {recall, precision, f}, "rouge2", "rougeSU4" (under ``duc``), "intervals", "topics_scored",
+    "topics", "representation", "ranker", "protocol", "per_topic"}."""
     summarizer = model_summarizer(model, vocab, representation, ranker)
-    score, = run_systems([summarizer], corpus, SelectionSettings(words=words), topic_ids=topic_ids)
+    score, = run_systems([summarizer], corpus, SelectionSettings(words=words), topic_ids=topic_ids, rouge=rouge)
     return {**score.as_dict(), "representation": type(summarizer.representation).registry_name,
-            "ranker": ranker, "protocol": protocol(words)}
+            "ranker": ranker, "protocol": protocol(words, rouge)}
 
 
 def baseline_metrics(corpus: Corpus, words: int = 250, names: Sequence[str] = ("lda", "lead", "random"),
-                     random_seeds: int = RANDOM_SEEDS, topic_ids: Sequence[str] | None = None) -> dict[str, dict]:
-    """The baselines' ROUGE-1 on the corpus's topics, by table label, as metrics records shaped like
+                     random_seeds: int = RANDOM_SEEDS, topic_ids: Sequence[str] | None = None,
+                     rouge: str = "duc") -> dict[str, dict]:
+    """The baselines' ROUGE on the corpus's topics, by table label, as metrics records shaped like
     :func:`summarize_and_score`'s (the random baseline's is the mean over its seeds, with ``f_std``)."""
     scores = run_systems(baseline_summarizers(names, random_seeds), corpus, SelectionSettings(words=words),
-                         topic_ids=topic_ids)
-    return {row["label"]: {**row, "protocol": protocol(words)} for row in table_rows(scores)}
+                         topic_ids=topic_ids, rouge=rouge)
+    return {row["label"]: {**row, "protocol": protocol(words, rouge)} for row in table_rows(scores)}

@@ -38,11 +38,14 @@ class KLRanker(Ranker):
         self.direction = direction
 
     def rank(self, item: RankingInput) -> list[int]:
-        topic = item.representation.topic
+        return self.closest_first(item, item.representation.topic)
+
+    def closest_first(self, item: RankingInput, target: Distribution) -> list[int]:
+        """The candidates by their KL divergence to ``target`` (in this ranker's direction), smallest first."""
         candidates = item.representation.sentences.index(torch.tensor(item.candidates, dtype=torch.long))
         scores = torch.zeros(len(item.candidates))
         if self.direction != "topic_to_sentence":
-            scores += kl_divergence(candidates, topic)
+            scores += kl_divergence(candidates, target)
         if self.direction != "sentence_to_topic":
-            scores += kl_divergence(topic, candidates)
+            scores += kl_divergence(target, candidates)
         return [item.candidates[index] for index in torch.argsort(scores, stable=True).tolist()]

@@ -39,11 +39,24 @@ class TopicRepresentation:
     topic: Distribution
 
 
-def moment_matched(sentences: DiagGaussian) -> DiagGaussian:
-    """The Gaussian with the mean and (diagonal) variance of the equal-weight mixture of ``sentences`` (N, D)."""
-    mean = sentences.mean.mean(dim=0)
-    second_moment = (sentences.logvar.exp() + sentences.mean.pow(2)).mean(dim=0)
+def moment_matched(sentences: DiagGaussian, weights: torch.Tensor | None = None) -> DiagGaussian:
+    """The Gaussian with the mean and (diagonal) variance of the mixture of ``sentences`` (N, D), with ``weights``
+    (N,) summing to 1 (equal weights by default)."""
+    if weights is None:
+        weights = torch.full((sentences.mean.size(0),), 1.0 / sentences.mean.size(0))
+    weights = weights.to(sentences.mean)[:, None]
+    mean = (weights * sentences.mean).sum(dim=0)
+    second_moment = (weights * (sentences.logvar.exp() + sentences.mean.pow(2))).sum(dim=0)
     return DiagGaussian(mean, (second_moment - mean.pow(2)).clamp_min(1e-8).log())
+
+
+def mixture(first: Distribution, second: Distribution, weight: float) -> Distribution:
+    """``weight`` of ``first`` and ``1 - weight`` of ``second``, as one distribution of their kind (Gaussians by
+    moment matching)."""
+    if isinstance(first, Categorical) and isinstance(second, Categorical):
+        return Categorical(weight * first.probs + (1 - weight) * second.probs)
+    both = DiagGaussian(torch.stack([first.mean, second.mean]), torch.stack([first.logvar, second.logvar]))
+    return moment_matched(both, torch.tensor([weight, 1 - weight]))
 
 
 class SentenceRepresentation:
