@@ -41,7 +41,7 @@ def _suite_status(root: Path) -> str:
                  "record": p.name} for p in sorted((root / "records").glob("*.json"))
                 if not (r := read_record(p)).get("baseline")]
         recorded = {run["key"] for run in runs}
-        runs += [{"model": "?", "dataset": "?", "seed": None, "key": d.name, "record": None}
+        runs += [{"model": None, "dataset": None, "seed": None, "key": d.name, "record": None}
                  for d in sorted((root / "runs").glob("*")) if d.is_dir() and d.name not in recorded]
     states = [_run_state(root, description, run) for run in runs]
     finished = [s["total_s"] for s in states if s["kind"] == "done" and s.get("total_s")]
@@ -52,8 +52,10 @@ def _suite_status(root: Path) -> str:
     left = sum(s.get("left_s") or 0.0 for s in states)
     pending = sum(s["kind"] == "pending" for s in states)
     done = sum(s["kind"] == "done" for s in states)
-    lines = [f"{description['name']}: {description.get('title', '')}",
-             f"{done} of {len(states)} runs done; {_lock_holder(root)}"]
+    counted = (f"{done} of {len(states)} runs done" if "runs" in description else
+               f"{done} runs done (pending runs unknown: this suite.json predates run lists; the next `seqvae bench` "
+               "of the suite writes them)")
+    lines = [f"{description['name']}: {description.get('title', '')}", f"{counted}; {_lock_holder(root)}"]
     width = max((len(s["kind"]) for s in states), default=0)
     lines += [f"  {s['kind']:<{width}}  {s['label']}: {s['detail']}" for s in states]
     if pending and per_pending is None:
@@ -65,7 +67,8 @@ def _suite_status(root: Path) -> str:
 
 
 def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    label = f"{run['model']} on {run['dataset']}, seed {run['seed']}"
+    label = (f"{run['model']} on {run['dataset']}, seed {run['seed']}" if run["model"] is not None else
+             f"run {run['key']}")
     record_path = root / "records" / run["record"] if run.get("record") else None
     record = read_record(record_path) if record_path is not None and record_path.is_file() else None
     run_dir = root / "runs" / run["key"]
