@@ -308,7 +308,11 @@ class InputDropout(nn.Dropout):
 
 @DECODERS.register("lstm")
 class LSTMDecoder(Decoder):
-    """h_t = LSTM([dropout(x_t), z_enc], h_{t-1}); p(x_{t+1} | h_t) = softmax(W h_t + b).
+    """h_t = LSTM([dropout(x_t), z_enc], h_{t-1}); p(x_{t+1} | h_t) = softmax(W dropout'(h_t) + b).
+
+    The paper drops out only the decoder's input (``input_dropout``); ``output_dropout`` (dropout' above, 0 by
+    default) also drops out the states before the softmax in training, as LSTM language models usually do
+    (Zaremba et al. 2014).
 
     No per-step latent, so the whole batch runs through one fused ``nn.LSTM`` call (oneDNN on a CPU, cuDNN on a GPU),
     padded steps included: on this package's length-bucketed batches that is faster than :class:`PackedLSTM`, whose
@@ -317,10 +321,12 @@ class LSTMDecoder(Decoder):
     """
 
     def __init__(self, vocab_size: int, pad_id: int, z_enc_dim: int = 0, memory_size: int = 0,
-                 embedding_dim: int = 512, hidden_size: int = 256, input_dropout: float = 0.5):
+                 embedding_dim: int = 512, hidden_size: int = 256, input_dropout: float = 0.5,
+                 output_dropout: float = 0.0):
         super().__init__(vocab_size, hidden_size)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.input_dropout = InputDropout(input_dropout)
+        self.output_dropout = InputDropout(output_dropout)
         self.z_enc_dim = z_enc_dim
         self.rnn = nn.LSTM(embedding_dim + z_enc_dim, hidden_size, batch_first=True)
 
@@ -334,7 +340,7 @@ class LSTMDecoder(Decoder):
                 memory: EncoderOutput | None, mode: str = "posterior",
                 return_attention: bool = False) -> DecoderOutput:
         hidden, _ = self.rnn(self._inputs(inputs, z_enc))
-        return DecoderOutput(hidden=hidden, log_ratio=hidden.new_zeros(hidden.shape[:2]))
+        return DecoderOutput(hidden=self.output_dropout(hidden), log_ratio=hidden.new_zeros(hidden.shape[:2]))
 
     def start(self, z_enc: torch.Tensor | None, batch_size: int) -> tuple[torch.Tensor, ...]:
         zeros = self.output.weight.new_zeros(batch_size, self.hidden_size)
