@@ -5,8 +5,9 @@ are drawn from the committed records alone, without the run folders and their ch
 
     python benchmarks/validation_curves.py benchmarks/results            # writes <suite>/validation-<dataset>.png
 
-Left: the validation reconstruction NLL per sentence (the ELBO's first term); right: the validation -ELBO per
-sentence. Several seeds of a model are drawn as one line of their mean.
+Left: the reconstruction NLL per sentence (the ELBO's first term); right: the -ELBO per sentence. Solid lines are
+the validation split, dashed lines of the same colour the training epoch's running mean, so the gap between the two
+shows how far a model overfits. Several seeds of a model are drawn as one line of their mean.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from seqvae_zoo.bench.leaderboard import load_results  # noqa: E402
 from seqvae_zoo.errors import UserError  # noqa: E402
 
-PANELS = (("valid_nll", "validation NLL per sentence"), ("valid_neg_elbo", "validation -ELBO per sentence"))
+#: (validation key, training key, title) of each panel.
+PANELS = (("valid_nll", "train_nll", "NLL per sentence"), ("valid_neg_elbo", "train_neg_elbo", "-ELBO per sentence"))
 
 
 def mean_curve(histories: list[list[dict]], key: str) -> tuple[list[int], list[float]]:
@@ -46,9 +48,12 @@ def draw(results_dir: Path) -> list[Path]:
                              if r["model"] == model and r["dataset"]["name"] == dataset]
                 if not histories:
                     continue
-                for axis, (key, _) in zip(axes, PANELS):
-                    axis.plot(*mean_curve(histories, key), marker="o", markersize=3, label=model)
-            for axis, (_, title) in zip(axes, PANELS):
+                for axis, (valid_key, train_key, _) in zip(axes, PANELS):
+                    (line,) = axis.plot(*mean_curve(histories, valid_key), marker="o", markersize=3,
+                                        label=f"{model} (valid)")
+                    axis.plot(*mean_curve(histories, train_key), linestyle="--", color=line.get_color(),
+                              label=f"{model} (train)")
+            for axis, (_, _, title) in zip(axes, PANELS):
                 axis.set_title(title)
                 axis.set_xlabel("epoch")
                 axis.xaxis.set_major_locator(MaxNLocator(integer=True))
