@@ -251,3 +251,21 @@ def test_resuming_a_checkpoint_of_another_procedure_is_refused(tmp_path):
     save_checkpoint(path, {key: value for key, value in state.items() if not key.startswith("format")})
     with pytest.raises(ProcedureError, match="trained by procedure 'svi', and the config names 'standard'"):
         train_run([], "synthetic", tmp_path / "run", resume=True, progress=False)
+
+
+# -- a procedure from outside the package --------------------------------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "autoencoder_warmup"
+
+
+def test_the_example_procedure_trains_from_its_own_file_and_gin_file(tmp_path, monkeypatch):
+    from plugin_fixture import isolated_registrations
+
+    with isolated_registrations(monkeypatch):
+        monkeypatch.syspath_prepend(str(EXAMPLE))
+        run = train_run([str(EXAMPLE / "vrae_warmup.gin")], "synthetic", tmp_path / "run",
+                        bindings=[*TINY, "procedures.autoencoder_warmup.steps = 4"], epochs=2, progress=False,
+                        dataset_options=SMALL_DATA)
+        assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["procedure"]["name"] == "autoencoder_warmup"
+        # its 4 steps are the first epoch: KL weight 0 there, the schedule's after
+        assert [row["weight_z_enc"] for row in run.history] == [0.0, 1.0]
+        assert run.history[-1]["train_nll"] < run.history[0]["train_nll"]

@@ -362,7 +362,7 @@ class Trainer:
         """The weights of the objective's terms at ``step`` (the current one by default): the KL schedule's, as
         the procedure has them."""
         step = self.step if step is None else step
-        return self.procedure.weights(self, self.settings.kl_schedule.weights(step, step / len(self.sampler)))
+        return self.procedure.weights(self, step, self.settings.kl_schedule.weights(step, step / len(self.sampler)))
 
     def update(self, batch: TrainBatch, loss: LossFunction = model_objective,
                parameters: Sequence[nn.Parameter] | None = None) -> LossTerms:

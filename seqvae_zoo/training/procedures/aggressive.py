@@ -24,8 +24,9 @@ class Aggressive(Procedure):
     He et al. keep an optimizer for the encoder and one for the decoder; here the trainer's Adam steps the part
     whose gradients it is given (the other part's gradients are dropped, so its parameters and moments stay as
     they are), which is the same update: Adam's state is per parameter. Gradient clipping reads the stepped part.
-    The epoch's train columns average every step's batch; ``encoder_only_steps`` counts the inner steps of the
-    epoch and ``valid_mi`` is I_q(x; z) on the validation split after it.
+    Each update is a step of the run (the KL schedule, ``checkpoint_every`` and ``max_steps`` count them), and the
+    epoch's train columns average every step's batch; ``encoder_only_steps`` counts the inner steps of the epoch
+    and ``valid_mi`` is I_q(x; z) on the validation split after it.
     """
 
     def __init__(self, max_inner_steps: int = 100, window: int = 10):

@@ -32,8 +32,8 @@ class Procedure:
     def train_step(self, trainer: Trainer, batch: TrainBatch) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def weights(self, trainer: Trainer, weights: dict[str, float]) -> dict[str, float]:
-        """The weights of the objective's terms at the trainer's step, given the KL schedule's."""
+    def weights(self, trainer: Trainer, step: int, weights: dict[str, float]) -> dict[str, float]:
+        """The weights of the objective's terms at ``step`` of the run, given the KL schedule's."""
         return weights
 
     def end_epoch(self, trainer: Trainer) -> dict[str, float]:

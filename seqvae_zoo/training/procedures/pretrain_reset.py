@@ -44,7 +44,7 @@ class PretrainThenReset(Procedure):
     def train_step(self, trainer, batch) -> None:
         trainer.update(batch)
 
-    def weights(self, trainer, weights: dict[str, float]) -> dict[str, float]:
+    def weights(self, trainer, step: int, weights: dict[str, float]) -> dict[str, float]:
         if not self.pretraining:
             return weights
         return {**weights, **{name: 0.0 for name in trainer.model.kl_terms}}
