@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from seqvae_zoo.training.procedures.base import ProcedureError
 from seqvae_zoo.training.procedures.svi import refine_posterior
 from seqvae_zoo.training.run import train_run
 from seqvae_zoo.training.stopping import StopRequest, StopRequested
+from test_distributed import ENV, _torchrun, _train_arguments, assert_same_epoch_rows, assert_same_training_state
+from test_distributed import TINY as DISTRIBUTED_TINY
+from test_distributed import deterministic  # noqa: F401 (a fixture)
 
 TINY = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "training.TrainingSettings.batch_size = 16",
         "training.TrainingSettings.checkpoint_every = 4", "kl_schedules.linear.warmup_epochs = 1.0"]
@@ -269,3 +273,22 @@ def test_the_example_procedure_trains_from_its_own_file_and_gin_file(tmp_path, m
         # its 4 steps are the first epoch: KL weight 0 there, the schedule's after
         assert [row["weight_z_enc"] for row in run.history] == [0.0, 1.0]
         assert run.history[-1]["train_nll"] < run.history[0]["train_nll"]
+
+
+# -- several processes -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("procedure", ["aggressive", "svi"])
+def test_two_processes_train_like_one(tmp_path, deterministic, procedure):
+    """Without random draws, two processes (torchrun) train as one process with the whole batch (the same inner
+    loops, decoder steps and MI decisions; the same refinements): the same parameters, Adam moments and epoch rows
+    after 2 epochs."""
+    sizes = {"train_size": 96, "valid_size": 24, "test_size": 8}
+    bindings = PROCEDURES[procedure]
+    two, one = tmp_path / "two", tmp_path / "one"
+    subprocess.run(_torchrun(deterministic, _train_arguments(
+        two, sizes, "--epochs", "2", *(a for b in bindings for a in ("--gin", b)))), env=ENV, check=True)
+    train_run(["vrae_sa_aux"], "synthetic", one, bindings=[*DISTRIBUTED_TINY, *bindings], epochs=2, device="cpu",
+              progress=False, dataset_options=sizes)
+    assert_same_training_state(two / "checkpoint.pt", one / "checkpoint.pt", atol=1e-5)
+    rows = [read_checkpoint(run / "checkpoint.pt")["history"] for run in (two, one)]
+    assert_same_epoch_rows(*rows)
+    assert procedure != "aggressive" or rows[0][0]["encoder_only_steps"] > 0

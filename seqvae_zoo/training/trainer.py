@@ -386,18 +386,25 @@ class Trainer:
 
     @torch.no_grad()
     def valid_mutual_information(self) -> float:
-        """I_q(x; z_enc) over the validation split's posteriors (of all processes), with noise of its own."""
+        """I_q(x; z_enc) over the validation split's posteriors, with noise of its own. Over several processes the
+        shares are put back in the order of one process's batches, so the estimate does not depend on their
+        number."""
         self.model.eval()
-        means, logvars = [], []
+        shares = []  # this process's (mean, logvar) of each validation batch
         sampler = self.valid_loader.batch_sampler
         for tokens, lengths in self.valid_loader:
             rows, _ = self._share(sampler, len(lengths))
             posterior = self.model.encoder(tokens.to(self.device), lengths.to(self.device)).posterior
-            means.append(posterior.mean[:rows].cpu())
-            logvars.append(posterior.logvar[:rows].cpu())
-        parts = self.distributed.all_gather((torch.cat(means), torch.cat(logvars)))
-        posterior = DiagGaussian(torch.cat([m for m, _ in parts]), torch.cat([v for _, v in parts]))
-        return mutual_information(posterior, generator=torch.Generator().manual_seed(0))
+            shares.append(torch.cat([posterior.mean, posterior.logvar], dim=1)[:rows].cpu())
+        by_rank = self.distributed.all_gather(shares)
+        batches = []
+        for parts in zip(*by_rank):  # the shares of one batch: every world_size-th sentence from the rank's position
+            batch = parts[0].new_empty(sum(len(part) for part in parts), parts[0].size(1))
+            for rank, part in enumerate(parts):
+                batch[rank::len(parts)] = part
+            batches.append(batch)
+        mean, logvar = torch.cat(batches).chunk(2, dim=1)
+        return mutual_information(DiagGaussian(mean, logvar), generator=torch.Generator().manual_seed(0))
 
     def _train_step(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: dict[str, float],
                     loss_scale: float, loss_function: LossFunction,
