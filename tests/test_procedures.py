@@ -14,7 +14,8 @@ from seqvae_zoo.training.checkpoint import read_checkpoint, save_checkpoint
 from seqvae_zoo.training.procedures.base import ProcedureError
 from seqvae_zoo.training.procedures.svi import refine_posterior
 from seqvae_zoo.training.run import train_run
-from seqvae_zoo.training.stopping import StopRequest, StopRequested
+from seqvae_zoo.training.stopping import StopRequested
+from test_bench_campaign import StopAfter  # asks to stop at its n-th consultation (after each procedure step)
 from test_distributed import ENV, _torchrun, _train_arguments, assert_same_epoch_rows, assert_same_training_state
 from test_distributed import TINY as DISTRIBUTED_TINY
 from test_distributed import deterministic  # noqa: F401 (a fixture)
@@ -42,18 +43,6 @@ def initial_parameters(out: Path, bindings=()) -> dict[str, torch.Tensor]:
     """The parameters a run of this config starts from."""
     model = tiny_run(out, bindings, max_steps=0).model
     return {name: value.detach().clone() for name, value in model.named_parameters()}
-
-
-class StopAfter(StopRequest):
-    """Asks to stop at its ``checks``-th consultation (one after each procedure step)."""
-
-    def __init__(self, checks: int):
-        super().__init__()
-        self.checks_left = checks
-
-    def reason(self, next_unit_s: float = 0.0) -> str | None:
-        self.checks_left -= 1
-        return "the test's limit was reached" if self.checks_left < 0 else None
 
 
 class OptimizerSteps:
@@ -224,7 +213,8 @@ def test_an_unknown_procedure_names_the_closest_one():
 
 @pytest.mark.parametrize("bindings, message", [
     (["procedures.aggressive.window = 0"], r"procedures\.aggressive\.window must be an integer >= 1; got 0"),
-    (["procedures.aggressive.window = 5"], r"window \(5\) must not exceed procedures\.aggressive\.max_inner_steps \(2\)"),
+    (["procedures.aggressive.window = 5"],
+     r"window \(5\) must not exceed procedures\.aggressive\.max_inner_steps \(2\)"),
     (["procedures.aggressive.max_inner_steps = 2.5"], r"max_inner_steps must be an integer >= 1; got 2\.5"),
 ])
 def test_bad_aggressive_settings_give_one_clear_message(tmp_path, bindings, message):

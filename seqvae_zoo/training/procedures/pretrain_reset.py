@@ -13,7 +13,8 @@ from seqvae_zoo.training.procedures.base import Procedure, ProcedureError, check
 class PretrainThenReset(Procedure):
     """``pretrain_epochs`` epochs with every KL weight 0 (an autoencoder with a noisy code), then the decoder is
     re-initialized (its parameters back to their initial draw, its Adam moments cleared; the encoder, prior and
-    auxiliary heads are kept) and training goes on with the KL schedule's weights and free bits.
+    auxiliary heads are kept) and training goes on with the KL schedule's weights and free bits. Until the reset
+    the checkpoint holds the decoder's initial draw too.
 
     Free bits are the model's own regularizer (``models.SeqVAE.regularizers = [@regularizers.free_bits()]``), which
     the procedure requires: while every KL weight is 0 they cost nothing, so they act from the reset on. (Li et al.
