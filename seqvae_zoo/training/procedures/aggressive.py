@@ -11,8 +11,11 @@ from seqvae_zoo.training.procedures.base import Procedure, ProcedureError, check
 
 @PROCEDURES.register("aggressive")
 class Aggressive(Procedure):
-    """While aggressive: per batch, encoder-only steps until the encoder has caught up with the decoder, then one
-    decoder-only step on the batch; once I_q(x; z) on the validation split stops rising, standard steps.
+    """He et al.'s aggressive training: encoder-only inner loops and one decoder step, while the MI rises.
+
+    While aggressive: per batch, encoder-only steps until the encoder has caught up with the decoder, then one
+    decoder-only step on the batch (every parameter outside the encoder: decoder, prior, auxiliary heads); once
+    I_q(x; z) on the validation split stops rising, standard steps.
 
     The inner loop starts on the batch itself and draws each further batch from the epoch's stream (so an epoch
     still reads every batch once, counting the inner ones, and a resumed run draws the same ones); it stops after

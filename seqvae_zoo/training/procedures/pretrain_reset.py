@@ -11,7 +11,9 @@ from seqvae_zoo.training.procedures.base import Procedure, ProcedureError, check
 
 @PROCEDURES.register("pretrain_reset")
 class PretrainThenReset(Procedure):
-    """``pretrain_epochs`` epochs with every KL weight 0 (an autoencoder with a noisy code), then the decoder is
+    """Li et al.'s fix: an autoencoder first, then a fresh decoder trained with free bits.
+
+    ``pretrain_epochs`` epochs with every KL weight 0 (an autoencoder with a noisy code), then the decoder is
     re-initialized (its parameters back to their initial draw, its Adam moments cleared; the encoder, prior and
     auxiliary heads are kept) and training goes on with the KL schedule's weights and free bits. Until the reset
     the checkpoint holds the decoder's initial draw too.

@@ -27,7 +27,9 @@ def refine_posterior(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor,
 
 @PROCEDURES.register("svi")
 class SVIRefinement(Procedure):
-    """Each batch: the encoder's q(z|x) as the start, ``steps`` steps of SGD with momentum on each sentence's
+    """Kim et al.'s semi-amortized training: the encoder's posterior refined by SVI for each sentence.
+
+    Each batch: the encoder's q(z|x) as the start, ``steps`` steps of SGD with momentum on each sentence's
     -ELBO with respect to the posterior's parameters only (Kim et al.'s text settings: 20 steps, lr 1, momentum
     0.5), then one step of the model: the decoder (and prior) on the objective at the refined posterior, the encoder
     toward the refined parameters by KL(q_encoder || q_refined).
