@@ -19,6 +19,7 @@ from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.errors import BatchError, LengthsError
+from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows, rows_inner_product, zero_padded
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
@@ -175,9 +176,12 @@ class SeqVAE(nn.Module):
         return inputs.masked_fill(~mask, self.pad_id)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, latent_mode: str = "posterior",
-                z_enc: torch.Tensor | None = None, return_attention: bool = False) -> LossTerms:
+                z_enc: torch.Tensor | None = None, return_attention: bool = False,
+                posterior: DiagGaussian | None = None) -> LossTerms:
         """Score a batch: ``tokens`` (B, T) are the sentences with end-of-sentence, padded; ``lengths`` (B,) count
-        end-of-sentence. z_enc is drawn from q (its mean in "posterior_mean" mode) unless given."""
+        end-of-sentence. z_enc is drawn from q (its mean in "posterior_mean" mode) unless given. ``posterior``
+        stands in for the encoder's q(z_enc|x) (a refined one, say); the encoder still runs for the decoder's
+        memory."""
         check_mode(latent_mode)
         self.check_batch(tokens, lengths)
         mask = torch.arange(tokens.size(1), device=tokens.device)[None, :] < lengths[:, None]
@@ -190,7 +194,7 @@ class SeqVAE(nn.Module):
         memory = None
         if self.encoder is not None:
             memory = self.encoder(tokens, lengths)
-            posterior = memory.posterior
+            posterior = memory.posterior if posterior is None else posterior
             if z_enc is None:
                 z_enc = posterior.mean if latent_mode == "posterior_mean" else posterior.rsample()
             kl["z_enc"] = self.latent_prior.kl(posterior, z_enc)

@@ -125,11 +125,14 @@ KL_SCHEDULES = Registry("kl_schedules", "seqvae_zoo.schedules.base.WeightSchedul
                         "weights of KL and auxiliary terms over training")
 REGULARIZERS = Registry("regularizers", "seqvae_zoo.regularizers.base.Regularizer", "seqvae_zoo.regularizers",
                         "changes to inputs or loss terms during training (free bits, word dropout)")
+PROCEDURES = Registry("procedures", "seqvae_zoo.training.procedures.base.Procedure", "seqvae_zoo.training.procedures",
+                      "how a training step learns from the batches (standard, aggressive, pretrain-reset, SVI)")
 DATASETS = Registry("datasets", "seqvae_zoo.data.base.Dataset", "seqvae_zoo.data",
                     "corpora with checksums and splits")
 
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in
-                                   (ENCODERS, DECODERS, PRIORS, AUX_LOSSES, KL_SCHEDULES, REGULARIZERS, DATASETS)}
+                                   (ENCODERS, DECODERS, PRIORS, AUX_LOSSES, KL_SCHEDULES, REGULARIZERS, PROCEDURES,
+                                    DATASETS)}
 
 _loaded = False
 

@@ -3,8 +3,8 @@
 A run lives in one folder: ``checkpoint.pt`` (latest, atomic), ``best.pt`` (best validation -ELBO), ``config.gin``
 (the operative gin config), ``metrics.csv`` (one row per epoch), ``progress.json`` (where the run stands, written
 with every checkpoint, for ``seqvae bench --status``), ``tensorboard/`` (event files) and ``learning_curves.png``. Resuming reads ``checkpoint.pt`` and continues with the very next batch, with the RNG
-states, optimizer, scheduler, schedule step and the epoch's metrics so far of the moment it was written, so a
-resumed run ends with the same parameters and epoch rows as an uninterrupted one.
+states, optimizer, scheduler, schedule step, training procedure's state and the epoch's metrics so far of the
+moment it was written, so a resumed run ends with the same parameters and epoch rows as an uninterrupted one.
 
 Several processes (started by torchrun, see :mod:`seqvae_zoo.training.distributed`) train one model: each scores its
 share of every batch, DistributedDataParallel averages the gradients, the epoch's metrics are summed over all
@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Sequence
 
 import gin
 import torch
@@ -29,12 +29,16 @@ from tqdm.auto import tqdm
 from seqvae_zoo.atomic import write_json_atomically
 from seqvae_zoo.data.batching import DistributedBucketBatchSampler
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.evaluation.latent import mutual_information
+from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.model import LossTerms, SeqVAE
 from seqvae_zoo.schedules.annealing import Linear
 from seqvae_zoo.schedules.base import WeightSchedule
 from seqvae_zoo.training.checkpoint import load_optimizer_state, read_checkpoint, save_checkpoint
 from seqvae_zoo.training.distributed import DistributedContext, rank_seed
 from seqvae_zoo.training.logs import LOG_EVERY, RunLog
+from seqvae_zoo.training.procedures.base import Procedure, ProcedureError
+from seqvae_zoo.training.procedures.standard import Standard
 from seqvae_zoo.training.stopping import StopRequest, StopRequested
 
 
@@ -64,7 +68,8 @@ class TrainingSettings:
 
     Defaults are the paper's: Adam, lr 1e-3 halved every 2 epochs after epoch 10, 20 epochs, batch 32, gradient
     norm clipped at 5. ``checkpoint_every`` is in steps (0: only at the end of each epoch). ``batch_size`` is the
-    batch of a step over all processes: N processes score batch_size / N sentences each.
+    batch of a step over all processes: N processes score batch_size / N sentences each. ``procedure`` is the
+    training step (``@procedures.aggressive()``; ``seqvae list`` names them all).
     """
 
     epochs: int = 20
@@ -77,6 +82,7 @@ class TrainingSettings:
     checkpoint_every: int = 500
     eval_batch_size: int = 64
     kl_schedule: WeightSchedule = field(default_factory=Linear)
+    procedure: Procedure = field(default_factory=Standard)
 
     def lr_factor(self, epoch: int) -> float:
         """Multiplier of ``lr`` in (0-based) ``epoch``: 1 for the first ``lr_decay_after`` epochs, then decayed by
@@ -133,6 +139,27 @@ class EpochTotals:
         return row
 
 
+class TrainBatch(NamedTuple):
+    """A batch of the training stream on the trainer's device: this process's share of it, of which the first
+    ``rows`` sentences count, and the factor on its mean loss (see ``Share.loss_scale``)."""
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    rows: int
+    loss_scale: float
+
+
+#: A training loss: (model, tokens, lengths, weights) -> (loss, the batch's terms).
+LossFunction = Callable[[SeqVAE, torch.Tensor, torch.Tensor, dict[str, float]], tuple[torch.Tensor, LossTerms]]
+
+
+def model_objective(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor,
+                    weights: dict[str, float]) -> tuple[torch.Tensor, LossTerms]:
+    """The model's own objective: the loss of a standard step."""
+    terms = model(tokens, lengths)
+    return model.objective(terms, weights), terms
+
+
 class Trainer:
     """Trains ``model`` on ``train_loader`` (whose batch sampler has ``set_epoch`` and a resumable state).
 
@@ -140,6 +167,10 @@ class Trainer:
     samplers are :class:`DistributedBucketBatchSampler` s) and calls the same methods in the same order. A ``stop``
     request is consulted after every step: when it asks, the trainer writes a checkpoint and raises
     :class:`StopRequested`, and resuming continues exactly as if it had not stopped.
+
+    What a step does is the settings' ``procedure`` (:mod:`seqvae_zoo.training.procedures`): it learns from the
+    batches through :meth:`update` and :meth:`next_batch`; checkpoints, stop requests and ``max_steps`` fall between
+    its steps, and its state is part of the checkpoint.
     """
 
     def __init__(self, model: SeqVAE, train_loader, valid_loader, out_dir: str | Path,
@@ -158,6 +189,7 @@ class Trainer:
         self.extra_state = extra_state or {}
         self.optimizer = make_optimizer(self.model.parameters(), self.settings.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.settings.lr_factor)
+        self.procedure = self.settings.procedure
         self.step = 0
         self.epoch = 0
         # the epoch under way: its totals so far (this process's) and when it began, as time.perf_counter() reads it
@@ -170,6 +202,9 @@ class Trainer:
         self.stop = stop
         self._slowest_step_s = 0.0
         self._slowest_save_s = 0.0
+        self._batches = iter(())  # the epoch's batch stream, while an epoch is under way
+        self._bar = tqdm(disable=True)
+        self.procedure.bind(self)
 
     # -- state ----------------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -187,6 +222,7 @@ class Trainer:
             "epoch_progress": {"totals": asdict(self._reduced(self.totals)),
                                "seconds": time.perf_counter() - self.epoch_started},
             "rank_rng": rng,  # each process's random state, in rank order
+            "procedure": {"name": self.procedure.registry_name, "state": self.procedure.state_dict()},
         }
         state.update(self.extra_state)
         return state
@@ -220,6 +256,11 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.sampler.load_state_dict(state["sampler"])
         self.history, self.best_valid = state["history"], state["best_valid"]
+        procedure = state.get("procedure", {"name": "standard", "state": {}})  # checkpoints before procedures
+        if procedure["name"] != self.procedure.registry_name:
+            raise ProcedureError(f"the checkpoint was trained by procedure {procedure['name']!r}, and the config "
+                                 f"names {self.procedure.registry_name!r}: resume with the run's own config")
+        self.procedure.load_state_dict(procedure["state"])
         # rank 0 carries the epoch's totals so far, the others add theirs (checkpoints before "epoch_progress": none)
         progress = state.get("epoch_progress", {"totals": {}, "seconds": 0.0})
         self.totals = EpochTotals(**progress["totals"]) if self.distributed.is_main else EpochTotals()
@@ -258,28 +299,20 @@ class Trainer:
                 self.sampler.set_epoch(self.epoch)
                 if self.sampler.state_dict()["position"] == 0:
                     self.totals, self.epoch_started = EpochTotals(), time.perf_counter()
-                bar = self.log.progress(self.epoch, settings.epochs, steps_per_epoch, self.sampler.state_dict())
-                for tokens, lengths in self.train_loader:
-                    step_started = time.perf_counter()
-                    weights = settings.kl_schedule.weights(self.step, self.step / steps_per_epoch)
-                    rows, loss_scale = self._share(self.sampler, len(lengths))
-                    terms = _first_rows(self._train_step(tokens.to(self.device), lengths.to(self.device), weights,
-                                                         loss_scale), rows)
-                    self.totals.add(terms)
-                    self.step += 1
-                    tokens_so_far = self.totals.tokens
-                    if self.step % LOG_EVERY == 0:  # what the log shows: the whole batch, all processes' tokens
-                        terms, tokens_so_far = self._all_processes(terms, tokens_so_far)
-                    elapsed = time.perf_counter() - self.epoch_started
-                    self.log.step(bar, self.step, terms, weights, tokens_so_far / max(elapsed, 1e-9),
-                                  self.optimizer.param_groups[0]["lr"])
-                    if settings.checkpoint_every and self.step % settings.checkpoint_every == 0:
+                self._bar = self.log.progress(self.epoch, settings.epochs, steps_per_epoch,
+                                              self.sampler.state_dict())
+                self._batches = iter(self.train_loader)
+                while (batch := self.next_batch()) is not None:
+                    step_started, steps_before = time.perf_counter(), self.step
+                    self.procedure.train_step(self, batch)
+                    if settings.checkpoint_every and (self.step // settings.checkpoint_every
+                                                      > steps_before // settings.checkpoint_every):
                         self.save()
                     if max_steps is not None and self.step >= max_steps:
                         break
                     self._slowest_step_s = max(self._slowest_step_s, time.perf_counter() - step_started)
                     self._stop_if_asked()
-                bar.close()
+                self._bar.close()
                 sampler_state = self.sampler.state_dict()
                 if sampler_state["epoch"] == self.epoch and sampler_state["position"] < steps_per_epoch:
                     self.save()  # stopped by max_steps inside the epoch: --resume continues with the next batch
@@ -314,10 +347,70 @@ class Trainer:
         parts = self.distributed.all_gather((_on_cpu(terms), tokens))
         return _concatenated([part for part, _ in parts]), sum(count for _, count in parts)
 
+    # -- what a procedure calls -----------------------------------------------------------------------------------
+    def next_batch(self) -> TrainBatch | None:
+        """The next batch of the epoch's stream (this process's share of it), or None when the epoch's batches are
+        spent."""
+        drawn = next(self._batches, None)
+        if drawn is None:
+            return None
+        tokens, lengths = drawn
+        rows, loss_scale = self._share(self.sampler, len(lengths))
+        return TrainBatch(tokens.to(self.device), lengths.to(self.device), rows, loss_scale)
+
+    def weights(self, step: int | None = None) -> dict[str, float]:
+        """The weights of the objective's terms at ``step`` (the current one by default): the KL schedule's, as
+        the procedure has them."""
+        step = self.step if step is None else step
+        return self.procedure.weights(self, step, self.settings.kl_schedule.weights(step, step / len(self.sampler)))
+
+    def update(self, batch: TrainBatch, loss: LossFunction = model_objective,
+               parameters: Sequence[nn.Parameter] | None = None) -> LossTerms:
+        """One step of the optimizer on ``batch`` with ``loss`` (the model's objective by default), on
+        ``parameters`` only when given (the others' gradients are dropped, so Adam leaves them and their moments as
+        they are; gradient clipping reads those it steps). The step counts in the epoch's totals and the log;
+        returns the per-sentence terms of the sentences that count."""
+        weights = self.weights()
+        terms = _first_rows(self._train_step(batch.tokens, batch.lengths, weights, batch.loss_scale, loss,
+                                             parameters), batch.rows)
+        self.totals.add(terms)
+        self.step += 1
+        tokens_so_far = self.totals.tokens
+        logged = terms
+        if self.step % LOG_EVERY == 0:  # what the log shows: the whole batch, all processes' tokens
+            logged, tokens_so_far = self._all_processes(terms, tokens_so_far)
+        elapsed = time.perf_counter() - self.epoch_started
+        self.log.step(self._bar, self.step, logged, weights, tokens_so_far / max(elapsed, 1e-9),
+                      self.optimizer.param_groups[0]["lr"])
+        return terms
+
+    @torch.no_grad()
+    def valid_mutual_information(self) -> float:
+        """I_q(x; z_enc) over the validation split's posteriors, with noise of its own. Over several processes the
+        shares are put back in the order of one process's batches, so the estimate does not depend on their
+        number."""
+        self.model.eval()
+        shares = []  # this process's (mean, logvar) of each validation batch
+        sampler = self.valid_loader.batch_sampler
+        for tokens, lengths in self.valid_loader:
+            rows, _ = self._share(sampler, len(lengths))
+            posterior = self.model.encoder(tokens.to(self.device), lengths.to(self.device)).posterior
+            shares.append(torch.cat([posterior.mean, posterior.logvar], dim=1)[:rows].cpu())
+        by_rank = self.distributed.all_gather(shares)
+        batches = []
+        for parts in zip(*by_rank):  # the shares of one batch: every world_size-th sentence from the rank's position
+            batch = parts[0].new_empty(sum(len(part) for part in parts), parts[0].size(1))
+            for rank, part in enumerate(parts):
+                batch[rank::len(parts)] = part
+            batches.append(batch)
+        mean, logvar = torch.cat(batches).chunk(2, dim=1)
+        return mutual_information(DiagGaussian(mean, logvar), generator=torch.Generator().manual_seed(0))
+
     def _train_step(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: dict[str, float],
-                    loss_scale: float = 1.0) -> LossTerms:
+                    loss_scale: float, loss_function: LossFunction,
+                    parameters: Sequence[nn.Parameter] | None) -> LossTerms:
         self.model.train()
-        loss, terms = self.objective(tokens, lengths, weights)
+        loss, terms = self.objective(tokens, lengths, weights, loss_function)
         if not self.distributed.all_true(bool(torch.isfinite(loss))):
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at step {self.step + 1} (epoch {self.epoch + 1}); the "
@@ -326,6 +419,11 @@ class Trainer:
                 step=self.step + 1, epoch=self.epoch + 1, loss=loss.item())
         self.optimizer.zero_grad(set_to_none=True)
         (loss * loss_scale if loss_scale != 1.0 else loss).backward()
+        if parameters is not None:
+            stepped = {id(p) for p in parameters}
+            for parameter in self.model.parameters():
+                if id(parameter) not in stepped:
+                    parameter.grad = None
         nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
         self.optimizer.step()
         return _detached(terms)
@@ -333,14 +431,14 @@ class Trainer:
     def _end_epoch(self) -> None:
         seconds = time.perf_counter() - self.epoch_started
         totals = self._reduced(self.totals)
-        last_step = self.step - 1
-        weights = self.settings.kl_schedule.weights(last_step, last_step / len(self.sampler))
+        weights = self.weights(self.step - 1)
         row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                "seconds": seconds, "tokens_per_s": totals.tokens / max(seconds, 1e-9)}
         row.update(totals.summary("train_"))
         row.update({f"weight_{name}": value for name, value in weights.items()})
         row.update(self.validate().summary("valid_"))
         self.epoch += 1
+        row.update(self.procedure.end_epoch(self))
         self.scheduler.step()
         self.history.append(row)
         self.log.epoch(row, self.history)
@@ -378,10 +476,9 @@ class Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
-                weights: dict[str, float]) -> tuple[torch.Tensor, LossTerms]:
-        terms = self.model(tokens, lengths)
-        return self.model.objective(terms, weights), terms
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: dict[str, float],
+                loss: LossFunction = model_objective) -> tuple[torch.Tensor, LossTerms]:
+        return loss(self.model, tokens, lengths, weights)
 
 
 class SilentLog:

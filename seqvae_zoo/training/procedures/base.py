@@ -1,0 +1,65 @@
+"""The training-procedure interface: what one training step does with the batches, and what it remembers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from seqvae_zoo.errors import UserError
+
+if TYPE_CHECKING:
+    from seqvae_zoo.training.trainer import TrainBatch, Trainer
+
+
+class ProcedureError(UserError, ValueError):
+    """A procedure's settings, or the model it is asked to train, do not fit it; the message says what to do."""
+
+
+class Procedure:
+    """One training step over the trainer's batch stream.
+
+    ``train_step`` learns from the batch it is given through :meth:`Trainer.update` (one optimizer step each, on
+    all the parameters or a part of them, with the model's objective or a loss of its own) and may draw further
+    batches of the epoch with :meth:`Trainer.next_batch`, so every batch comes from the one sampler stream and a
+    resumed run sees the same batches. The trainer writes checkpoints and honours stop requests between calls of
+    ``train_step``; whatever the procedure must remember across them goes in ``state_dict``.
+    """
+
+    registry_name: str  # set by the registry
+
+    def bind(self, trainer: Trainer) -> None:
+        """Check that the procedure can train ``trainer.model`` (called once, before training or resuming)."""
+
+    def train_step(self, trainer: Trainer, batch: TrainBatch) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def weights(self, trainer: Trainer, step: int, weights: dict[str, float]) -> dict[str, float]:
+        """The weights of the objective's terms at ``step`` of the run, given the KL schedule's."""
+        return weights
+
+    def end_epoch(self, trainer: Trainer) -> dict[str, float]:
+        """Called after each epoch's validation (``trainer.epoch`` counts it); returns columns for its row."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def require_encoder(procedure: Procedure, trainer: Trainer) -> None:
+    """Refuse a model without a sentence latent: the procedure trains q(z_enc|x)."""
+    if trainer.model.encoder is None:
+        raise ProcedureError(f"procedure {procedure.registry_name!r} trains the encoder's posterior q(z_enc|x), and "
+                             "this model has no encoder (models.SeqVAE.encoder = None): choose a VAE preset, or "
+                             "training.TrainingSettings.procedure = @procedures.standard()")
+
+
+def check_setting(procedure: str, name: str, value: Any, integer: bool, valid: Callable[[Any], bool],
+                  wanted: str) -> None:
+    """One clear error for a setting that is not a number (an integer where ``integer``) for which ``valid``
+    holds, which ``wanted`` states."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not valid(value):
+        raise ProcedureError(f"procedures.{procedure}.{name} must be {'an integer' if integer else 'a number'} "
+                             f"{wanted}; got {value!r}")

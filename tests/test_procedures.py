@@ -1,0 +1,286 @@
+"""Training procedures: each one's defining behaviour, exact resume, and one clear message for a bad choice."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+from seqvae_zoo.presets import ConfigError, parse_config
+from seqvae_zoo.training.checkpoint import read_checkpoint, save_checkpoint
+from seqvae_zoo.training.procedures.base import ProcedureError
+from seqvae_zoo.training.procedures.svi import refine_posterior
+from seqvae_zoo.training.run import train_run
+from seqvae_zoo.training.stopping import StopRequested
+from test_bench_campaign import StopAfter  # asks to stop at its n-th consultation (after each procedure step)
+from test_distributed import ENV, _torchrun, _train_arguments, assert_same_epoch_rows, assert_same_training_state
+from test_distributed import TINY as DISTRIBUTED_TINY
+from test_distributed import deterministic  # noqa: F401 (a fixture)
+
+TINY = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "training.TrainingSettings.batch_size = 16",
+        "training.TrainingSettings.checkpoint_every = 4", "kl_schedules.linear.warmup_epochs = 1.0"]
+SMALL_DATA = {"train_size": 64, "valid_size": 16, "test_size": 16}  # 4 batches an epoch
+AGGRESSIVE = ["training.TrainingSettings.procedure = @procedures.aggressive()",
+              "procedures.aggressive.max_inner_steps = 2", "procedures.aggressive.window = 1"]
+PRETRAIN_RESET = ["training.TrainingSettings.procedure = @procedures.pretrain_reset()",
+                  "procedures.pretrain_reset.pretrain_epochs = 1",
+                  "models.SeqVAE.regularizers = [@regularizers.free_bits()]", "regularizers.free_bits.nats = 2.0"]
+SVI = ["training.TrainingSettings.procedure = @procedures.svi()", "procedures.svi.steps = 2",
+       "procedures.svi.lr = 0.1"]
+PROCEDURES = {"aggressive": AGGRESSIVE, "pretrain_reset": PRETRAIN_RESET, "svi": SVI}
+
+
+def tiny_run(out: Path, bindings=(), preset: str = "vrae", **kwargs):
+    kwargs.setdefault("epochs", 2)
+    return train_run([preset], "synthetic", out, bindings=[*TINY, *bindings], progress=False,
+                     dataset_options=SMALL_DATA, **kwargs)
+
+
+def initial_parameters(out: Path, bindings=()) -> dict[str, torch.Tensor]:
+    """The parameters a run of this config starts from."""
+    model = tiny_run(out, bindings, max_steps=0).model
+    return {name: value.detach().clone() for name, value in model.named_parameters()}
+
+
+class OptimizerSteps:
+    """Which of the model's parameters (by name) each optimizer step changed."""
+
+    def __init__(self):
+        self.changed: list[set[int]] = []
+        self._before: list[torch.Tensor] = []
+
+    def __enter__(self) -> OptimizerSteps:
+        self._handles = [register_optimizer_step_pre_hook(self._pre),
+                         register_optimizer_step_post_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def _parameters(self, optimizer) -> list[torch.Tensor]:
+        return [p for group in optimizer.param_groups for p in group["params"]]
+
+    def _pre(self, optimizer, args, kwargs) -> None:
+        self._before = [p.detach().clone() for p in self._parameters(optimizer)]
+
+    def _post(self, optimizer, args, kwargs) -> None:
+        self.changed.append({i for i, (p, old) in enumerate(zip(self._parameters(optimizer), self._before))
+                             if not torch.equal(p, old)})
+
+
+def assert_same_rows(left: list[dict], right: list[dict]) -> None:
+    assert len(left) == len(right)
+    for row_left, row_right in zip(left, right):
+        assert row_left.keys() == row_right.keys()
+        assert {k: v for k, v in row_left.items() if k not in ("seconds", "tokens_per_s")} == \
+               {k: v for k, v in row_right.items() if k not in ("seconds", "tokens_per_s")}
+
+
+# -- aggressive ---------------------------------------------------------------------------------------------------
+def test_aggressive_training_runs_encoder_only_steps_then_one_decoder_step(tmp_path):
+    """The first epoch's updates (each one a step of the run), as the optimizer made them; and each epoch's
+    aggressive flag is the rule applied to the validation MIs before it."""
+    with OptimizerSteps() as all_steps:
+        run = tiny_run(tmp_path / "run", AGGRESSIVE, epochs=3)
+    previous, active = 0.0, True
+    for epoch_row in run.history:
+        assert epoch_row["aggressive"] == float(active)
+        assert (epoch_row["encoder_only_steps"] > 0) == active
+        if active and epoch_row["valid_mi"] <= previous:
+            active = False
+        previous = epoch_row["valid_mi"]
+
+    names = [name for name, _ in run.model.named_parameters()]
+    encoder = {i for i, name in enumerate(names) if name.startswith("encoder.")}
+    assert encoder and len(encoder) < len(names)
+    row = run.history[0]
+    assert row["aggressive"] == 1.0
+    steps = all_steps.changed[:int(row["step"])]
+    encoder_only = [changed for changed in steps if changed <= encoder]
+    decoder_only = [changed for changed in steps if not changed & encoder]
+    assert all(encoder_only) and all(decoder_only)  # each step moved some parameter
+    assert len(encoder_only) + len(decoder_only) == row["step"]  # no step moved both
+    # each batch of the epoch gets one encoder step (the inner loops draw them from the epoch's stream)
+    assert len(encoder_only) == row["encoder_only_steps"] == 4
+    assert 1 <= len(decoder_only) <= 4
+    # each decoder step follows its inner loop: at least one encoder-only step before every decoder step
+    kinds = "".join("e" if changed <= encoder else "d" for changed in steps)
+    assert kinds[0] == "e" and kinds[-1] == "d" and "dd" not in kinds
+    assert max(len(loop) for loop in kinds.split("d")) <= 2  # no inner loop longer than the cap
+
+
+def test_aggressive_training_ends_when_the_validation_mi_stops_rising(tmp_path):
+    """With a learning rate of 0 the posteriors, and so the MI, stay the same: the first epoch's MI rises above
+    0, the second's does not rise above the first's, and training is standard from the third epoch on."""
+    run = tiny_run(tmp_path / "run", [*AGGRESSIVE, "training.TrainingSettings.lr = 0.0"], epochs=3)
+    mi = [row["valid_mi"] for row in run.history]
+    assert mi[0] > 0 and mi[0] == mi[1] == mi[2]
+    assert [row["aggressive"] for row in run.history] == [1.0, 1.0, 0.0]
+    assert run.history[1]["encoder_only_steps"] > 0 and run.history[2]["encoder_only_steps"] == 0
+
+
+# -- pretrain, then reset ----------------------------------------------------------------------------------------
+def test_pretrain_reset_reinitializes_the_decoder_and_keeps_the_encoder(tmp_path):
+    initial = initial_parameters(tmp_path / "initial", PRETRAIN_RESET)
+    run = tiny_run(tmp_path / "run", PRETRAIN_RESET, max_steps=4)  # to the end of the pretraining epoch
+    assert run.history[0]["pretraining"] == 1.0 and run.history[0]["weight_z_enc"] == 0.0
+    saved = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    names = list(initial)
+    for name, value in saved["model"].items():
+        if name.startswith("decoder."):
+            assert torch.equal(value, initial[name]), f"{name} was not re-initialized"
+        elif name.startswith("encoder."):
+            assert not torch.equal(value, initial[name]), f"{name} did not learn in pretraining"
+    # the decoder's Adam moments are gone; the encoder's are kept
+    state = saved["optimizer"]["state"]
+    assert not any(names[i].startswith("decoder.") for i in state)
+    assert any(names[i].startswith("encoder.") for i in state)
+
+    train_run([], "synthetic", tmp_path / "run", resume=True, progress=False, max_steps=5)
+    state = read_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]["state"]
+    steps = {names[i]: int(s["step"]) for i, s in state.items()}
+    assert all(step == 1 for name, step in steps.items() if name.startswith("decoder."))
+    assert all(step == 5 for name, step in steps.items() if name.startswith("encoder."))
+
+
+def test_pretrain_reset_trains_with_kl_weight_0_then_with_the_schedule_and_free_bits(tmp_path):
+    run = tiny_run(tmp_path / "run", PRETRAIN_RESET, epochs=2)
+    assert [row["pretraining"] for row in run.history] == [1.0, 0.0]
+    assert run.history[0]["weight_z_enc"] == 0.0 and run.history[1]["weight_z_enc"] == 1.0
+
+
+def test_pretrain_reset_refuses_a_model_without_free_bits(tmp_path):
+    with pytest.raises(ProcedureError, match=r"add models\.SeqVAE\.regularizers = \[@regularizers\.free_bits\(\)\]"):
+        tiny_run(tmp_path / "run", PRETRAIN_RESET[:2])
+
+
+# -- SVI ----------------------------------------------------------------------------------------------------------
+def test_svi_refinement_raises_each_sentences_elbo(tmp_path):
+    run = tiny_run(tmp_path / "run", max_steps=0)
+    model = run.model.eval()
+    tokens, lengths = next(iter(_valid_loader(run)))
+    initial = model.encoder(tokens, lengths).posterior
+    refined = refine_posterior(model, tokens, lengths, initial, steps=10, lr=0.1, momentum=0.5)
+    assert not torch.equal(refined.mean, initial.mean)
+
+    def mean_neg_elbo(posterior, draws: int = 200) -> torch.Tensor:  # over noise draws, the same for both
+        torch.manual_seed(0)
+        repeated = type(posterior)(*(value.repeat(draws, 1) for value in posterior))
+        with torch.no_grad():
+            terms = model(tokens.repeat(draws, 1), lengths.repeat(draws), posterior=repeated)
+        return terms.neg_elbo.view(draws, -1).mean(0)
+
+    before, after = mean_neg_elbo(initial), mean_neg_elbo(refined)
+    assert (after < before).all(), (before - after)
+
+
+def _valid_loader(run):
+    from seqvae_zoo.data.batching import make_loader
+    encoded = [run.vocab.encode(s) for s in run.corpus.splits["valid"]]
+    return make_loader(encoded, 16, run.vocab.pad_id, shuffle=False)
+
+
+# -- every procedure -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("procedure", sorted(PROCEDURES))
+def test_resume_equals_uninterrupted_training(tmp_path, procedure):
+    bindings = PROCEDURES[procedure]
+    straight = tiny_run(tmp_path / "straight", bindings)
+    stopped_at = {"aggressive": 0, "pretrain_reset": 5, "svi": 2}[procedure]  # procedure steps before the stop
+    with pytest.raises(StopRequested):
+        tiny_run(tmp_path / "stopped", bindings, stop=StopAfter(stopped_at))
+    saved = read_checkpoint(tmp_path / "stopped" / "checkpoint.pt")
+    assert 0 < saved["step"] < straight.history[-1]["step"] and saved["procedure"]["name"] == procedure
+    resumed = train_run([], "synthetic", tmp_path / "stopped", resume=True, progress=False)
+    assert_same_rows(resumed.history, straight.history)
+    left, right = (read_checkpoint(path / "checkpoint.pt") for path in (tmp_path / "straight", tmp_path / "stopped"))
+    assert left["procedure"] == right["procedure"] or procedure == "pretrain_reset"
+    for name in left["model"]:
+        assert torch.equal(left["model"][name], right["model"][name]), name
+
+
+def test_the_default_procedure_is_standard(tmp_path):
+    tiny_run(tmp_path / "run", max_steps=1)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["procedure"] == {"name": "standard", "state": {}}
+
+
+# -- bad choices ---------------------------------------------------------------------------------------------------
+def test_an_unknown_procedure_names_the_closest_one():
+    with pytest.raises(ConfigError, match="Did you mean 'procedures.aggressive'"):
+        parse_config(["vrae"], ["training.TrainingSettings.procedure = @procedures.agressive()"])
+
+
+@pytest.mark.parametrize("bindings, message", [
+    (["procedures.aggressive.window = 0"], r"procedures\.aggressive\.window must be an integer >= 1; got 0"),
+    (["procedures.aggressive.window = 5"],
+     r"window \(5\) must not exceed procedures\.aggressive\.max_inner_steps \(2\)"),
+    (["procedures.aggressive.max_inner_steps = 2.5"], r"max_inner_steps must be an integer >= 1; got 2\.5"),
+])
+def test_bad_aggressive_settings_give_one_clear_message(tmp_path, bindings, message):
+    with pytest.raises(ProcedureError, match=message):
+        tiny_run(tmp_path / "run", [*AGGRESSIVE, *bindings])
+
+
+@pytest.mark.parametrize("bindings, message", [
+    ([*SVI, "procedures.svi.momentum = 1.0"], r"procedures\.svi\.momentum must be a number in \[0, 1\); got 1\.0"),
+    ([*SVI, "procedures.svi.lr = 0"], r"procedures\.svi\.lr must be a number > 0; got 0"),
+    ([*PRETRAIN_RESET, "procedures.pretrain_reset.pretrain_epochs = 2"], r"pretrain_epochs \(2\) leaves no epoch"),
+])
+def test_bad_settings_give_one_clear_message(tmp_path, bindings, message):
+    with pytest.raises(ProcedureError, match=message):
+        tiny_run(tmp_path / "run", bindings)
+
+
+def test_a_procedure_that_trains_the_posterior_refuses_a_language_model(tmp_path):
+    with pytest.raises(ProcedureError, match="'svi' trains the encoder's posterior .* this model has no encoder"):
+        tiny_run(tmp_path / "run", SVI, preset="lstm")
+
+
+def test_resuming_a_checkpoint_of_another_procedure_is_refused(tmp_path):
+    tiny_run(tmp_path / "run", max_steps=2)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = read_checkpoint(path)
+    state["procedure"] = {"name": "svi", "state": {}}
+    save_checkpoint(path, {key: value for key, value in state.items() if not key.startswith("format")})
+    with pytest.raises(ProcedureError, match="trained by procedure 'svi', and the config names 'standard'"):
+        train_run([], "synthetic", tmp_path / "run", resume=True, progress=False)
+
+
+# -- a procedure from outside the package --------------------------------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "autoencoder_warmup"
+
+
+def test_the_example_procedure_trains_from_its_own_file_and_gin_file(tmp_path, monkeypatch):
+    from plugin_fixture import isolated_registrations
+
+    with isolated_registrations(monkeypatch):
+        monkeypatch.syspath_prepend(str(EXAMPLE))
+        run = train_run([str(EXAMPLE / "vrae_warmup.gin")], "synthetic", tmp_path / "run",
+                        bindings=[*TINY, "procedures.autoencoder_warmup.steps = 4"], epochs=2, progress=False,
+                        dataset_options=SMALL_DATA)
+        assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["procedure"]["name"] == "autoencoder_warmup"
+        # its 4 steps are the first epoch: KL weight 0 there, the schedule's after
+        assert [row["weight_z_enc"] for row in run.history] == [0.0, 1.0]
+        assert run.history[-1]["train_nll"] < run.history[0]["train_nll"]
+
+
+# -- several processes -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("procedure", ["aggressive", "svi"])
+def test_two_processes_train_like_one(tmp_path, deterministic, procedure):
+    """Without random draws, two processes (torchrun) train as one process with the whole batch (the same inner
+    loops, decoder steps and MI decisions; the same refinements): the same parameters, Adam moments and epoch rows
+    after 2 epochs."""
+    sizes = {"train_size": 96, "valid_size": 24, "test_size": 8}
+    bindings = PROCEDURES[procedure]
+    two, one = tmp_path / "two", tmp_path / "one"
+    subprocess.run(_torchrun(deterministic, _train_arguments(
+        two, sizes, "--epochs", "2", *(a for b in bindings for a in ("--gin", b)))), env=ENV, check=True)
+    train_run(["vrae_sa_aux"], "synthetic", one, bindings=[*DISTRIBUTED_TINY, *bindings], epochs=2, device="cpu",
+              progress=False, dataset_options=sizes)
+    assert_same_training_state(two / "checkpoint.pt", one / "checkpoint.pt", atol=1e-5)
+    rows = [read_checkpoint(run / "checkpoint.pt")["history"] for run in (two, one)]
+    assert_same_epoch_rows(*rows)
+    assert procedure != "aggressive" or rows[0][0]["encoder_only_steps"] > 0
