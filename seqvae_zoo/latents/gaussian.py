@@ -34,7 +34,7 @@ class GaussianLatent(DiagGaussian, LatentDistribution):
 
 @LATENTS.register("gaussian")
 class GaussianFamily(LatentFamily):
-    """The encoder's output layer gives [mean, log-variance]: 2 * latent_dim numbers."""
+    """Diagonal Gaussian N(mu, diag(sigma^2)); the encoder's output layer gives [mu, log sigma^2]."""
 
     @property
     def parameter_size(self) -> int:

@@ -158,7 +158,10 @@ class VonMisesFisher(_VMFParameters, LatentDistribution):
 
 @LATENTS.register("vmf")
 class VMFFamily(LatentFamily):
-    """The encoder's output layer gives a vector whose direction is mu; kappa is fixed (``latents.vmf.kappa``)."""
+    """von Mises-Fisher vMF(mu, kappa) on the unit sphere; the encoder gives mu, kappa is fixed (Xu & Durrett 2018).
+
+    The encoder's output layer gives a vector whose direction is mu; ``kappa`` is set with ``latents.vmf.kappa``.
+    Pair it with ``priors.uniform_sphere`` (or ``priors.vamp``)."""
 
     def __init__(self, latent_dim: int, kappa: float = 50.0):
         if latent_dim < 2:

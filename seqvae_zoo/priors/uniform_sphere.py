@@ -11,7 +11,7 @@ from seqvae_zoo.registry import PRIORS
 
 @PRIORS.register("uniform_sphere")
 class UniformSpherePrior(Prior):
-    """p(z) = 1 / |S^{d-1}| on the sphere, with vMF's closed-form KL (a constant when kappa is fixed)."""
+    """Uniform on the unit sphere, p(z) = 1 / |S^{d-1}|, for vMF latents; closed-form KL (constant for fixed kappa)."""
 
     family = VMFFamily
 

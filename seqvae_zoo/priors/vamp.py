@@ -22,8 +22,10 @@ from seqvae_zoo.registry import PRIORS
 
 @PRIORS.register("vamp")
 class VampPrior(Prior):
-    """K pseudo-inputs of ``length`` embedding vectors each (initialized N(0, init_scale^2), like word embeddings),
-    learned with the model; the components are recomputed through the encoder whenever the prior is read."""
+    """(1/K) sum_k q(z | u_k): the encoder's posteriors at K learned pseudo-inputs (Tomczak & Welling 2018).
+
+    Each pseudo-input is ``length`` embedding vectors (initialized N(0, init_scale^2), like word embeddings), learned
+    with the model; the components are recomputed through the encoder whenever the prior is read."""
 
     family = None  # the encoder's posteriors: whichever family the encoder has
 

@@ -18,7 +18,7 @@ def as_vectors(distribution: Distribution) -> torch.Tensor:
 
 @RANKERS.register("cosine")
 class CosineRanker(Ranker):
-    """Largest cosine similarity between the sentence's vector (a Gaussian's mean) and the topic's first."""
+    """Largest cosine similarity between the sentence's vector (a latent's mean) and the topic's first."""
 
     def rank(self, item: RankingInput) -> list[int]:
         vectors = as_vectors(item.representation.sentences)[torch.tensor(item.candidates, dtype=torch.long)]
