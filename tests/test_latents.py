@@ -122,11 +122,20 @@ def test_vmf_kl_between_two_matches_monte_carlo_and_a_distribution_has_none_to_i
     assert p.kl(p).item() == pytest.approx(0.0, abs=1e-10)
 
 
-def test_the_vmf_sample_carries_the_gradient_into_the_direction():
-    parameters = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
-    q = VMFFamily(latent_dim=6, kappa=40.0).posterior(parameters)
-    (q.rsample() * torch.arange(6.0).double()).sum().backward()
-    assert parameters.grad is not None and parameters.grad.abs().sum() > 0
+def test_the_reparameterized_gradient_is_the_gradient_of_the_expectation():
+    """E_q[a^T z] = A_d(kappa) a^T mu with mu = p / |p|: the sample's gradient with respect to the encoder's output p,
+    averaged over draws, is A_d(kappa) (a - (a^T mu) mu) / |p| (A_d by the integral above)."""
+    dim, kappa, count = 6, 40.0, 40_000
+    generator = torch.Generator().manual_seed(5)
+    output = torch.randn(dim, dtype=torch.float64, generator=generator).requires_grad_()
+    a = torch.randn(dim, dtype=torch.float64, generator=generator)
+    torch.manual_seed(6)
+    z = VMFFamily(latent_dim=dim, kappa=kappa).posterior(output.expand(count, dim)).rsample()
+    (z @ a).mean().backward()
+    mu = output.detach() / output.detach().norm()
+    a_d = math.exp(log_integral_of_w(dim, kappa, 1) - log_integral_of_w(dim, kappa))
+    expected = a_d * (a - (a @ mu) * mu) / output.detach().norm()
+    assert torch.allclose(output.grad, expected, atol=0.02 * expected.abs().max().item())
 
 
 def test_moment_matching_a_vmf_with_itself_gives_it_back_and_the_mixture_points_between():
