@@ -1,6 +1,7 @@
-"""The examples of the latent-family and prior seams (examples/vmf_latent, examples/vamp_prior) train on a small
-synthetic corpus, and everything downstream reads them: IW-NLL is below the ELBO's NLL, MI and active units are
-measured, and the summarization ranker orders sentences by the vMF representation."""
+"""The examples of the latent-family and prior seams train on a small synthetic corpus, and everything downstream
+reads them: IW-NLL is below the ELBO's NLL, MI and active units are measured, and the summarization ranker orders
+sentences by the vMF representation. examples/vmf_latent and examples/vamp_prior are gin files over the built-in
+components; examples/power_spherical is a new family in a file of its own, registered by its gin file's import."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from plugin_fixture import isolated_registrations
 from seqvae_zoo.evaluation import evaluate_corpus
 from seqvae_zoo.latents.vmf import VonMisesFisher
 from seqvae_zoo.summarization.rankers.base import RankingInput
@@ -21,7 +23,8 @@ from seqvae_zoo.training.run import train_run
 from test_training import best_unigram_nll
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-GIN = {"vmf": EXAMPLES / "vmf_latent" / "vrae_vmf.gin", "vamp": EXAMPLES / "vamp_prior" / "vrae_vamp.gin"}
+GIN = {"vmf": EXAMPLES / "vmf_latent" / "vrae_vmf.gin", "vamp": EXAMPLES / "vamp_prior" / "vrae_vamp.gin",
+       "power_spherical": EXAMPLES / "power_spherical" / "vrae_power_spherical.gin"}
 TINY = ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4", "training.TrainingSettings.batch_size = 16",
         "training.TrainingSettings.lr = 1e-2", "training.TrainingSettings.checkpoint_every = 0",
         "kl_schedules.linear.warmup_epochs = 1.0", "priors.vamp.components = 8", "priors.vamp.length = 4"]
@@ -30,8 +33,10 @@ DATA = {"components": 2, "states": 4, "words": 30, "train_size": 320, "valid_siz
 
 @pytest.fixture(scope="module", params=sorted(GIN))
 def trained(request, tmp_path_factory):
-    run = train_run([str(GIN[request.param])], "synthetic", tmp_path_factory.mktemp(request.param), bindings=TINY,
-                    epochs=2, progress=False, device="cpu", dataset_options=DATA)
+    with pytest.MonkeyPatch.context() as monkeypatch, isolated_registrations(monkeypatch):
+        monkeypatch.syspath_prepend(str(GIN[request.param].parent))  # where a gin file's import finds its module
+        run = train_run([str(GIN[request.param])], "synthetic", tmp_path_factory.mktemp(request.param),
+                        bindings=TINY, epochs=2, progress=False, device="cpu", dataset_options=DATA)
     return request.param, run
 
 
@@ -68,3 +73,22 @@ def test_the_kl_ranker_reads_the_vmf_posterior(trained):
     assert torch.allclose(representation.topic.direction, F.normalize(directions.mean(0), dim=0), atol=1e-6)
     item = RankingInput(topic=None, sentences=sentences, candidates=list(range(12)), representation=representation)
     assert KLRanker().rank(item) == CosineRanker().rank(item)
+
+
+def test_the_power_spherical_plugin_has_its_defining_moments(monkeypatch):
+    """E[mu^T z] = 2 E[t] - 1 = kappa / (d - 1 + kappa) for t ~ Beta((d-1)/2 + kappa, (d-1)/2); samples on the sphere;
+    KL to the uniform distribution matches E_q[log q(z) + log |S^{d-1}|] at 40,000 draws."""
+    with isolated_registrations(monkeypatch):
+        monkeypatch.syspath_prepend(str(GIN["power_spherical"].parent))
+        from power_spherical import PowerSphericalFamily
+
+        dim, kappa = 8, 20.0
+        q = PowerSphericalFamily(latent_dim=dim, kappa=kappa).posterior(
+            torch.randn(2, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+        torch.manual_seed(1)
+        z = q.map(lambda t: t.expand(40_000, *t.shape)).rsample()
+        assert torch.allclose(z.norm(dim=-1), torch.ones(()).double(), atol=1e-12)
+        w = (z * q.direction).sum(-1)
+        assert (w.mean(0) - kappa / (dim - 1 + kappa)).abs().max() < 5 * w.std() / 200
+        log_ratio = q.log_prob(z) + math.log(2 * math.pi ** (dim / 2) / math.gamma(dim / 2))
+        assert (log_ratio.mean(0) - q.kl_uniform()).abs().max() < 5 * log_ratio.std() / 200

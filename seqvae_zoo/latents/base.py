@@ -39,11 +39,13 @@ class LatentDistribution:
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def kl(self, other) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def kl(self, other) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} gives no closed-form KL between two of its distributions, "
+                                  "which the kl and query rankers read")
 
-    def moment_matched(self: D, weights: torch.Tensor | None = None) -> D:  # pragma: no cover
-        raise NotImplementedError
+    def moment_matched(self: D, weights: torch.Tensor | None = None) -> D:
+        raise NotImplementedError(f"{type(self).__name__} gives no moment-matched mixture, which a summarization "
+                                  "topic is made of")
 
 
 def concatenate(parts: Sequence[D]) -> D:
@@ -80,3 +82,8 @@ class LatentFamily:
 
     def __repr__(self) -> str:
         return f"latents.{getattr(type(self), 'registry_name', type(self).__name__)}"
+
+
+class SphericalFamily(LatentFamily):
+    """A family on the unit sphere S^{d-1}, which pairs with the uniform prior on it: its distributions give
+    ``kl_uniform()``, KL(q || uniform on S^{d-1})."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.latents.base import LatentDistribution, LatentFamily, equal_weights
+from seqvae_zoo.latents.base import LatentDistribution, SphericalFamily, equal_weights
 from seqvae_zoo.registry import LATENTS
 
 
@@ -157,7 +157,7 @@ class VonMisesFisher(_VMFParameters, LatentDistribution):
 
 
 @LATENTS.register("vmf")
-class VMFFamily(LatentFamily):
+class VMFFamily(SphericalFamily):
     """von Mises-Fisher vMF(mu, kappa) on the unit sphere; the encoder gives mu, kappa is fixed (Xu & Durrett 2018).
 
     The encoder's output layer gives a vector whose direction is mu; ``kappa`` is set with ``latents.vmf.kappa``.

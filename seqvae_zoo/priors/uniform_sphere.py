@@ -1,19 +1,21 @@
-"""The uniform distribution on the unit sphere: the prior of a von Mises-Fisher latent (Xu & Durrett 2018)."""
+"""The uniform distribution on the unit sphere: the prior of a von Mises-Fisher latent (Xu & Durrett 2018), and of
+any other family on the sphere (a :class:`~seqvae_zoo.latents.base.SphericalFamily`)."""
 
 from __future__ import annotations
 
 import torch
 
-from seqvae_zoo.latents.vmf import VMFFamily, VonMisesFisher, log_sphere_area, uniform_on_sphere
+from seqvae_zoo.latents.base import LatentDistribution, SphericalFamily
+from seqvae_zoo.latents.vmf import log_sphere_area, uniform_on_sphere
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.registry import PRIORS
 
 
 @PRIORS.register("uniform_sphere")
 class UniformSpherePrior(Prior):
-    """Uniform on the unit sphere, p(z) = 1 / |S^{d-1}|, for vMF latents; closed-form KL (constant for fixed kappa)."""
+    """Uniform on the unit sphere, p(z) = 1 / |S^{d-1}|, for vMF latents; the family's closed-form KL to it."""
 
-    family = VMFFamily
+    family = SphericalFamily
 
     def __init__(self, latent_dim: int):
         super().__init__()
@@ -26,5 +28,5 @@ class UniformSpherePrior(Prior):
     def sample(self, count: int) -> torch.Tensor:
         return uniform_on_sphere((count,), self.latent_dim, self._device_probe.dtype, self._device_probe.device)
 
-    def kl(self, posterior: VonMisesFisher, z: torch.Tensor) -> torch.Tensor:
+    def kl(self, posterior: LatentDistribution, z: torch.Tensor) -> torch.Tensor:
         return posterior.kl_uniform()
