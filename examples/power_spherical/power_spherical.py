@@ -14,33 +14,20 @@ Importing this module registers the family as ``latents.power_spherical``: a gin
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
-from seqvae_zoo.latents.base import LatentDistribution, SphericalFamily
-from seqvae_zoo.latents.vmf import log_sphere_area, uniform_on_sphere
+from seqvae_zoo.latents.sphere import DirectionalDistribution, FixedConcentrationFamily, around, log_sphere_area
 from seqvae_zoo.registry import LATENTS
 
 
-class _Parameters(NamedTuple):
-    direction: torch.Tensor  # (..., D), unit norm
-    kappa: torch.Tensor  # (...,)
-
-
-class PowerSpherical(_Parameters, LatentDistribution):
-    """PS(direction, kappa); ``mean`` is the mean direction."""
+class PowerSpherical(DirectionalDistribution):
+    """PS(direction, kappa) on S^{D-1}."""
 
     __slots__ = ()
-    index = LatentDistribution.index  # not tuple.index
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.direction
 
     def _beta_parameters(self) -> tuple[torch.Tensor, float]:
-        half = (self.direction.size(-1) - 1) / 2
+        half = (self.dim - 1) / 2
         return half + self.kappa, half
 
     def log_normalizer(self) -> torch.Tensor:
@@ -49,21 +36,12 @@ class PowerSpherical(_Parameters, LatentDistribution):
         return -((a + b) * math.log(2) + b * math.log(math.pi) + torch.lgamma(a) - torch.lgamma(a + b))
 
     def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """w = 2t - 1, t ~ Beta(a, b); z = H(mu) [w; sqrt(1 - w^2) v], v uniform on S^{d-2}, H(mu) the Householder
-        reflection taking the first axis to mu. The Beta draw uses the global random state (torch's Beta takes no
-        generator)."""
-        dim = self.direction.size(-1)
-        direction = self.direction.reshape(-1, dim)
+        """z at cosine w = 2t - 1 to mu, t ~ Beta(a, b) (1 - w^2 = 4 t (1 - t)). The Beta draw uses the global random
+        state (torch's Beta takes no generator)."""
         a, b = self._beta_parameters()
         t = torch.distributions.Beta(a.reshape(-1), torch.full_like(a.reshape(-1), b)).sample()
-        w = 2 * t - 1
-        tangent = uniform_on_sphere((w.numel(),), dim - 1, direction.dtype, direction.device, generator)
-        z = torch.cat([w[:, None], (4 * t * (1 - t)).sqrt()[:, None] * tangent], dim=1)  # 1 - w^2 = 4 t (1 - t)
-        axis = torch.zeros_like(direction)
-        axis[:, 0] = 1
-        reflection = F.normalize(axis - direction, dim=1)
-        z = z - 2 * (z * reflection).sum(dim=1, keepdim=True) * reflection
-        return z.reshape(self.direction.shape)
+        return around(self.direction.reshape(-1, self.dim), 2 * t - 1, 4 * t * (1 - t), generator).reshape(
+            self.direction.shape)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return self.log_normalizer() + self.kappa * torch.log1p((self.direction * z).sum(-1))
@@ -72,20 +50,11 @@ class PowerSpherical(_Parameters, LatentDistribution):
         """KL(PS || uniform) = -H(PS) + log |S^{d-1}|, with E[log(1 + w)] = log 2 + psi(a) - psi(a + b)."""
         a, b = self._beta_parameters()
         expected_log = math.log(2) + torch.digamma(a) - torch.digamma(a + b)
-        return self.log_normalizer() + self.kappa * expected_log + log_sphere_area(self.direction.size(-1))
+        return self.log_normalizer() + self.kappa * expected_log + log_sphere_area(self.dim)
 
 
 @LATENTS.register("power_spherical")
-class PowerSphericalFamily(SphericalFamily):
+class PowerSphericalFamily(FixedConcentrationFamily):
     """Power spherical PS(mu, kappa) on the unit sphere (De Cao & Aziz 2020); the encoder gives mu, kappa is fixed."""
 
-    def __init__(self, latent_dim: int, kappa: float = 50.0):
-        super().__init__(latent_dim)
-        self.kappa = float(kappa)
-
-    @property
-    def parameter_size(self) -> int:
-        return self.latent_dim
-
-    def posterior(self, parameters: torch.Tensor) -> PowerSpherical:
-        return PowerSpherical(F.normalize(parameters, dim=-1), parameters.new_full(parameters.shape[:-1], self.kappa))
+    distribution = PowerSpherical

@@ -10,13 +10,13 @@ I_v(kappa) overflows float64 well before the models do anything unusual.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from seqvae_zoo.errors import UserError
-from seqvae_zoo.latents.base import LatentDistribution, SphericalFamily, equal_weights
+from seqvae_zoo.latents.base import equal_weights
+from seqvae_zoo.latents.sphere import (DirectionalDistribution, FixedConcentrationFamily, around, log_sphere_area,
+                                       uniform_on_sphere)
 from seqvae_zoo.registry import LATENTS
 
 
@@ -41,17 +41,6 @@ def log_normalizer(dim: int, kappa: torch.Tensor) -> torch.Tensor:
     """log C_d(kappa), in float64."""
     kappa = torch.as_tensor(kappa, dtype=torch.float64)
     return (dim / 2 - 1) * torch.log(kappa) - dim / 2 * math.log(2 * math.pi) - log_bessel_iv(dim / 2 - 1, kappa)
-
-
-def log_sphere_area(dim: int) -> float:
-    """log of the surface area of S^{dim-1}: 2 pi^{d/2} / Gamma(d/2)."""
-    return math.log(2) + dim / 2 * math.log(math.pi) - math.lgamma(dim / 2)
-
-
-def uniform_on_sphere(shape: tuple[int, ...], dim: int, dtype: torch.dtype, device: torch.device,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Points (*shape, dim) drawn uniformly on S^{dim-1}: normalized standard normal vectors."""
-    return F.normalize(torch.randn(*shape, dim, dtype=dtype, device=device, generator=generator), dim=-1)
 
 
 def _wood_w(kappa: torch.Tensor, dim: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,39 +73,16 @@ def _wood_w(kappa: torch.Tensor, dim: int, generator: torch.Generator | None) ->
     return w, one_minus_w2
 
 
-class _VMFParameters(NamedTuple):
-    direction: torch.Tensor  # (..., D), unit norm
-    kappa: torch.Tensor  # (...,)
-
-
-class VonMisesFisher(_VMFParameters, LatentDistribution):
-    """vMF(direction, kappa) on S^{D-1}; ``mean`` is the mean direction (on the sphere, the sentence's point)."""
+class VonMisesFisher(DirectionalDistribution):
+    """vMF(direction, kappa) on S^{D-1}."""
 
     __slots__ = ()
-    index = LatentDistribution.index  # not tuple.index
-
-    @property
-    def dim(self) -> int:
-        return self.direction.size(-1)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.direction
 
     def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = H(mu) [w; sqrt(1 - w^2) v]: w by Wood's algorithm, v uniform on S^{D-2}, and H(mu) the Householder
-        reflection that takes the first axis to mu, through which the gradient reaches mu (w and v do not depend
-        on it; kappa is fixed)."""
-        direction = self.direction.reshape(-1, self.dim)
-        kappa = self.kappa.reshape(-1).double()
-        w, one_minus_w2 = _wood_w(kappa, self.dim, generator)
-        tangent = uniform_on_sphere((kappa.numel(),), self.dim - 1, torch.float64, kappa.device, generator)
-        z = torch.cat([w[:, None], one_minus_w2.sqrt()[:, None] * tangent], dim=1).to(direction.dtype)
-        axis = torch.zeros_like(direction)
-        axis[:, 0] = 1
-        reflection = F.normalize(axis - direction, dim=1)  # 0 where mu is the first axis: H is then the identity
-        z = z - 2 * (z * reflection).sum(dim=1, keepdim=True) * reflection
-        return z.reshape(self.direction.shape)
+        """z at cosine w to mu, w by Wood's algorithm (kappa is fixed, so the gradient reaches mu through the
+        reflection of :func:`~seqvae_zoo.latents.sphere.around` alone)."""
+        w, one_minus_w2 = _wood_w(self.kappa.reshape(-1).double(), self.dim, generator)
+        return around(self.direction.reshape(-1, self.dim), w, one_minus_w2, generator).reshape(self.direction.shape)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log C_D(kappa) + kappa mu^T z."""
@@ -157,24 +123,9 @@ class VonMisesFisher(_VMFParameters, LatentDistribution):
 
 
 @LATENTS.register("vmf")
-class VMFFamily(SphericalFamily):
+class VMFFamily(FixedConcentrationFamily):
     """von Mises-Fisher vMF(mu, kappa) on the unit sphere; the encoder gives mu, kappa is fixed (Xu & Durrett 2018).
 
-    The encoder's output layer gives a vector whose direction is mu; ``kappa`` is set with ``latents.vmf.kappa``.
     Pair it with ``priors.uniform_sphere`` (or ``priors.vamp``)."""
 
-    def __init__(self, latent_dim: int, kappa: float = 50.0):
-        if latent_dim < 2:
-            raise UserError(f"a von Mises-Fisher latent lives on the sphere S^(d-1), which needs d >= 2; got "
-                            f"latent_dim {latent_dim}: set the encoder's latent_dim to 2 or more")
-        if not kappa > 0:
-            raise UserError(f"latents.vmf.kappa is the fixed concentration and must be positive; got {kappa}")
-        super().__init__(latent_dim)
-        self.kappa = float(kappa)
-
-    @property
-    def parameter_size(self) -> int:
-        return self.latent_dim
-
-    def posterior(self, parameters: torch.Tensor) -> VonMisesFisher:
-        return VonMisesFisher(F.normalize(parameters, dim=-1), parameters.new_full(parameters.shape[:-1], self.kappa))
+    distribution = VonMisesFisher

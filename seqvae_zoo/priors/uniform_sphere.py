@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from seqvae_zoo.latents.base import LatentDistribution, SphericalFamily
-from seqvae_zoo.latents.vmf import log_sphere_area, uniform_on_sphere
+from seqvae_zoo.latents.sphere import log_sphere_area, uniform_on_sphere
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.registry import PRIORS
 
