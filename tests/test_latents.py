@@ -207,6 +207,13 @@ def test_a_prior_of_another_family_is_refused_when_the_model_is_built(family, pr
     assert f"priors.{prior}" in str(error.value) and f"latents.{family}" in str(error.value)
 
 
+def test_an_encoder_without_a_latent_family_is_refused_by_the_prior():
+    from seqvae_zoo.priors.standard_normal import StandardNormalPrior
+
+    with pytest.raises(FamilyMismatchError, match="declares no latent family"):
+        StandardNormalPrior(latent_dim=4).bind(torch.nn.Linear(2, 2))
+
+
 def test_the_family_may_be_named_by_a_string_and_a_wrong_one_is_refused():
     model = small_model(['encoders.lstm.family = "vmf"', "models.SeqVAE.latent_prior = @priors.uniform_sphere"])
     assert isinstance(model.encoder.family, VMFFamily)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import gin
 import pytest
 import torch
 
@@ -84,3 +85,15 @@ def test_bad_vamp_settings_are_refused():
         VampPrior(latent_dim=3, components=0)
     with pytest.raises(UserError, match="SeqVAE's latent_prior"):
         VampPrior(latent_dim=3).log_prob(torch.zeros(2, 3))
+    token_reader = small_encoder()
+    token_reader.embedding_dim = None
+    with pytest.raises(UserError, match="reads only token ids"):
+        VampPrior(latent_dim=3).bind(token_reader)
+
+
+def small_encoder():
+    """An LSTM encoder built outside any config (gin's bindings cleared)."""
+    from seqvae_zoo.encoders.lstm import LSTMEncoder
+
+    gin.clear_config()
+    return LSTMEncoder(vocab_size=VOCAB, pad_id=PAD, embedding_dim=4, hidden_size=4, latent_dim=3)

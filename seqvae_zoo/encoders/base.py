@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Union
+from typing import NamedTuple, Union
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ class EncoderOutput(NamedTuple):
     posterior: LatentDistribution
 
 
-FamilyChoice = Union[str, Callable[..., LatentFamily]]
+FamilyChoice = Union[str, type[LatentFamily]]
 
 
 def make_family(family: FamilyChoice, latent_dim: int) -> LatentFamily:

@@ -36,7 +36,7 @@ class Prior(nn.Module):
                 f"prior {_name(type(self))} is a distribution over {_name(self.family)} latents, but the encoder's "
                 f"family is {_name(type(family))}: choose a prior of that family (latents.vmf pairs with "
                 "priors.uniform_sphere, latents.gaussian with priors.standard_normal or priors.mixture; priors.vamp "
-                "fits both), or set the encoder's family to match the prior")
+                "fits every family), or set the encoder's family to match the prior")
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """log p(z), summed over the latent dimensions: (..., D) -> (...)."""
