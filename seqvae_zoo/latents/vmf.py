@@ -59,7 +59,7 @@ def _wood_w(kappa: torch.Tensor, dim: int, generator: torch.Generator | None) ->
     one_minus_w2 = torch.empty_like(kappa)
     pending = torch.arange(kappa.numel(), device=kappa.device)
     while pending.numel():
-        k, bp, x0p, cp = kappa[pending], b[pending], x0[pending], c[pending]
+        k, bp, cp = kappa[pending], b[pending], c[pending]
         e = (1 + uniform_on_sphere((pending.numel(),), dim, kappa.dtype, kappa.device, generator)[:, 0]) / 2
         denominator = 1 - (1 - bp) * e
         proposal = (1 - (1 + bp) * e) / denominator
