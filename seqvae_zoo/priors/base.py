@@ -33,7 +33,7 @@ class Prior(nn.Module):
                                       "self.family to the LatentFamily of its posterior (see encoders.base.Encoder)")
         if self.family is not None and not isinstance(family, self.family):
             raise FamilyMismatchError(
-                f"prior {_name(type(self))} is a distribution over {_name(self.family)} latents, but the encoder's "
+                f"prior {_name(type(self))} is a distribution over latents of {_name(self.family)}, but the encoder's "
                 f"family is {_name(type(family))}: choose a prior of that family (latents.vmf pairs with "
                 "priors.uniform_sphere, latents.gaussian with priors.standard_normal or priors.mixture; priors.vamp "
                 "fits every family), or set the encoder's family to match the prior")
