@@ -158,6 +158,8 @@ class SeqVAE(nn.Module):
         memory_size = self.encoder.state_size if self.encoder is not None else 0
         self.decoder = decoder(vocab_size=vocab_size, pad_id=pad_id, z_enc_dim=z_dim, memory_size=memory_size)
         self.latent_prior = latent_prior(latent_dim=z_dim) if self.encoder is not None else None
+        if self.latent_prior is not None:
+            self.latent_prior.bind(self.encoder)  # checks the latent family; a prior may keep the encoder
         self.aux_losses = nn.ModuleList(loss() for loss in aux_losses)
         for loss in self.aux_losses:
             loss.check_decoder(self.decoder)

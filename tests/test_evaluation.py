@@ -14,7 +14,7 @@ from seqvae_zoo.evaluation import (PROTOCOL_VERSION, EvaluationError, evaluate, 
 from seqvae_zoo.evaluation.importance import importance_log_likelihood, importance_log_weights
 from seqvae_zoo.evaluation.latent import active_units, mutual_information
 from seqvae_zoo.evaluation.synthetic import latent_probe, nll_gap
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.gaussian import GaussianLatent
 
 SMALL = ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4"]
 CLUSTERS, WORDS_PER_CLUSTER = 4, 6
@@ -272,10 +272,10 @@ def test_a_posterior_equal_to_the_prior_has_no_information_and_no_active_unit():
 def test_mutual_information_reaches_log_n_for_separate_posteriors_and_never_exceeds_it():
     count = 50
     means = torch.arange(count, dtype=torch.float64)[:, None] * torch.ones(1, 3) * 10
-    narrow = DiagGaussian(means, torch.full_like(means, -8.0))
+    narrow = GaussianLatent(means, torch.full_like(means, -8.0))
     assert mutual_information(narrow, samples_per_sentence=4, block_size=7) == pytest.approx(math.log(count),
                                                                                              abs=1e-6)
-    overlapping = DiagGaussian(torch.randn(count, 3, generator=torch.Generator().manual_seed(0)),
+    overlapping = GaussianLatent(torch.randn(count, 3, generator=torch.Generator().manual_seed(0)),
                                torch.zeros(count, 3, dtype=torch.float64))
     value = mutual_information(overlapping, generator=torch.Generator().manual_seed(1))
     assert 0.0 < value < math.log(count)
@@ -303,7 +303,7 @@ def test_the_probe_finds_the_classes_in_a_posterior_whose_mutual_information_is_
     generator = torch.Generator().manual_seed(1)
     labels = [i % 3 for i in range(300)]
     means = (torch.tensor(labels, dtype=torch.float64)[:, None] * 10 + torch.randn(300, 2, generator=generator)) * 1e-4
-    collapsed = DiagGaussian(means, torch.zeros_like(means))  # each q(z | x) is the prior, to a ten-thousandth
+    collapsed = GaussianLatent(means, torch.zeros_like(means))  # each q(z | x) is the prior, to a ten-thousandth
     assert latent_probe(means, labels)["probe_accuracy"] == 1.0
     assert abs(mutual_information(collapsed, generator=torch.Generator().manual_seed(2))) < 1e-3
 

@@ -7,7 +7,7 @@ import torch
 from seqvae_zoo.data.base import DataError
 from seqvae_zoo.data.duc2007 import Document, Sentence, Topic, tokenize
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.gaussian import GaussianLatent
 from seqvae_zoo.summarization import RANKERS, Summarizer, summarize_topics
 from seqvae_zoo.summarization.rankers.base import RankingInput
 from seqvae_zoo.summarization.representations.base import (Categorical, SentenceRepresentation,
@@ -24,7 +24,7 @@ def test_the_question_is_the_title_then_the_narratives_sentences():
 
 
 def test_a_mixture_keeps_the_first_two_moments():
-    first, second = DiagGaussian(torch.zeros(2), torch.zeros(2)), DiagGaussian(torch.full((2,), 2.0), torch.zeros(2))
+    first, second = GaussianLatent(torch.zeros(2), torch.zeros(2)), GaussianLatent(torch.full((2,), 2.0), torch.zeros(2))
     mixed = mixture(first, second, 0.5)
     assert torch.allclose(mixed.mean, torch.ones(2)) and torch.allclose(mixed.logvar.exp(), torch.full((2,), 2.0))
     assert torch.allclose(mixture(first, second, 1.0).mean, first.mean)
@@ -35,10 +35,10 @@ def test_a_mixture_keeps_the_first_two_moments():
 def ranking_input(query_at: float) -> RankingInput:
     """Five candidates at 0..4 on a line (unit variance); the documents' topic at 0, the question at ``query_at``."""
     points = torch.arange(5.0)[:, None]
-    sentences = DiagGaussian(points, torch.zeros_like(points))
-    topic = DiagGaussian(torch.zeros(1), torch.zeros(1))
+    sentences = GaussianLatent(points, torch.zeros_like(points))
+    topic = GaussianLatent(torch.zeros(1), torch.zeros(1))
     return RankingInput(Topic("D0601A", "t", "n", []), [], [0, 1, 2, 3, 4], TopicRepresentation(sentences, topic),
-                        DiagGaussian(torch.full((1,), query_at), torch.zeros(1)))
+                        GaussianLatent(torch.full((1,), query_at), torch.zeros(1)))
 
 
 def test_the_weight_moves_the_ranking_from_the_documents_to_the_question():

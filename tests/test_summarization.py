@@ -13,7 +13,7 @@ from seqvae_zoo.data.duc2007 import Sentence, Topic, tokenize
 from seqvae_zoo.data.loading import load_dataset
 from seqvae_zoo.data.vocab import Vocabulary
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.gaussian import GaussianLatent
 from seqvae_zoo.presets import build_model, parse_config
 from seqvae_zoo.registry import REGISTRIES
 from seqvae_zoo.summarization import (RANKERS, REPRESENTATIONS, Summarizer, baseline_metrics, baseline_summarizers,
@@ -23,7 +23,7 @@ from seqvae_zoo.summarization.lda import LDA
 from seqvae_zoo.summarization.pipeline import score_summaries, table_rows
 from seqvae_zoo.summarization.rankers.base import RankingInput
 from seqvae_zoo.summarization.rankers.kl import KLRanker, kl_divergence
-from seqvae_zoo.summarization.representations.base import Categorical, TopicRepresentation, moment_matched
+from seqvae_zoo.summarization.representations.base import Categorical, TopicRepresentation
 from seqvae_zoo.summarization.rouge import rouge1
 from seqvae_zoo.summarization.selection import SelectionSettings, select
 from seqvae_zoo.training.run import train_run
@@ -127,8 +127,8 @@ def test_bad_selection_settings_are_refused(options, message):
 
 # -- representations and rankers -------------------------------------------------------------------------------------
 def test_the_topic_gaussian_has_the_mixtures_mean_and_variance():
-    sentences = DiagGaussian(torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.tensor([[1.0, 1.0], [1.0, 2.0]]).log())
-    topic = moment_matched(sentences)
+    sentences = GaussianLatent(torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.tensor([[1.0, 1.0], [1.0, 2.0]]).log())
+    topic = sentences.moment_matched()
     assert torch.allclose(topic.mean, torch.tensor([1.0, 1.0]))
     # variance of the mixture = mean of the variances + variance of the means
     assert torch.allclose(topic.logvar.exp(), torch.tensor([1.0 + 1.0, 1.5 + 0.0]))
@@ -141,8 +141,8 @@ def ranking_input(distributions, topic, candidates=None) -> RankingInput:
 
 
 def test_kl_ranking_puts_the_sentence_closest_to_the_topic_first():
-    sentences = DiagGaussian(torch.tensor([[3.0], [0.1], [-1.0]]), torch.zeros(3, 1))
-    topic = DiagGaussian(torch.zeros(1), torch.zeros(1))
+    sentences = GaussianLatent(torch.tensor([[3.0], [0.1], [-1.0]]), torch.zeros(3, 1))
+    topic = GaussianLatent(torch.zeros(1), torch.zeros(1))
     assert KLRanker().rank(ranking_input(sentences, topic)) == [1, 2, 0]
     assert KLRanker().rank(ranking_input(sentences, topic, candidates=[0, 2])) == [2, 0]
 
@@ -150,8 +150,8 @@ def test_kl_ranking_puts_the_sentence_closest_to_the_topic_first():
 def test_kl_directions_differ_on_spread():
     """KL(sentence || topic) measures distance in the topic's spread; the reverse in each sentence's own, so there
     a broad sentence far away beats a narrow one close by."""
-    sentences = DiagGaussian(torch.tensor([[0.5], [2.0]]), torch.tensor([[-2.0], [3.0]]))
-    topic = DiagGaussian(torch.zeros(1), torch.zeros(1))
+    sentences = GaussianLatent(torch.tensor([[0.5], [2.0]]), torch.tensor([[-2.0], [3.0]]))
+    topic = GaussianLatent(torch.zeros(1), torch.zeros(1))
     assert KLRanker("sentence_to_topic").rank(ranking_input(sentences, topic)) == [0, 1]
     assert KLRanker("topic_to_sentence").rank(ranking_input(sentences, topic)) == [1, 0]
     forward = kl_divergence(sentences, topic)

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from seqvae_zoo.encoders.base import EncoderOutput
-from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.model import SeqVAE
 
 #: Bytes one token of one repeated row may cost in a scoring pass, per vocabulary entry: the float32 logits and their
@@ -39,7 +38,7 @@ def rows_per_pass(model: SeqVAE, max_length: int, memory_budget_bytes: int) -> i
 def repeat_encoder_output(output: EncoderOutput, repeats: int) -> EncoderOutput:
     """Each sentence's encoding ``repeats`` times in a row (the layout of ``tensor.repeat_interleave``)."""
     return EncoderOutput(*(t.repeat_interleave(repeats, dim=0) for t in output[:3]),
-                         DiagGaussian(*(t.repeat_interleave(repeats, dim=0) for t in output.posterior)))
+                         output.posterior.map(lambda t: t.repeat_interleave(repeats, dim=0)))
 
 
 class _PrecomputedEncoder(nn.Module):

@@ -25,7 +25,7 @@ from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.latent import ACTIVE_UNIT_THRESHOLDS, active_units, mutual_information
 from seqvae_zoo.evaluation.synthetic import latent_probe, nll_gap
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.base import LatentDistribution, concatenate
 from seqvae_zoo.model import SeqVAE
 from seqvae_zoo.training.stopping import StopRequest
 
@@ -90,6 +90,7 @@ class _Totals:
 
     def __init__(self):
         self.values: dict[str, list[torch.Tensor]] = {}
+        self.posteriors: list[LatentDistribution] = []
 
     def add(self, key: str, value: torch.Tensor) -> None:
         self.values.setdefault(key, []).append(value.detach().double().cpu())
@@ -99,6 +100,9 @@ class _Totals:
 
     def sum(self, key: str) -> float:
         return self.cat(key).sum().item()
+
+    def add_posterior(self, posterior: LatentDistribution) -> None:
+        self.posteriors.append(posterior.map(lambda parameter: parameter.detach().double().cpu()))
 
 
 def evaluate(model: SeqVAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
@@ -257,9 +261,7 @@ def _score_bounds(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, to
     for name, value in bound.kl.items():
         totals.add(f"kl.{name}", value)
     if model.encoder is not None:
-        posterior = model.encoder(tokens, lengths).posterior
-        totals.add("posterior_mean", posterior.mean)
-        totals.add("posterior_logvar", posterior.logvar)
+        totals.add_posterior(model.encoder(tokens, lengths).posterior)
 
 
 def _aggregate(model: SeqVAE, totals: _Totals, seed: int, true_latent: Sequence[Hashable] | None) -> dict:
@@ -276,13 +278,13 @@ def _aggregate(model: SeqVAE, totals: _Totals, seed: int, true_latent: Sequence[
         "kl": {name: totals.sum(f"kl.{name}") / sentences for name in model.kl_terms},
     }
     if has_encoder and sentences >= 2:
-        posterior = DiagGaussian(totals.cat("posterior_mean"), totals.cat("posterior_logvar"))
+        posterior = concatenate(totals.posteriors)
         standard, strict = active_units(posterior.mean, ACTIVE_UNIT_THRESHOLDS).values()
         result["latent"] = {"mi": mutual_information(posterior, generator=torch.Generator().manual_seed(seed)),
                             "au": standard, "au_strict": strict}
-    if true_latent is not None and has_encoder and sentences >= 2:
-        _check_aligned("true latent", true_latent, sentences)
-        result["synthetic"] = latent_probe(totals.cat("posterior_mean"), list(true_latent), seed)
+        if true_latent is not None:
+            _check_aligned("true latent", true_latent, sentences)
+            result["synthetic"] = latent_probe(posterior.mean, list(true_latent), seed)
     return result
 
 

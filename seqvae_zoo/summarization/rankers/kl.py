@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.gaussian import DiagGaussian, gaussian_kl
+from seqvae_zoo.latents.base import LatentDistribution
 from seqvae_zoo.summarization import RANKERS
 from seqvae_zoo.summarization.rankers.base import Ranker, RankingInput
 from seqvae_zoo.summarization.representations.base import Categorical, Distribution
@@ -15,8 +15,8 @@ DIRECTIONS = ("sentence_to_topic", "topic_to_sentence", "symmetric")
 
 def kl_divergence(p: Distribution, q: Distribution) -> torch.Tensor:
     """KL(p || q) over the last dimension, broadcast (a topic against many sentences); both of one kind."""
-    if isinstance(p, DiagGaussian) and isinstance(q, DiagGaussian):
-        return gaussian_kl(p.mean, p.logvar, q.mean, q.logvar)
+    if isinstance(p, LatentDistribution) and type(p) is type(q):
+        return p.kl(q)
     if isinstance(p, Categorical) and isinstance(q, Categorical):
         log_p, log_q = p.probs.clamp_min(1e-30).log(), q.probs.clamp_min(1e-30).log()
         return (p.probs * (log_p - log_q)).sum(dim=-1)

@@ -1,8 +1,9 @@
 """The sentence-representation interface: a topic's sentences as distributions, and the topic as one distribution.
 
-Neural representations give each sentence a diagonal Gaussian (a point, such as an LSTM state, is a unit-variance
-Gaussian). The topic is the Gaussian closest in KL to the equal-weight mixture of its sentences' Gaussians: the
-mixture's mean and variance (moment matching). The alternative, running the model over the topic's text, would feed
+Neural representations give each sentence a distribution of a latent family (a diagonal Gaussian, a von Mises-Fisher
+distribution; a point, such as an LSTM state, is a unit-variance Gaussian). The topic is the member of that family
+closest to the equal-weight mixture of its sentences' distributions, matched by moments (for a Gaussian the
+mixture's mean and variance). The alternative, running the model over the topic's text, would feed
 a sentence model some 11,000 words of 25 documents, far longer than anything it was trained on, or a truncation of
 them that keeps only the first documents; the mixture weighs every sentence alike and needs no extra pass.
 """
@@ -16,7 +17,7 @@ import torch
 
 from seqvae_zoo.data.batching import collate
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.base import LatentDistribution, concatenate, stack
 
 
 class Categorical(NamedTuple):
@@ -28,7 +29,7 @@ class Categorical(NamedTuple):
         return Categorical(self.probs[item])
 
 
-Distribution = Union[DiagGaussian, Categorical]
+Distribution = Union[LatentDistribution, Categorical]
 
 
 @dataclass
@@ -39,24 +40,12 @@ class TopicRepresentation:
     topic: Distribution
 
 
-def moment_matched(sentences: DiagGaussian, weights: torch.Tensor | None = None) -> DiagGaussian:
-    """The Gaussian with the mean and (diagonal) variance of the mixture of ``sentences`` (N, D), with ``weights``
-    (N,) summing to 1 (equal weights by default)."""
-    if weights is None:
-        weights = torch.full((sentences.mean.size(0),), 1.0 / sentences.mean.size(0))
-    weights = weights.to(sentences.mean)[:, None]
-    mean = (weights * sentences.mean).sum(dim=0)
-    second_moment = (weights * (sentences.logvar.exp() + sentences.mean.pow(2))).sum(dim=0)
-    return DiagGaussian(mean, (second_moment - mean.pow(2)).clamp_min(1e-8).log())
-
-
 def mixture(first: Distribution, second: Distribution, weight: float) -> Distribution:
-    """``weight`` of ``first`` and ``1 - weight`` of ``second``, as one distribution of their kind (Gaussians by
-    moment matching)."""
+    """``weight`` of ``first`` and ``1 - weight`` of ``second``, as one distribution of their kind (a latent
+    family's by moment matching)."""
     if isinstance(first, Categorical) and isinstance(second, Categorical):
         return Categorical(weight * first.probs + (1 - weight) * second.probs)
-    both = DiagGaussian(torch.stack([first.mean, second.mean]), torch.stack([first.logvar, second.logvar]))
-    return moment_matched(both, torch.tensor([weight, 1 - weight]))
+    return stack([first, second]).moment_matched(torch.tensor([weight, 1 - weight]))
 
 
 class SentenceRepresentation:
@@ -87,8 +76,8 @@ class SentenceRepresentation:
     def sentence_distributions(self, sentences: Sequence[Sequence[str]]) -> Distribution:
         raise NotImplementedError
 
-    def topic_distribution(self, sentences: Distribution) -> Distribution:
-        return moment_matched(sentences)
+    def topic_distribution(self, sentences: LatentDistribution) -> LatentDistribution:
+        return sentences.moment_matched()
 
     def represent(self, sentences: Sequence[Sequence[str]]) -> TopicRepresentation:
         distributions = self.sentence_distributions(sentences)
@@ -106,24 +95,25 @@ class ModelRepresentation(SentenceRepresentation):
         super().__init__(model, vocab)
         self.batch_size, self.max_words = batch_size, max_words
 
-    def encode_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> DiagGaussian:
-        """Gaussians (B, D) of a batch: ``tokens`` (B, T) with end-of-sentence, ``lengths`` (B,) counting it."""
+    def encode_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> LatentDistribution:
+        """Distributions (B of them) of a batch: ``tokens`` (B, T) with end-of-sentence, ``lengths`` (B,) counting
+        it."""
         raise NotImplementedError
 
-    def sentence_distributions(self, sentences: Sequence[Sequence[str]]) -> DiagGaussian:
+    def sentence_distributions(self, sentences: Sequence[Sequence[str]]) -> LatentDistribution:
         device = next(self.model.parameters()).device
-        means, logvars = [None] * len(sentences), [None] * len(sentences)
+        order, parts = [], []
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
                 for indices, batch in self._batches(sentences):
-                    gaussian = self.encode_batch(batch.tokens.to(device), batch.lengths.to(device))
-                    for row, index in enumerate(indices):
-                        means[index], logvars[index] = gaussian.mean[row].cpu(), gaussian.logvar[row].cpu()
+                    distributions = self.encode_batch(batch.tokens.to(device), batch.lengths.to(device))
+                    parts.append(distributions.map(lambda parameter: parameter.cpu()))
+                    order.extend(indices)
         finally:
             self.model.train(was_training)
-        return DiagGaussian(torch.stack(means), torch.stack(logvars))
+        return concatenate(parts).index(torch.argsort(torch.tensor(order)))  # back in the sentences' order
 
     def _batches(self, sentences: Sequence[Sequence[str]]) -> Iterator[tuple[list[int], object]]:
         encoded = [self.vocab.encode(list(words)[:self.max_words]) for words in sentences]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.gaussian import GaussianLatent
 from seqvae_zoo.summarization import REPRESENTATIONS
 from seqvae_zoo.summarization.representations.base import ModelRepresentation, last_step
 
@@ -17,7 +17,7 @@ class ContextPrior(ModelRepresentation):
     def supports(cls, model) -> bool:
         return hasattr(model.decoder, "context_prior")
 
-    def encode_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> DiagGaussian:
+    def encode_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> GaussianLatent:
         _, output = self.run_model(tokens, lengths)
         context = output.extras["context_prior"]
-        return DiagGaussian(last_step(context.mean, lengths), last_step(context.logvar, lengths))
+        return GaussianLatent(last_step(context.mean, lengths), last_step(context.logvar, lengths))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.gaussian import GaussianLatent
 from seqvae_zoo.summarization import REPRESENTATIONS
 from seqvae_zoo.summarization.representations.base import ModelRepresentation, last_step
 
@@ -16,7 +16,7 @@ class FinalState(ModelRepresentation):
     A point as a unit-variance Gaussian: KL between two such Gaussians is half the squared distance. Works for every
     model; the LSTM has nothing else."""
 
-    def encode_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> DiagGaussian:
+    def encode_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> GaussianLatent:
         _, output = self.run_model(tokens, lengths)
         state = last_step(output.hidden, lengths)
-        return DiagGaussian(state, torch.zeros_like(state))
+        return GaussianLatent(state, torch.zeros_like(state))
