@@ -239,6 +239,12 @@ def test_a_procedure_that_trains_the_posterior_refuses_a_language_model(tmp_path
         tiny_run(tmp_path / "run", SVI, preset="lstm")
 
 
+def test_svi_refuses_a_latent_family_its_gradient_steps_would_leave(tmp_path):
+    with pytest.raises(ProcedureError, match="suits the Gaussian family only; this encoder's family is 'vmf'"):
+        tiny_run(tmp_path / "run", [*SVI, "encoders.lstm.family = 'vmf'", "models.SeqVAE.latent_prior = "
+                                    "@priors.uniform_sphere"])
+
+
 def test_resuming_a_checkpoint_of_another_procedure_is_refused(tmp_path):
     tiny_run(tmp_path / "run", max_steps=2)
     path = tmp_path / "run" / "checkpoint.pt"

@@ -30,7 +30,7 @@ from seqvae_zoo.atomic import write_json_atomically
 from seqvae_zoo.data.batching import DistributedBucketBatchSampler
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.latent import mutual_information
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.base import concatenate
 from seqvae_zoo.model import LossTerms, SeqVAE
 from seqvae_zoo.schedules.annealing import Linear
 from seqvae_zoo.schedules.base import WeightSchedule
@@ -390,21 +390,25 @@ class Trainer:
         shares are put back in the order of one process's batches, so the estimate does not depend on their
         number."""
         self.model.eval()
-        shares = []  # this process's (mean, logvar) of each validation batch
+        shares = []  # this process's posterior parameters of each validation batch
         sampler = self.valid_loader.batch_sampler
+        family = None
         for tokens, lengths in self.valid_loader:
             rows, _ = self._share(sampler, len(lengths))
             posterior = self.model.encoder(tokens.to(self.device), lengths.to(self.device)).posterior
-            shares.append(torch.cat([posterior.mean, posterior.logvar], dim=1)[:rows].cpu())
+            family = type(posterior)
+            shares.append(tuple(parameter[:rows].cpu() for parameter in posterior))
         by_rank = self.distributed.all_gather(shares)
         batches = []
         for parts in zip(*by_rank):  # the shares of one batch: every world_size-th sentence from the rank's position
-            batch = parts[0].new_empty(sum(len(part) for part in parts), parts[0].size(1))
-            for rank, part in enumerate(parts):
-                batch[rank::len(parts)] = part
-            batches.append(batch)
-        mean, logvar = torch.cat(batches).chunk(2, dim=1)
-        return mutual_information(DiagGaussian(mean, logvar), generator=torch.Generator().manual_seed(0))
+            parameters = []
+            for pieces in zip(*parts):  # one parameter tensor of the distribution, from every rank
+                parameter = pieces[0].new_empty(sum(len(piece) for piece in pieces), *pieces[0].shape[1:])
+                for rank, piece in enumerate(pieces):
+                    parameter[rank::len(pieces)] = piece
+                parameters.append(parameter)
+            batches.append(family(*parameters))
+        return mutual_information(concatenate(batches), generator=torch.Generator().manual_seed(0))
 
     def _train_step(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: dict[str, float],
                     loss_scale: float, loss_function: LossFunction,

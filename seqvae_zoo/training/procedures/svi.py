@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import torch
 
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.latents.base import LatentDistribution
+from seqvae_zoo.latents.gaussian import GaussianFamily
 from seqvae_zoo.model import LossTerms, SeqVAE
 from seqvae_zoo.registry import PROCEDURES
-from seqvae_zoo.training.procedures.base import Procedure, check_setting, require_encoder
+from seqvae_zoo.training.procedures.base import Procedure, ProcedureError, check_setting, require_encoder
 
 
-def refine_posterior(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, posterior: DiagGaussian,
-                     steps: int, lr: float, momentum: float) -> DiagGaussian:
+def refine_posterior(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, posterior: LatentDistribution,
+                     steps: int, lr: float, momentum: float) -> LatentDistribution:
     """The posterior's parameters after ``steps`` steps of SGD with momentum on each sentence's -ELBO, starting
     from ``posterior``; the model's parameters get no gradient. The batch's -ELBO is the sum of the sentences', so
     each sentence's parameters follow the gradient of its own -ELBO."""
-    mean, logvar = (value.detach().clone().requires_grad_() for value in posterior)
-    optimizer = torch.optim.SGD([mean, logvar], lr=lr, momentum=momentum)
+    parameters = [value.detach().clone().requires_grad_() for value in posterior]
+    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum)
     with torch.enable_grad():
         for _ in range(steps):
-            neg_elbo = model(tokens, lengths, posterior=DiagGaussian(mean, logvar)).neg_elbo.sum()
-            mean.grad, logvar.grad = torch.autograd.grad(neg_elbo, [mean, logvar])
+            neg_elbo = model(tokens, lengths, posterior=type(posterior)(*parameters)).neg_elbo.sum()
+            for parameter, grad in zip(parameters, torch.autograd.grad(neg_elbo, parameters)):
+                parameter.grad = grad
             optimizer.step()
-    return DiagGaussian(mean.detach(), logvar.detach())
+    return type(posterior)(*(parameter.detach() for parameter in parameters))
 
 
 @PROCEDURES.register("svi")
@@ -47,6 +49,12 @@ class SVIRefinement(Procedure):
 
     def bind(self, trainer) -> None:
         require_encoder(self, trainer)
+        family = trainer.model.encoder.family
+        if not isinstance(family, GaussianFamily):
+            raise ProcedureError(f"procedure 'svi' refines the posterior's parameters by unconstrained gradient steps, "
+                                 f"which suits the Gaussian family only; this encoder's family is "
+                                 f"{type(family).registry_name!r} (a fixed concentration or a unit-norm direction "
+                                 "would leave its family): use encoders.lstm.family = 'gaussian', or another procedure")
 
     def train_step(self, trainer, batch) -> None:
         trainer.update(batch, loss=self.loss)
