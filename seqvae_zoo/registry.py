@@ -116,9 +116,9 @@ class Registry:
 ENCODERS = Registry("encoders", "seqvae_zoo.encoders.base.Encoder", "seqvae_zoo.encoders",
                     "read a sentence; give per-step states and q(z_enc|x)")
 DECODERS = Registry("decoders", "seqvae_zoo.decoders.base.Decoder", "seqvae_zoo.decoders",
-                    "predict each next token; deterministic, stochastic or attentive")
+                    "predict each next token: recurrent (deterministic, stochastic, attentive) or Transformer")
 PRIORS = Registry("priors", "seqvae_zoo.priors.base.Prior", "seqvae_zoo.priors",
-                  "p(z_enc) and per-step conditional priors")
+                  "the prior p(z_enc) over the sentence latent")
 AUX_LOSSES = Registry("aux_losses", "seqvae_zoo.aux_losses.base.AuxiliaryLoss", "seqvae_zoo.aux_losses",
                       "extra terms of the objective, with a weight")
 KL_SCHEDULES = Registry("kl_schedules", "seqvae_zoo.schedules.base.WeightSchedule", "seqvae_zoo.schedules",

@@ -12,7 +12,8 @@ from seqvae_zoo.registry import AUX_LOSSES
 
 @AUX_LOSSES.register("context_prediction")
 class ContextPredictionLoss(AuxiliaryLoss):
-    """Sum over real steps of -log N(c_t; f_c(z_t)). Padded steps are masked out.
+    """VRAE-SA's auxiliary loss: -log N(c_t; f_c(z_t)) summed over real steps, so that z_t predicts the attention
+    context. Needs a decoder that provides ``context_prior``.
 
     With the learned variance of f_c (the paper's eq. 16) the term is a density that falls without bound as
     p(c~_t | z_t) narrows, and the objective buys that with per-step KL (docs/models.md shows a run). ``unit_variance``

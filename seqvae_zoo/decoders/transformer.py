@@ -18,13 +18,14 @@ Z_ENC_MODES = ("prefix", "memory")
 
 @DECODERS.register("transformer")
 class TransformerDecoder(Decoder):
-    """Causal pre-norm Transformer: h_t = LN(Layers(e(x_s) + p_s, s <= t)); p(x_{t+1} | h_t) = softmax(W h_t + b).
+    """Causal pre-norm Transformer, z_enc as a prefix or as cross-attention memory, a key-value cache to generate.
 
-    Each layer is torch's pre-norm ``nn.TransformerEncoderLayer`` (masked self-attention, MLP) under a causal mask, so
-    position t attends to positions up to t only. z_enc enters as a prefix (``z_enc_as = "prefix"``: W_z z_enc is an
-    extra position before the first word, which every word attends to) or as memory (``"memory"``: W_z z_enc,
-    ``memory_slots`` vectors that each layer, an ``nn.TransformerDecoderLayer``, cross-attends to). Without a
-    sentence latent (z_enc_dim 0) it is a Transformer language model. No per-step latents: the mode is ignored.
+    h_t = LN(Layers(e(x_s) + p_s, s <= t)); p(x_{t+1} | h_t) = softmax(W h_t + b). Each layer is torch's pre-norm
+    ``nn.TransformerEncoderLayer`` (masked self-attention, MLP) under a causal mask, so position t attends to
+    positions up to t only. z_enc enters as a prefix (``z_enc_as = "prefix"``: W_z z_enc is an extra position before
+    the first word, which every word attends to) or as memory (``"memory"``: W_z z_enc, ``memory_slots`` vectors that
+    each layer, an ``nn.TransformerDecoderLayer``, cross-attends to). Without a sentence latent (z_enc_dim 0) it is a
+    Transformer language model. No per-step latents: the mode is ignored.
 
     Generation keeps every layer's keys and values of the positions so far (the prefix's included): a step computes
     the one new position and attends to the cache, instead of running the whole prefix again.

@@ -61,10 +61,13 @@ class Cyclical(WeightSchedule):
 
 @KL_SCHEDULES.register("two_phase")
 class TwoPhase(WeightSchedule):
-    """The authors' public code's two-phase schedule: the sentence latent's KL weight (``z_enc``) held at
-    ``hold_value`` for ``hold_epochs``, then raised linearly to 1 over ``anneal_epochs``; every other KL term (the
-    per-step latents) raised linearly over the first ``step_kl_epochs``; the auxiliary losses (``aux_terms``, None:
-    all) off until ``aux_from_epoch`` (their size is each loss's own weight, 0.25 in that code)."""
+    """The authors' public code's two-phase schedule: the sentence KL held low, then annealed; the per-step KL
+    annealed; the auxiliary losses off at first.
+
+    The sentence latent's KL weight (``z_enc``) is held at ``hold_value`` for ``hold_epochs``, then raised linearly
+    to 1 over ``anneal_epochs``; every other KL term (the per-step latents) is raised linearly over the first
+    ``step_kl_epochs``; the auxiliary losses (``aux_terms``, None: all) are off until ``aux_from_epoch`` (their size
+    is each loss's own weight, 0.25 in that code)."""
 
     def __init__(self, hold_value: float = 0.1, hold_epochs: float = 5.0, anneal_epochs: float = 5.0,
                  step_kl_epochs: float = 5.0, aux_from_epoch: float = 5.0, aux_terms: Sequence[str] | None = None):
