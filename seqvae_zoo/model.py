@@ -151,7 +151,7 @@ def check_capabilities(decoder: Decoder, aux_losses: Sequence[AuxiliaryLoss]) ->
         needs = "; ".join(f"{name} ({CAPABILITIES.get(name, 'a capability no built-in decoder has')})"
                           for name in missing)
         providers = [f"@decoders.{name}" for name, cls in DECODERS.items() if set(missing) <= cls.provides]
-        decoder_name = getattr(type(decoder), "registry_name", type(decoder).__qualname__)
+        decoder_name = vars(type(decoder)).get("registry_name", type(decoder).__name__)  # not a parent's
         raise CompositionError(
             f"aux loss {loss.name!r} needs a decoder that provides {needs}; decoder {decoder_name!r} provides "
             f"{', '.join(sorted(decoder.provides)) or 'nothing'}. Use a decoder that does "
