@@ -4,10 +4,13 @@ model does not have."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gin
 import pytest
 import torch
 
+from plugin_fixture import isolated_registrations
 from seqvae_zoo import SeqVAE, build_model, parse_config
 from seqvae_zoo.aux_losses.context_prediction import ContextPredictionLoss
 from seqvae_zoo.decoders.attentive import AttentiveDecoder
@@ -16,6 +19,7 @@ from seqvae_zoo.encoders.lstm import LSTMEncoder
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.model import CompositionError
 from seqvae_zoo.schedules.annealing import Constant, Linear, TwoPhase
+from seqvae_zoo.training.run import train_run
 
 SMALL = ["EMBEDDING = 8", "HIDDEN = 8", "LATENT = 4", "INPUT_DROPOUT = 0.0"]
 IDS = {"vocab_size": 20, "pad_id": 0, "bos_id": 1, "unk_id": 3, "eos_id": 2}
@@ -102,3 +106,24 @@ def test_a_schedule_on_a_term_the_model_does_not_have_is_refused(preset, schedul
             rf"the weight schedule \(training.TrainingSettings.kl_schedule\) weights {unknown}, which this model does "
             rf"not have: its KL terms are {kl_terms} and its aux losses none. Bind the schedule to those")):
         model.objective(terms, schedule.weights(0, 0.0))
+
+
+# -- the example of a plugin aux loss that declares its requirement -------------------------------------------------
+COSINE_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "context_cosine" / "vrae_sa_cosine.gin"
+
+
+def test_the_example_aux_loss_trains_with_the_attentive_decoder_and_is_refused_another(tmp_path, monkeypatch):
+    """examples/context_cosine/: one file and a gin file. Two short epochs on a small synthetic instance lower its
+    term (it lies in [0, 2] a step); with the LSTM decoder, which does not provide the context, it is refused."""
+    with isolated_registrations(monkeypatch):
+        monkeypatch.syspath_prepend(str(COSINE_EXAMPLE.parent))
+        run = train_run([str(COSINE_EXAMPLE)], "synthetic", tmp_path / "run", bindings=[
+            *SMALL, "training.TrainingSettings.checkpoint_every = 0", "training.TrainingSettings.batch_size = 16",
+            "training.TrainingSettings.lr = 1e-2"], epochs=2, progress=False,
+            dataset_options={"components": 2, "states": 4, "words": 30, "train_size": 160, "valid_size": 32,
+                             "test_size": 32})
+        first, last = (row["train_aux_context_cosine"] for row in (run.history[0], run.history[-1]))
+        assert 0 < last < first
+        with pytest.raises(UserError, match="aux loss 'context_cosine' needs a decoder that provides context_prior"):
+            parse_config([str(COSINE_EXAMPLE)], [*SMALL, "models.SeqVAE.decoder = @decoders.lstm"])
+            build_model(**IDS)
