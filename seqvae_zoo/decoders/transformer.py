@@ -100,20 +100,22 @@ class TransformerDecoder(Decoder):
     def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...], z_enc: torch.Tensor | None,
              latent_mode: str = "prior_sample") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         position = state[0].size(1) - self.prefix_length
-        states, cache = self._advance(self._embed(tokens[:, None], position), state, self._z_enc_context(z_enc))
+        memory = self._z_enc_context(z_enc) if self.cross_attends else None
+        states, cache = self._advance(self._embed(tokens[:, None], position), state, memory)
         return self.logits(self.final_norm(states[:, 0])), cache
 
     def _advance(self, states: torch.Tensor, cache: tuple[torch.Tensor, ...],
-                 context: torch.Tensor | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+                 memory: torch.Tensor | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """One new position (B, 1, H) through every layer, as the layer's own pre-norm forward computes it, its
-        self-attention reading the cached keys and values; the output and the cache with the position added."""
+        self-attention reading the cached keys and values (and, cross-attending, ``memory``); the output and the
+        cache with the position added."""
         grown = []
         for index, layer in enumerate(self.layers):
             keys, values = cache[2 * index:2 * index + 2]
             attended, keys, values = _cached_self_attention(layer.self_attn, layer.norm1(states), keys, values)
             states = states + layer.dropout1(attended)
             if self.cross_attends:
-                states = states + layer._mha_block(layer.norm2(states), context, None, None)
+                states = states + layer._mha_block(layer.norm2(states), memory, None, None)
                 states = states + layer._ff_block(layer.norm3(states))
             else:
                 states = states + layer._ff_block(layer.norm2(states))
