@@ -16,14 +16,16 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.aux_losses.base import AuxiliaryLoss
-from seqvae_zoo.decoders.base import Decoder, check_mode
+from seqvae_zoo.decoders.base import CAPABILITIES, Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
-from seqvae_zoo.errors import BatchError, LengthsError
-from seqvae_zoo.gaussian import DiagGaussian
+from seqvae_zoo.errors import BatchError, LengthsError, UserError
+from seqvae_zoo.latents.base import LatentDistribution
 from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows, rows_inner_product, zero_padded
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
+from seqvae_zoo.registry import DECODERS
 from seqvae_zoo.regularizers.base import Regularizer
+from seqvae_zoo.schedules.base import EVERY_AUX_TERM, EVERY_KL_TERM
 
 
 #: Elements of the (rows, vocabulary) logits block the fused output layer computes at once when no backward pass
@@ -135,6 +137,29 @@ class LossTerms:
         return total
 
 
+class CompositionError(UserError, ValueError):
+    """Components that do not fit together: one needs what another does not provide, or a schedule weights a term
+    the model does not have."""
+
+
+def check_capabilities(decoder: Decoder, aux_losses: Sequence[AuxiliaryLoss]) -> None:
+    """Refuse an auxiliary loss whose ``requires`` the decoder's ``provides`` lacks, naming both and the decoders
+    that would do."""
+    for loss in aux_losses:
+        missing = sorted(loss.requires - decoder.provides)
+        if not missing:
+            continue
+        needs = "; ".join(f"{name} ({CAPABILITIES.get(name, 'a capability no built-in decoder has')})"
+                          for name in missing)
+        providers = [f"@decoders.{name}" for name, cls in DECODERS.items() if set(missing) <= cls.provides]
+        decoder_name = vars(type(decoder)).get("registry_name", type(decoder).__name__)  # not a parent's
+        raise CompositionError(
+            f"aux loss {loss.name!r} needs a decoder that provides {needs}; decoder {decoder_name!r} provides "
+            f"{', '.join(sorted(decoder.provides)) or 'nothing'}. Use a decoder that does "
+            f"(models.SeqVAE.decoder = {' or '.join(providers) or 'one that declares it in `provides`'}) or leave "
+            f"the aux loss out of models.SeqVAE.aux_losses")
+
+
 @gin.configurable(module="models")
 class SeqVAE(nn.Module):
     """A sequence VAE assembled from registered components.
@@ -161,12 +186,12 @@ class SeqVAE(nn.Module):
         if self.latent_prior is not None:
             self.latent_prior.bind(self.encoder)  # checks the latent family; a prior may keep the encoder
         self.aux_losses = nn.ModuleList(loss() for loss in aux_losses)
-        for loss in self.aux_losses:
-            loss.check_decoder(self.decoder)
+        check_capabilities(self.decoder, self.aux_losses)
         self.regularizers = list(regularizers)
 
     @property
     def kl_terms(self) -> tuple[str, ...]:
+        """The KL terms of the loss: the sentence latent's, then the decoder's per-step latents'."""
         return (("z_enc",) if self.encoder is not None else ()) + self.decoder.per_step_latents
 
     def num_parameters(self) -> int:
@@ -179,7 +204,7 @@ class SeqVAE(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, latent_mode: str = "posterior",
                 z_enc: torch.Tensor | None = None, return_attention: bool = False,
-                posterior: DiagGaussian | None = None) -> LossTerms:
+                posterior: LatentDistribution | None = None) -> LossTerms:
         """Score a batch: ``tokens`` (B, T) are the sentences with end-of-sentence, padded; ``lengths`` (B,) count
         end-of-sentence. z_enc is drawn from q (its mean in "posterior_mean" mode) unless given. ``posterior``
         stands in for the encoder's q(z_enc|x) (a refined one, say); the encoder still runs for the decoder's
@@ -210,7 +235,9 @@ class SeqVAE(nn.Module):
         nll = token_nll.new_zeros(mask.shape).masked_scatter(mask, token_nll).sum(dim=1)
         for name, per_step in output.kl.items():
             kl[name] = (per_step * step_mask).sum(dim=1)
-        log_weight = log_weight - nll + (output.log_ratio * step_mask).sum(dim=1)
+        log_weight = log_weight - nll
+        if output.log_ratio is not None:  # None: no per-step latents, a log ratio of 0
+            log_weight = log_weight + (output.log_ratio * step_mask).sum(dim=1)
         aux = ({loss.name: loss(output, step_mask) for loss in self.aux_losses}
                if latent_mode.startswith("posterior") else {})
         return LossTerms(nll=nll, kl=kl, aux=aux, log_weight=log_weight, tokens=lengths, words=lengths - 1,
@@ -254,13 +281,28 @@ class SeqVAE(nn.Module):
 
     def objective(self, terms: LossTerms, weights: Mapping[str, float]) -> torch.Tensor:
         """The training loss: mean over sentences of NLL + weighted KL terms (after regularizers) + weighted
-        auxiliary terms. A name missing from ``weights`` has weight 1."""
+        auxiliary terms. ``weights`` are a schedule's (:class:`seqvae_zoo.schedules.base.WeightSchedule`): a term
+        is weighted by its own name, else by ``EVERY_KL_TERM`` or ``EVERY_AUX_TERM``, else 1."""
+        self.check_weights(weights)
         loss = terms.nll.mean()
         for name, value in terms.kl.items():
             batch_kl = value.mean()
             for regularizer in self.regularizers:
                 batch_kl = regularizer.transform_kl(name, batch_kl)
-            loss = loss + weights.get(name, 1.0) * batch_kl
+            loss = loss + weights.get(name, weights.get(EVERY_KL_TERM, 1.0)) * batch_kl
         for aux_loss in self.aux_losses:
-            loss = loss + aux_loss.weight * weights.get(aux_loss.name, 1.0) * terms.aux[aux_loss.name].mean()
+            weight = weights.get(aux_loss.name, weights.get(EVERY_AUX_TERM, 1.0))
+            loss = loss + aux_loss.weight * weight * terms.aux[aux_loss.name].mean()
         return loss
+
+    def check_weights(self, weights: Mapping[str, float]) -> None:
+        """Refuse weights for a term the model does not have: a schedule bound to it would silently do nothing."""
+        aux_names = tuple(loss.name for loss in self.aux_losses)
+        unknown = sorted(set(weights) - {*self.kl_terms, *aux_names, EVERY_KL_TERM, EVERY_AUX_TERM})
+        if unknown:
+            raise CompositionError(
+                f"the weight schedule (training.TrainingSettings.kl_schedule) weights {', '.join(map(repr, unknown))}, "
+                f"which this model does not have: its KL terms are {', '.join(self.kl_terms) or 'none'} and its aux "
+                f"losses {', '.join(aux_names) or 'none'}. Bind the schedule to those (e.g. "
+                f"kl_schedules.linear.terms = {list(self.kl_terms[:1])}), or leave its terms unset to weight every KL "
+                f"term the model declares")

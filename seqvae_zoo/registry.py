@@ -116,11 +116,12 @@ class Registry:
 ENCODERS = Registry("encoders", "seqvae_zoo.encoders.base.Encoder", "seqvae_zoo.encoders",
                     "read a sentence; give per-step states and q(z_enc|x)")
 DECODERS = Registry("decoders", "seqvae_zoo.decoders.base.Decoder", "seqvae_zoo.decoders",
-                    "predict each next token; deterministic, stochastic or attentive")
+                    "predict each next token: recurrent (deterministic, stochastic, attentive) or Transformer")
 LATENTS = Registry("latents", "seqvae_zoo.latents.base.LatentFamily", "seqvae_zoo.latents",
                    "the kind of distribution z_enc has: sample, log-density, KL, mean")
 PRIORS = Registry("priors", "seqvae_zoo.priors.base.Prior", "seqvae_zoo.priors",
-                  "p(z_enc), of the encoder's latent family; may hold parameters and call the encoder")
+                  "the prior p(z_enc) over the sentence latent, of the encoder's latent family; may hold parameters "
+                  "and call the encoder")
 AUX_LOSSES = Registry("aux_losses", "seqvae_zoo.aux_losses.base.AuxiliaryLoss", "seqvae_zoo.aux_losses",
                       "extra terms of the objective, with a weight")
 KL_SCHEDULES = Registry("kl_schedules", "seqvae_zoo.schedules.base.WeightSchedule", "seqvae_zoo.schedules",

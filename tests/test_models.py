@@ -45,6 +45,11 @@ DECODER_SETUPS = {
     "stochastic": (["vrae"], ["models.SeqVAE.decoder = @decoders.stochastic"]),
     "attentive": (["vrae_sa"], []),
     "gru-example": ([str(EXAMPLE_GIN)], []),
+    **{f"transformer-{name}": (configs, ["models.SeqVAE.decoder = @decoders.transformer",
+                                         "decoders.transformer.hidden_size = %HIDDEN", *bindings])
+       for name, (configs, bindings) in {"z_enc-prefix": (["vrae"], []),
+                                         "z_enc-memory": (["vrae"], ["decoders.transformer.z_enc_as = 'memory'"]),
+                                         "language-model": (["lstm"], [])}.items()},
 }
 
 #: Models whose loss terms are checked for padding: every preset, the mixture prior and the plain stochastic decoder.
@@ -99,7 +104,9 @@ def change_from(inputs: torch.Tensor, position: int) -> torch.Tensor:
 
 def per_step_tensors(output: DecoderOutput, logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every per-step result of a decoder, (B, T, ...), by name."""
-    tensors = {"hidden": output.hidden, "logits": logits, "log_ratio": output.log_ratio}
+    tensors = {"hidden": output.hidden, "logits": logits}
+    if output.log_ratio is not None:
+        tensors["log_ratio"] = output.log_ratio
     tensors |= {f"kl.{name}": value for name, value in output.kl.items()}
     for name, value in output.extras.items():
         if isinstance(value, DiagGaussian):

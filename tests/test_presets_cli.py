@@ -151,8 +151,9 @@ def test_a_value_the_model_cannot_use_is_a_config_error_naming_the_configurable(
 
 def test_an_aux_loss_without_the_decoder_it_reads_is_refused():
     parse_config(["vrae"], ["models.SeqVAE.aux_losses = [@aux_losses.context_prediction]"])
-    with pytest.raises(ConfigError, match="reads the predicted attention context c~_t, which decoder 'lstm' does "
-                                          "not give: use @decoders.attentive"):
+    with pytest.raises(ConfigError, match=r"aux loss 'context_prediction' needs a decoder that provides context_prior "
+                                          r"\(the predicted attention context .*decoder 'lstm' provides nothing. Use a "
+                                          r"decoder that does \(models.SeqVAE.decoder = @decoders.attentive\)"):
         build_model(vocab_size=20, pad_id=0, bos_id=1, unk_id=3, eos_id=2)
 
 

@@ -170,6 +170,6 @@ def test_a_plugin_that_fails_to_load_is_named(isolated, tmp_path):
 
 def test_plugin_registrations_are_undone_after_the_plugin_test():
     """The isolation above leaves no trace: later tests see the built-in components only."""
-    assert DECODERS.names() == ["attentive", "lstm", "stochastic"]
+    assert DECODERS.names() == ["attentive", "lstm", "stochastic", "transformer"]
     assert "wide_normal" not in PRIORS
     assert not any(key.startswith(("gru=", "wide=", "broken=")) for key in registry._plugins_loaded)

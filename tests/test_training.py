@@ -53,14 +53,14 @@ def test_lr_schedule_is_the_papers():
 
 
 def test_kl_schedules():
-    assert Linear(warmup_epochs=2.0).weights(0, 1.0) == {"z_enc": 0.5, "z_t": 0.5}
-    assert Linear(warmup_epochs=2.0).weights(0, 3.0)["z_enc"] == 1.0
+    assert Linear(warmup_epochs=2.0).weights(0, 1.0) == {"kl": 0.5}
+    assert Linear(warmup_epochs=2.0, terms=["z_enc"]).weights(0, 3.0) == {"z_enc": 1.0}
     cyclical = Cyclical(cycle_epochs=2.0, ratio=0.5)
-    assert [cyclical.weights(0, e)["z_t"] for e in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5]
+    assert [cyclical.weights(0, e)["kl"] for e in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5]
     two_phase = TwoPhase()
     early, late = two_phase.weights(0, 2.0), two_phase.weights(0, 7.5)
-    assert early == {"z_enc": 0.1, "z_t": 0.4, "context_prediction": 0.0}
-    assert late["z_enc"] == pytest.approx(0.1 + 0.9 * 0.5) and late["z_t"] == 1.0 and late["context_prediction"] == 1.0
+    assert early == {"z_enc": 0.1, "kl": 0.4, "aux": 0.0}
+    assert late["z_enc"] == pytest.approx(0.1 + 0.9 * 0.5) and late["kl"] == 1.0 and late["aux"] == 1.0
 
 
 #: the devices a training test runs on: the CPU, and a GPU where there is one
@@ -258,7 +258,7 @@ def test_run_folder_holds_config_metrics_curves_and_events(tmp_path):
     assert "SeqVAE.decoder = @decoders.attentive" in (tmp_path / "config.gin").read_text()
     assert "TrainingSettings" in (tmp_path / "operative_config.gin").read_text()
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 3 and "valid_neg_elbo" in rows[0] and "weight_z_enc" in rows[0]
+    assert len(rows) == 3 and "valid_neg_elbo" in rows[0] and "weight_kl" in rows[0]
     assert any((tmp_path / "tensorboard").iterdir())
     assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert [row["epoch"] for row in run.history] == [1, 2]

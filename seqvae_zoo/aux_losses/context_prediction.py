@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 
 from seqvae_zoo.aux_losses.base import AuxiliaryLoss
-from seqvae_zoo.decoders.base import Decoder, DecoderOutput
+from seqvae_zoo.decoders.base import DecoderOutput
 from seqvae_zoo.gaussian import gaussian_log_prob
 from seqvae_zoo.registry import AUX_LOSSES
 
 
 @AUX_LOSSES.register("context_prediction")
 class ContextPredictionLoss(AuxiliaryLoss):
-    """Sum over real steps of -log N(c_t; f_c(z_t)). Padded steps are masked out.
+    """VRAE-SA's auxiliary loss: -log N(c_t; f_c(z_t)) summed over real steps, so that z_t predicts the attention
+    context. Needs a decoder that provides ``context_prior``.
 
     With the learned variance of f_c (the paper's eq. 16) the term is a density that falls without bound as
     p(c~_t | z_t) narrows, and the objective buys that with per-step KL (docs/models.md shows a run). ``unit_variance``
@@ -20,15 +21,12 @@ class ContextPredictionLoss(AuxiliaryLoss):
     the gradient into c_t, so the encoder is not pulled towards contexts that are easy to predict.
     """
 
+    requires = frozenset({"context_prior"})
+
     def __init__(self, weight: float = 1.0, detach_target: bool = False, unit_variance: bool = False,
                  name: str | None = None):
         super().__init__(weight, name)
         self.detach_target, self.unit_variance = detach_target, unit_variance
-
-    def check_decoder(self, decoder: Decoder) -> None:
-        if not hasattr(decoder, "context_prior"):
-            raise ValueError(f"aux loss {self.name!r} reads the predicted attention context c~_t, which decoder "
-                             f"{type(decoder).registry_name!r} does not give: use @decoders.attentive")
 
     def forward(self, output: DecoderOutput, mask: torch.Tensor) -> torch.Tensor:
         target = output.extras["context_target"]

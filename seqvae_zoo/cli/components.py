@@ -25,8 +25,8 @@ def register(subparsers) -> None:
 
 
 def _summary(cls: type) -> str:
-    doc = inspect.getdoc(cls) or ""
-    return doc.split("\n")[0]
+    """What the component is: the first paragraph of its docstring, whole, on one line."""
+    return " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
 
 
 def run_list(args: argparse.Namespace) -> int:

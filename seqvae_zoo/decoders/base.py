@@ -23,8 +23,10 @@ class DecoderOutput:
     """Per-step results, all (B, T, ...) and unmasked: the model masks padded steps.
 
     hidden: states h_t fed to the output layer; kl: per-step KL terms by name, e.g. {"z_t": (B, T)};
-    log_ratio: log p(z_t | h_{t-1}) - log q(z_t | ...) at the drawn z_t, per step, for importance weighting;
-    extras: what auxiliary losses read (the attentive decoder gives "context_target" and "context_prior");
+    log_ratio: log p(z_t | h_{t-1}) - log q(z_t | ...) at the drawn z_t, per step, for importance weighting; None
+    for a decoder without per-step latents, where the ratio is 0;
+    extras: what auxiliary losses read (a decoder that provides "context_prior" gives "context_target" and
+    "context_prior");
     attention: (B, T, S) attention weights when asked for.
     """
 
@@ -74,11 +76,14 @@ class Decoder(nn.Module):
     encoder's state size, 0 without encoder) from the model; the rest comes from gin.
 
     ``reads_memory`` says whether the posterior reads the encoder's states; ``per_step_latents`` names the KL terms
-    the decoder produces. Generation goes through :meth:`start` and :meth:`step`, which never read the encoder.
+    the decoder produces; ``provides`` names the capabilities its output offers other components, which an
+    auxiliary loss's ``requires`` asks for (the model refuses a decoder without them when it is built). Generation
+    goes through :meth:`start` and :meth:`step`, which never read the encoder.
     """
 
     reads_memory: bool = False
     per_step_latents: tuple[str, ...] = ()
+    provides: frozenset[str] = frozenset()
 
     def __init__(self, vocab_size: int, hidden_size: int):
         super().__init__()
@@ -102,6 +107,13 @@ class Decoder(nn.Module):
              latent_mode: str = "prior_sample") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # pragma: no cover
         """Algorithm 2, one step: from tokens x_t (B,) and the state, give logits of x_{t+1} (B, V) and the state."""
         raise NotImplementedError
+
+
+#: The capabilities a decoder may provide (``Decoder.provides``), each with what it means.
+CAPABILITIES = {
+    "context_prior": "the predicted attention context p(c~_t | z_t) and its target c_t, in the output's extras "
+                     "\"context_prior\" and \"context_target\"",
+}
 
 
 def check_mode(mode: str) -> None:

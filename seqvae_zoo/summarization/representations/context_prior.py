@@ -15,7 +15,7 @@ class ContextPrior(ModelRepresentation):
 
     @classmethod
     def supports(cls, model) -> bool:
-        return hasattr(model.decoder, "context_prior")
+        return "context_prior" in model.decoder.provides
 
     def encode_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> GaussianLatent:
         _, output = self.run_model(tokens, lengths)
