@@ -209,6 +209,30 @@ def test_fast_path_gives_the_reference_terms_and_gradients(setup, mode, monkeypa
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10, msg=f"gradient of {name} differs")
 
 
+@pytest.mark.parametrize("mode", LATENT_MODES)
+@pytest.mark.parametrize("setup", ["stochastic", "vrae_sa_aux"])
+def test_packed_recurrence_gives_the_decoders_own_equations_in_training_too(setup, mode, monkeypatch):
+    """The LSTM cell's packed recurrence and the decoder's step-by-step equations (the path every cell without a
+    packed kernel takes) give the same terms and gradients from the same draws, dropout included."""
+    model = small_model(setup).train()
+    tokens, lengths = batch()
+
+    def terms_and_gradients(packed: bool):
+        monkeypatch.setattr(model.decoder.cell, "packed", packed)
+        torch.manual_seed(4)
+        values = fast_terms(model, tokens, lengths, None, mode)
+        return values, gradients(model, None, weighted_sum(values, seed=5))
+
+    (fast, fast_grads), (equations, equation_grads) = terms_and_gradients(True), terms_and_gradients(False)
+    for name, value in equations.items():
+        torch.testing.assert_close(fast[name], value, rtol=1e-10, atol=1e-10, msg=f"{name} differs")
+    for name, expected in equation_grads.items():
+        if expected is None:
+            assert fast_grads[name] is None or torch.all(fast_grads[name] == 0), name
+        else:
+            torch.testing.assert_close(fast_grads[name], expected, rtol=1e-9, atol=1e-10, msg=f"gradient of {name}")
+
+
 def model_has_latents(setup: str) -> bool:
     return setup in ("stochastic", "vrae_sa_aux")
 
