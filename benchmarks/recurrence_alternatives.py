@@ -51,7 +51,7 @@ import torch
 from tabulate import tabulate
 
 from throughput import MATMULS, matmul_rates
-from seqvae_zoo.decoders.lstm import PackedLayout, run_packed_lstm
+from seqvae_zoo.kernels.recurrence import PackedLayout, run_packed_lstm
 from seqvae_zoo.training.memory import keep_freed_memory
 
 #: Each gate's block in the package's layout (output, input, forget, cell), in torch's order (input, forget, cell,

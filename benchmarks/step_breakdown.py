@@ -36,10 +36,10 @@ from tabulate import tabulate
 
 from throughput import BATCH_SIZE, CLIP_NORM, PRESETS, ptb_batches
 from seqvae_zoo import build_model, parse_config
-from seqvae_zoo.decoders.attentive import AttentiveHead
-from seqvae_zoo.decoders.lstm import PackedLSTM
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.model import _LinearCrossEntropy
+from seqvae_zoo.kernels.latent_heads import AttentiveHead
+from seqvae_zoo.kernels.output import _LinearCrossEntropy
+from seqvae_zoo.kernels.recurrence import PackedLSTM
 from seqvae_zoo.training.memory import keep_freed_memory
 from seqvae_zoo.training.trainer import make_optimizer
 

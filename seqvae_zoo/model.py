@@ -13,101 +13,18 @@ import gin
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.aux_losses.base import AuxiliaryLoss
 from seqvae_zoo.decoders.base import CAPABILITIES, Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.errors import BatchError, LengthsError, UserError
+from seqvae_zoo.kernels.output import linear_cross_entropy
 from seqvae_zoo.latents.base import LatentDistribution
-from seqvae_zoo.matmul import ROW_MULTIPLE, linear, pad_rows, rows_inner_product, zero_padded
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
 from seqvae_zoo.registry import DECODERS
 from seqvae_zoo.regularizers.base import Regularizer
 from seqvae_zoo.schedules.base import EVERY_AUX_TERM, EVERY_KL_TERM
-
-
-#: Elements of the (rows, vocabulary) logits block the fused output layer computes at once when no backward pass
-#: keeps them: scoring many importance samples stays within memory, and each block is large enough for the matmul to
-#: run at full speed.
-OUTPUT_BLOCK_ELEMENTS = 7 * 2 ** 20
-
-
-class _LinearCrossEntropy(torch.autograd.Function):
-    """-log softmax(hidden weight^T + bias)[target] per row.
-
-    Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic and time. Its three
-    matrix products run through :func:`seqvae_zoo.matmul.linear` (oneDNN on a CPU). For a backward pass the forward
-    keeps the softmax, computed in place over the logits, which the backward reads as it is: one exponential per
-    logit in all (log-softmax, then exp in the backward, takes two, and the exponential is the costliest elementwise
-    work of a training step). The loss is -log of the target's probability read off the softmax, with no pass over the
-    block beyond the softmax's own; a row whose target probability is below the dtype's normal range, where it has
-    lost precision or is 0, is recomputed from its logits (log-sum-exp minus the target's logit). The backward turns
-    the kept softmax into d logits = P - Y in place (one write per row) and folds the per-row gradient g into the
-    (N, H) side of the products, so the (N, V) block is read only by two products: d hidden = g ((P - Y) W), and
-    [d weight | d bias]^T = [g hidden | g]^T (P - Y), which reads the block as it lies (its transpose, which the other
-    order of that product needs, costs a copy as long as a product), and gives d weight^T contiguous, the layout of
-    the decoders' weight parameter (:class:`seqvae_zoo.decoders.base.OutputLayer`). The rows are padded as
-    :func:`seqvae_zoo.matmul.pad_rows` says (their gradient weight is 0). Without a backward pass the rows go
-    through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
-    """
-
-    @staticmethod
-    def forward(ctx, keep: bool, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                targets: torch.Tensor) -> torch.Tensor:
-        if not keep:
-            nll = hidden.new_empty(hidden.size(0))
-            block = max(1, OUTPUT_BLOCK_ELEMENTS // weight.size(0))
-            if block >= ROW_MULTIPLE:  # whole blocks need no padding; only the last one may
-                block -= block % ROW_MULTIPLE
-            for start in range(0, hidden.size(0), block):
-                rows = slice(start, start + block)
-                block_hidden = hidden[rows]
-                logits = linear(pad_rows(block_hidden, weight), weight, bias)[:block_hidden.size(0)]
-                torch.gather(torch.log_softmax(logits, dim=1, out=logits), 1, targets[rows, None],
-                             out=nll[rows, None]).neg_()
-            return nll
-        rows = hidden.size(0)
-        hidden = pad_rows(hidden, weight)  # zero rows: their gradient weight below is 0
-        targets = zero_padded(targets, hidden.size(0))
-        logits = linear(hidden, weight, bias)
-        probs = torch.softmax(logits, dim=1, out=logits)
-        target_probs = probs.gather(1, targets[:, None])[:, 0]
-        nll = target_probs.log().neg_()
-        # below the dtype's normal range the probability has lost precision (or is 0): those rows, rare, are
-        # recomputed from their logits
-        underflowed = (target_probs < torch.finfo(probs.dtype).tiny).nonzero()[:, 0]
-        if underflowed.numel():
-            row_logits = linear(hidden[underflowed], weight, bias)
-            nll[underflowed] = (torch.logsumexp(row_logits, dim=1)
-                                - row_logits.gather(1, targets[underflowed, None])[:, 0])
-        ctx.probs = probs
-        ctx.save_for_backward(hidden, weight, targets)
-        return nll[:rows]
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_nll: torch.Tensor):
-        hidden, weight, targets = ctx.saved_tensors
-        d_logits, ctx.probs = ctx.probs, None
-        d_logits.scatter_add_(1, targets[:, None], d_logits.new_full((d_logits.size(0), 1), -1.0))  # P - Y
-        rows = d_nll.size(0)
-        d_nll = zero_padded(d_nll, hidden.size(0))
-        d_hidden = linear(d_logits, weight.t())[:rows].mul_(d_nll[:rows, None])
-        scaled = torch.cat([hidden * d_nll[:, None], d_nll[:, None]], dim=1)
-        d_weight_and_bias = rows_inner_product(scaled, d_logits)  # (H + 1, V)
-        # d weight as the transpose of a contiguous (H, V) block: the layout of a weight held as its transpose (the
-        # decoders' OutputLayer); autograd copies it into any other
-        d_weight, d_bias = d_weight_and_bias[:-1].t(), d_weight_and_bias[-1]
-        return None, d_hidden, d_weight, d_bias, None
-
-
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                         targets: torch.Tensor) -> torch.Tensor:
-    """(N,) -log softmax(hidden weight^T + bias)[targets]: the output layer and its cross-entropy, fused."""
-    keep = torch.is_grad_enabled() and any(t.requires_grad for t in (hidden, weight, bias))
-    return _LinearCrossEntropy.apply(keep, hidden, weight, bias, targets)
 
 
 @dataclass

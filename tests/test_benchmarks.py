@@ -41,7 +41,7 @@ def test_step_breakdown_times_the_attention_within_the_recurrence(step_breakdown
     plain = step_breakdown.breakdown("vrae", None, batches=2, repeats=1, bindings=TINY)
     assert "attention forward" not in plain and "recurrence forward" not in plain
     # the clocks are taken off again: the head's methods are the class's own
-    from seqvae_zoo.decoders.attentive import AttentiveHead
+    from seqvae_zoo.kernels.latent_heads import AttentiveHead
     assert AttentiveHead._params.__qualname__ == "AttentiveHead._params"
 
 

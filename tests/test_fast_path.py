@@ -19,10 +19,11 @@ from torch import nn
 
 from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.decoders.base import LATENT_MODES, OutputLayer
-from seqvae_zoo.decoders.lstm import InputDropout, PackedLayout
+from seqvae_zoo.decoders.lstm import InputDropout
 from seqvae_zoo.errors import LengthsError, UserError
-from seqvae_zoo.matmul import linear, linear_layer, onednn_linear_available, rows_inner_product, zero_padded
-from seqvae_zoo.model import linear_cross_entropy
+from seqvae_zoo.kernels.matmul import linear, linear_layer, onednn_linear_available, rows_inner_product, zero_padded
+from seqvae_zoo.kernels.output import linear_cross_entropy
+from seqvae_zoo.kernels.recurrence import PackedLayout
 
 VOCAB, PAD, BOS, EOS, UNK = 29, 0, 1, 2, 3
 SMALL = ["EMBEDDING = 7", "HIDDEN = 6", "LATENT = 3", "decoders.attentive.attention_size = 5"]
@@ -208,6 +209,30 @@ def test_fast_path_gives_the_reference_terms_and_gradients(setup, mode, monkeypa
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10, msg=f"gradient of {name} differs")
 
 
+@pytest.mark.parametrize("mode", LATENT_MODES)
+@pytest.mark.parametrize("setup", ["stochastic", "vrae_sa_aux"])
+def test_packed_recurrence_gives_the_decoders_own_equations_in_training_too(setup, mode, monkeypatch):
+    """The LSTM cell's packed recurrence and the decoder's step-by-step equations (the path every cell without a
+    packed kernel takes) give the same terms and gradients from the same draws, dropout included."""
+    model = small_model(setup).train()
+    tokens, lengths = batch()
+
+    def terms_and_gradients(packed: bool):
+        monkeypatch.setattr(model.decoder.cell, "packed", packed)
+        torch.manual_seed(4)
+        values = fast_terms(model, tokens, lengths, None, mode)
+        return values, gradients(model, None, weighted_sum(values, seed=5))
+
+    (fast, fast_grads), (equations, equation_grads) = terms_and_gradients(True), terms_and_gradients(False)
+    for name, value in equations.items():
+        torch.testing.assert_close(fast[name], value, rtol=1e-10, atol=1e-10, msg=f"{name} differs")
+    for name, expected in equation_grads.items():
+        if expected is None:
+            assert fast_grads[name] is None or torch.all(fast_grads[name] == 0), name
+        else:
+            torch.testing.assert_close(fast_grads[name], expected, rtol=1e-9, atol=1e-10, msg=f"gradient of {name}")
+
+
 def model_has_latents(setup: str) -> bool:
     return setup in ("stochastic", "vrae_sa_aux")
 
@@ -270,7 +295,7 @@ def test_float32_model_with_onednn_gives_the_terms_and_gradients_of_torchs_own_p
     turning it off (torch's own products) changes the loss terms and gradients by float32 rounding only."""
     if not onednn_linear_available():
         pytest.skip("this torch has no oneDNN linear operator")
-    monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)  # every product of the small model
+    monkeypatch.setattr("seqvae_zoo.kernels.matmul.ONEDNN_MIN_MACS", 0)  # every product of the small model
     model = small_model(setup).float()
     tokens, lengths = batch(seed=6)
 
@@ -281,7 +306,7 @@ def test_float32_model_with_onednn_gives_the_terms_and_gradients_of_torchs_own_p
         return values, dict(zip([name for name, _ in model.named_parameters()],
                                 torch.autograd.grad(loss, list(model.parameters()))))
     fast_values, fast_grads = terms_and_gradients()
-    monkeypatch.setattr("seqvae_zoo.matmul.onednn_linear_available", lambda: False)
+    monkeypatch.setattr("seqvae_zoo.kernels.matmul.onednn_linear_available", lambda: False)
     plain_values, plain_grads = terms_and_gradients()
     for name in plain_values:
         torch.testing.assert_close(fast_values[name], plain_values[name], rtol=1e-4, atol=1e-4, msg=name)
@@ -315,7 +340,7 @@ def test_training_mode_gradients_match_a_finite_difference():
 def test_fused_output_layer_is_the_softmax_cross_entropy(rows, monkeypatch):
     """Values and gradients of the fused layer equal cross_entropy(linear(...)), also when the rows are cut into
     several blocks and when targets repeat."""
-    monkeypatch.setattr("seqvae_zoo.model.OUTPUT_BLOCK_ELEMENTS", 3 * VOCAB)
+    monkeypatch.setattr("seqvae_zoo.kernels.output.OUTPUT_BLOCK_ELEMENTS", 3 * VOCAB)
     generator = torch.Generator().manual_seed(8)
     hidden = torch.randn(rows, 5, dtype=torch.float64, generator=generator, requires_grad=True)
     weight = torch.randn(VOCAB, 5, dtype=torch.float64, generator=generator, requires_grad=True)
@@ -338,8 +363,8 @@ def test_fused_output_layer_in_float32_with_and_without_onednn(onednn, monkeypat
     float64 softmax cross-entropy's to float32 rounding."""
     if onednn and not onednn_linear_available():
         pytest.skip("this torch has no oneDNN linear operator")
-    monkeypatch.setattr("seqvae_zoo.matmul.onednn_linear_available", lambda: onednn)
-    monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)  # these small products too
+    monkeypatch.setattr("seqvae_zoo.kernels.matmul.onednn_linear_available", lambda: onednn)
+    monkeypatch.setattr("seqvae_zoo.kernels.matmul.ONEDNN_MIN_MACS", 0)  # these small products too
     generator = torch.Generator().manual_seed(9)
     hidden = torch.randn(37, 24, generator=generator, requires_grad=True)
     weight = torch.randn(301, 24, generator=generator, requires_grad=True)
@@ -523,7 +548,7 @@ def test_linear_layer_through_onednn_gives_f_linear_and_its_gradients(with_bias,
     """The decoders' input projection in float32 on a CPU: values and gradients of F.linear to float32 rounding."""
     if not onednn_linear_available():
         pytest.skip("this torch has no oneDNN linear operator")
-    monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)  # these small products too
+    monkeypatch.setattr("seqvae_zoo.kernels.matmul.ONEDNN_MIN_MACS", 0)  # these small products too
     generator = torch.Generator().manual_seed(10)
     inputs = torch.randn(45, 33, generator=generator, requires_grad=True)
     weight = torch.randn(70, 33, generator=generator, requires_grad=True)
@@ -549,8 +574,8 @@ def test_rows_inner_product_is_the_sum_over_rows_and_ignores_zero_rows(onednn, w
     of the recurrence's gradient are), through oneDNN or torch."""
     if onednn and not onednn_linear_available():
         pytest.skip("this torch has no oneDNN linear operator")
-    monkeypatch.setattr("seqvae_zoo.matmul.onednn_linear_available", lambda: onednn)
-    monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr("seqvae_zoo.kernels.matmul.onednn_linear_available", lambda: onednn)
+    monkeypatch.setattr("seqvae_zoo.kernels.matmul.ONEDNN_MIN_MACS", 0)
     generator = torch.Generator().manual_seed(11)
     left, right = (torch.randn(37, width + 5, generator=generator)[:, :width] for width in widths)
     exact = left.double().t() @ right.double()
@@ -587,7 +612,7 @@ def test_onednn_is_used_only_where_it_exists_agrees_and_is_not_turned_off(monkey
         monkeypatch.setenv("SEQVAE_ONEDNN_MATMUL", "0")
         assert not probe()
         monkeypatch.delenv("SEQVAE_ONEDNN_MATMUL")
-        monkeypatch.setattr("seqvae_zoo.matmul.ONEDNN_MIN_MACS", 0)
+        monkeypatch.setattr("seqvae_zoo.kernels.matmul.ONEDNN_MIN_MACS", 0)
         for broken in (refusing, wrong):
             monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
             assert not probe()

@@ -50,12 +50,16 @@ DECODER_SETUPS = {
        for name, (configs, bindings) in {"z_enc-prefix": (["vrae"], []),
                                          "z_enc-memory": (["vrae"], ["decoders.transformer.z_enc_as = 'memory'"]),
                                          "language-model": (["lstm"], [])}.items()},
+    "stochastic-gru-cell": (["vrae"], ["models.SeqVAE.decoder = @decoders.stochastic",
+                                       'decoders.stochastic.cell = "gru"']),
+    "attentive-gru-cell": (["vrae_sa"], ['decoders.attentive.cell = "gru"']),
 }
 
 #: Models whose loss terms are checked for padding: every preset, the mixture prior and the plain stochastic decoder.
 PADDING_SETUPS = {name: ([name], []) for name in PRESET_TERMS} | {
     "vrae-mixture-prior": (["vrae"], ["models.SeqVAE.latent_prior = @priors.mixture", "priors.mixture.components = 3"]),
     "stochastic": DECODER_SETUPS["stochastic"],
+    "vrae_sa_aux-gru-cell": (["vrae_sa_aux"], ['decoders.attentive.cell = "gru"']),
 }
 
 

@@ -41,7 +41,7 @@ class OutputLayer(nn.Module):
     """``nn.Linear`` (initialization, logits, ``weight`` (out, in), ``bias``) with the weight's parameter held as its
     transpose, ``weight_t`` (in, out), contiguous.
 
-    The fused output layer's weight gradient comes out in that layout (``seqvae_zoo.model``), so it reaches the
+    The fused output layer's weight gradient comes out in that layout (``seqvae_zoo.kernels.output``), so it reaches the
     parameter without a transposition; the backward product (P - Y) W reads W^T contiguously; and the optimizer gets
     a contiguous tensor (torch's fused CPU Adam copies any other at every step). The state dict holds ``weight_t``;
     a state dict of ``nn.Linear``'s (``weight``) loads as well.

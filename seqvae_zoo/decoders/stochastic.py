@@ -2,143 +2,59 @@
 
 At step t: prior p(z_t | h_{t-1}) = N(f_h(h_{t-1})); posterior q(z_t | h_{t-1}, e_t) = N(f_q(h_{t-1}, e_t)), where e_t
 is what the posterior reads of the encoder (here its summary of the whole sentence; the attentive decoder attends);
-h_t = LSTM([x_t, z_t, z_enc], h_{t-1}); p(x_{t+1} | h_t) = softmax(W h_t + b).
+h_t = cell([x_t, z_t, z_enc], h_{t-1}) with an LSTM cell by default (:mod:`seqvae_zoo.decoders.cells`);
+p(x_{t+1} | h_t) = softmax(W h_t + b).
 
-It runs on the packed recurrence of :mod:`seqvae_zoo.decoders.lstm`, where one matmul on h_{t-1} per step gives the
-LSTM's recurrent gates and every head the step needs (the posterior's h_{t-1} half, the attention query; the prior
-in the prior modes). The noise of all steps is drawn before the loop; the prior in the posterior modes, the KL terms
-and the importance weights read only the states and the drawn latents, so they are computed for all steps at once
-after it.
+The methods under "the equations" below are these formulas, one step at a time. With the LSTM cell the decoder runs
+the packed recurrence of :mod:`seqvae_zoo.kernels` instead, which computes the same numbers from the same draws
+(tests/test_fast_path.py holds it to them): one matmul on h_{t-1} per step gives the cell's recurrent gates and
+every head the step needs (the posterior's h_{t-1} half, the attention query; the prior in the prior modes), with a
+hand-written backward. Either way the noise of all steps is drawn before the loop, and the prior in the posterior
+modes, the KL terms and the importance weights read only the states and the drawn latents, so they are computed for
+all steps at once after it.
 
-``recurrent``'s rows: the 4H gates, the posterior's h_{t-1} half (2 latent_dim), the attention query (query_size),
-the prior (2 latent_dim).
+``recurrent``'s rows: the cell's gates (4H for the LSTM), the posterior's h_{t-1} half (2 latent_dim), the attention
+query (query_size), the prior (2 latent_dim).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput, check_mode
-from seqvae_zoo.decoders.lstm import InputDropout, LatentHead, PackedLayout, StepRows, run_packed_lstm, step_blocks
+from seqvae_zoo.decoders.cells import make_cell
+from seqvae_zoo.decoders.lstm import InputDropout
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.gaussian import gaussian_kl, gaussian_log_prob, split_params
-from seqvae_zoo.matmul import linear_layer
+from seqvae_zoo.kernels.latent_heads import StochasticHead
+from seqvae_zoo.kernels.matmul import linear_layer
+from seqvae_zoo.kernels.recurrence import LatentHead, PackedLayout, run_packed_lstm
 from seqvae_zoo.registry import DECODERS
 
+#: What the posterior reads of the encoder at a step, given h_{t-1}: e_t, and the per-step results to keep (the
+#: attentive decoder's c_t and attention weights).
+ContextReader = Callable[[torch.Tensor], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
-class StochasticHead(LatentHead):
-    """z_t inside the recurrence: its distribution's parameters are the head's columns of the recurrent projection
-    plus, for the posterior, the context's half (here one vector per sentence); z_t is their mean plus
-    exp(logvar / 2) times the step's noise (``noise`` None: the mean itself). The latents [z_t, extras] enter the
-    gates through ``latent_weight``.
 
-    Outputs: z (N, latent_dim) and the parameters (N, 2 latent_dim) it was drawn from.
-    """
-
-    def __init__(self, latent_dim: int, latent_weight: torch.Tensor, noise: torch.Tensor | None,
-                 context_params: torch.Tensor | None = None):
-        self.latent_dim = latent_dim
-        self.width = 2 * latent_dim
-        self.latent_weight = latent_weight  # (4H, latent_dim + extras)
-        self.noise = noise  # (N, latent_dim)
-        self.context_params = context_params  # (B, 2 latent_dim) in rank order; None in the prior modes
-        self.inputs = (latent_weight, context_params)
-
-    # -- forward ------------------------------------------------------------------------------------------------
-    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows) -> None:
-        self.layout, self.keep = layout, keep
-        like, latent = self.latent_weight, self.latent_dim
-        self.params = like.new_empty(layout.num_rows, 2 * latent)
-        self.latents = like.new_empty(layout.num_rows, self.latent_weight.size(1))
-        self.spread = StepRows(like, layout, keep, latent)  # exp(logvar / 2)
-        self.latent_weight_t = self.latent_weight.t()
-        start = gates.tensor.size(1)
-        context = [self.context_params[:n] for n in layout.batch_sizes] if self.context_params is not None else None
-        self.steps = list(zip(
-            projected.step_views(projected.tensor[:, start:start + 2 * latent]), gates.blocks,
-            *(step_blocks(x, layout) for x in (self.params, self.params[:, :latent], self.params[:, latent:],
-                                               self.latents, self.latents[:, :latent], self.latents[:, latent:])),
-            self.spread.blocks, step_blocks(self.noise, layout), context or step_blocks(None, layout)))
-
-    def forward_step(self, t: int) -> None:
-        from_hidden, gates, params, mean, logvar, latents, z, extras, spread, noise, context = self.steps[t]
-        self._params(t, from_hidden, context, params)
-        if noise is None:
-            z.copy_(mean)
-        else:
-            torch.addcmul(mean, torch.mul(logvar, 0.5, out=spread).exp_(), noise, out=z)
-        self._extra_latents(t, z, extras)
-        gates.addmm_(latents, self.latent_weight_t)
-
-    def _params(self, t: int, from_hidden: torch.Tensor, context: torch.Tensor | None, params: torch.Tensor) -> None:
-        """Write the parameters z_t is drawn from into ``params``: the head's columns (``from_hidden``) plus the
-        posterior's context half (``context``, None in the prior modes)."""
-        if context is None:
-            params.copy_(from_hidden)
-        else:
-            torch.add(from_hidden, context, out=params)
-
-    def _extra_latents(self, t: int, z: torch.Tensor, extras: torch.Tensor) -> None:
-        """Latents drawn given z_t that enter the gates beside it (none here)."""
-
-    def take_outputs(self) -> tuple[torch.Tensor, ...]:
-        outputs = self.latents[:, :self.latent_dim], self.params
-        del self.params, self.steps  # the steps hold views of the parameters
-        return outputs
-
-    # -- backward -----------------------------------------------------------------------------------------------
-    def begin_backward(self, outputs: tuple[torch.Tensor, ...], output_grads: tuple[torch.Tensor | None, ...],
-                       d_projected: torch.Tensor) -> None:
-        layout, latent = self.layout, self.latent_dim
-        start = self.latent_weight.size(0)
-        self.d_projected = d_projected
-        d_params = d_projected[:, start:start + 2 * latent]
-        d_z, d_params_out = output_grads[:2]
-        # d logvar = d z * exp(logvar / 2) * noise / 2, with the second factor known before the loop
-        half_spread_noise = (self.spread.tensor * self.noise).mul_(0.5) if self.noise is not None else None
-        self.backward_steps = list(zip(*(step_blocks(x, layout) for x in (
-            d_projected[:, :start], d_params, d_params[:, :latent], d_params[:, latent:], d_z, d_params_out,
-            half_spread_noise))))
-
-    def backward_step(self, t: int) -> None:
-        d_gates, d_params, d_mean, d_logvar, d_z, d_params_out, half_spread_noise = self.backward_steps[t]
-        self._latents_backward(t, d_gates, d_mean)
-        if d_z is not None:
-            d_mean.add_(d_z)
-        if half_spread_noise is None:
-            d_logvar.zero_()
-        else:
-            torch.mul(d_mean, half_spread_noise, out=d_logvar)
-        if d_params_out is not None:
-            d_params.add_(d_params_out)
-        self._context_backward(t, d_params)
-
-    def _latents_backward(self, t: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
-        """Write into ``d_z`` the gradient z_t receives through the gates (and the extra latents drawn from it)."""
-        torch.mm(d_gates, self.latent_weight, out=d_z)
-
-    def _context_backward(self, t: int, d_params: torch.Tensor) -> None:
-        """Per step, the gradient into the posterior's context (none here: it is constant over the steps)."""
-
-    def input_grads(self) -> tuple[torch.Tensor | None, ...]:
-        start = self.latent_weight.size(0)
-        d_latent_weight = self.d_projected[:, :start].t() @ self.latents
-        d_context = None
-        if self.context_params is not None and self.context_params.requires_grad:
-            d_params = self.d_projected[:, start:start + 2 * self.latent_dim]
-            d_context = d_params.new_zeros(self.context_params.shape).index_add_(0, self.layout.rank, d_params)
-        return d_latent_weight, d_context
+def draw(params: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    """A reparameterized draw from N(mean, exp(logvar)) given [mean, logvar]: mean + exp(logvar / 2) * noise; the
+    mean itself where there is no noise (the modes that take means)."""
+    gaussian = split_params(params)
+    return gaussian.mean if noise is None else gaussian.rsample(noise)
 
 
 @DECODERS.register("stochastic")
 class StochasticDecoder(Decoder):
     """Per-step latents z_t; the posterior reads the encoder's final state. Needs an encoder.
 
-    The LSTM's weights are ``input_projection`` (x_t, with the input bias), ``z_enc_projection`` (z_enc),
+    The cell's weights are ``input_projection`` (x_t, with the input bias), ``z_enc_projection`` (z_enc),
     ``latent_projection`` ([z_t, extra latents]) and the gate rows of ``recurrent`` (h_{t-1}, with the recurrent
-    bias), initialized as ``nn.LSTM`` initializes its own.
+    bias), initialized as ``nn.LSTM`` and ``nn.GRU`` initialize their own. ``cell`` names the recurrence cell
+    (:data:`seqvae_zoo.decoders.cells.CELLS`: ``lstm``, ``gru``).
     """
 
     reads_memory = True
@@ -149,7 +65,8 @@ class StochasticDecoder(Decoder):
     extra_latent_size = 0
 
     def __init__(self, vocab_size: int, pad_id: int, z_enc_dim: int = 0, memory_size: int = 0,
-                 embedding_dim: int = 512, hidden_size: int = 256, latent_dim: int = 32, input_dropout: float = 0.5):
+                 embedding_dim: int = 512, hidden_size: int = 256, latent_dim: int = 32, input_dropout: float = 0.5,
+                 cell: str = "lstm"):
         if memory_size <= 0:
             raise ValueError(f"decoder {type(self).registry_name!r} has a posterior that reads the encoder: "
                              "configure an encoder (SeqVAE.encoder = @encoders.lstm)")
@@ -157,7 +74,8 @@ class StochasticDecoder(Decoder):
         self.latent_dim = latent_dim
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.input_dropout = InputDropout(input_dropout)
-        gates = 4 * hidden_size
+        self.cell = make_cell(cell, hidden_size)
+        gates = self.cell.gate_size
         self.input_projection = nn.Linear(embedding_dim, gates)
         self.z_enc_projection = nn.Linear(z_enc_dim, gates, bias=False) if z_enc_dim else None
         self.recurrent = nn.Linear(hidden_size, gates + 2 * latent_dim + self.query_size + 2 * latent_dim)
@@ -170,9 +88,91 @@ class StochasticDecoder(Decoder):
         self.latent_projection = nn.Linear(latent_dim + self.extra_latent_size, gates, bias=False)
         self.posterior_context = nn.Linear(memory_size, 2 * latent_dim, bias=False)
 
+    def _rows(self, head: str) -> slice:
+        """The rows of ``recurrent`` that give ``head`` ("gates", "posterior", "query" or "prior") from h_{t-1}."""
+        widths = {"gates": self.cell.gate_size, "posterior": 2 * self.latent_dim, "query": self.query_size,
+                  "prior": 2 * self.latent_dim}
+        start = 0
+        for name, width in widths.items():
+            if name == head:
+                return slice(start, start + width)
+            start += width
+        raise KeyError(head)
+
+    def _from_hidden(self, head: str, hidden: torch.Tensor) -> torch.Tensor:
+        """``head``'s share of the recurrent projection of h_{t-1}."""
+        rows = self._rows(head)
+        return F.linear(hidden, self.recurrent.weight[rows], self.recurrent.bias[rows])
+
+    # -- the equations ------------------------------------------------------------------------------------------
+    def prior(self, previous_hidden: torch.Tensor) -> torch.Tensor:
+        """p(z_t | h_{t-1}) = N(f_h(h_{t-1})): its [mean, logvar]."""
+        return self._from_hidden("prior", previous_hidden)
+
+    def posterior(self, previous_hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """q(z_t | h_{t-1}, e_t) = N(f_q(h_{t-1}) + W_c e_t): its [mean, logvar]."""
+        return self._from_hidden("posterior", previous_hidden) + self.posterior_context(context)
+
+    def context_reader(self, memory: EncoderOutput) -> ContextReader:
+        """e_t: the encoder's summary of the whole sentence, the same at every step."""
+        return lambda previous_hidden: (memory.final, ())
+
+    def extra_latents(self, z: torch.Tensor, noise: torch.Tensor | None) -> list[torch.Tensor]:
+        """Latents drawn given z_t that enter the cell beside it (none here)."""
+        return []
+
+    def _equations(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None, mode: str,
+                   memory: EncoderOutput | None, state: tuple[torch.Tensor, ...] | None = None
+                   ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """The recurrence one step at a time, as the equations say, with autograd: any cell. Returns what
+        :meth:`_recurrence` returns, from the same draws as the packed recurrence."""
+        batch, steps = inputs.shape
+        like = self.output.weight
+        noise, extra_noise = self._draw_noise(steps, batch, like) if not mode.endswith("_mean") else (None, None)
+        input_gates = layout.unpack(self._gate_inputs(layout, inputs, z_enc))  # x_t's and z_enc's share
+        read_context = self.context_reader(memory) if mode.startswith("posterior") else None
+        state = state if state is not None else self.cell.initial_state(batch, like)
+        per_step = []
+        for t in range(steps):
+            previous_hidden, read = state[0], ()
+            if read_context is None:
+                params = self.prior(previous_hidden)
+            else:
+                context, read = read_context(previous_hidden)
+                params = self.posterior(previous_hidden, context)
+            z = draw(params, noise[t] if noise is not None else None)
+            latents = torch.cat([z, *self.extra_latents(z, extra_noise[t] if extra_noise is not None else None)], 1)
+            # h_t = cell([x_t, z_t, (c~_t,) z_enc], h_{t-1})
+            state = self.cell.step(input_gates[:, t] + self.latent_projection(latents),
+                                   self._from_hidden("gates", previous_hidden), state)
+            per_step.append((*state, z, params, *read))
+        packed = [layout.pack(torch.stack(values, dim=1)) for values in zip(*per_step)]
+        states = tuple(packed[:len(state)])
+        return states[0], states, tuple(packed[len(state):])
+
     # -- the recurrence -----------------------------------------------------------------------------------------
+    def _recurrence(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None, mode: str,
+                    memory: EncoderOutput | None, state: tuple[torch.Tensor, ...] | None = None
+                    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """The recurrence over ``inputs`` from ``state`` (batch order; zeros by default), packed rows (N, ...):
+        h_t, the cell's state, and the per-step latents [z_t, the parameters z_t was drawn from, ...].
+
+        With a packed cell (the LSTM), the packed recurrence of :mod:`seqvae_zoo.kernels`; otherwise
+        :meth:`_equations`."""
+        if not self.cell.packed:
+            return self._equations(layout, inputs, z_enc, mode, memory, state)
+        head = self._head(layout, mode, memory, inputs.size(1), self.output.weight)
+        weight, bias = self._step_weights(mode)
+        if state is None:
+            initial_h = initial_c = weight.new_zeros(layout.batch_size, self.hidden_size)
+        else:
+            initial_h, initial_c = (s.index_select(0, layout.order) for s in state)
+        hidden, cells, *head_outputs = run_packed_lstm(layout, head, self._gate_inputs(layout, inputs, z_enc),
+                                                       weight, bias, initial_h, initial_c)
+        return hidden, (hidden, cells), tuple(head_outputs)
+
     def _gate_inputs(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None) -> torch.Tensor:
-        """Gate pre-activations from x_t and z_enc, for every packed row at once: (N, 4H).
+        """Gate pre-activations from x_t and z_enc, for every packed row at once: (N, gates).
 
         Without dropout (scoring), a token's projection is the same wherever it occurs, so each distinct token of
         the batch is projected once: IW-NLL's K copies of a sentence, say, cost one projection per word type."""
@@ -185,36 +185,18 @@ class StochasticDecoder(Decoder):
         gate_inputs = linear_layer(embedded, self.input_projection.weight, self.input_projection.bias)
         if occurrence is not None:
             gate_inputs = gate_inputs.index_select(0, occurrence)
-        if self.z_enc_projection is not None:  # added into the gathered rows: one (N, 4H) block less
+        if self.z_enc_projection is not None:  # added into the gathered rows: one (N, gates) block less
             gate_inputs = self.z_enc_projection(z_enc).index_select(0, layout.sentence).add_(gate_inputs)
         return gate_inputs
 
     def _step_weights(self, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows of ``recurrent`` the loop reads in ``mode``: the gates, then the head's columns."""
+        """The rows of ``recurrent`` the packed loop reads in ``mode``: the gates, then the head's columns."""
         weight, bias = self.recurrent.weight, self.recurrent.bias
         if mode.startswith("posterior"):
-            posterior_end = 4 * self.hidden_size + 2 * self.latent_dim + self.query_size
+            posterior_end = self._rows("query").stop
             return weight[:posterior_end], bias[:posterior_end]
-        prior = self._prior_rows()
-        gates = slice(0, 4 * self.hidden_size)
+        gates, prior = self._rows("gates"), self._rows("prior")
         return torch.cat([weight[gates], weight[prior]]), torch.cat([bias[gates], bias[prior]])
-
-    def _prior_rows(self) -> slice:
-        return slice(self.recurrent.out_features - 2 * self.latent_dim, self.recurrent.out_features)
-
-    def _run(self, layout: PackedLayout, inputs: torch.Tensor, z_enc: torch.Tensor | None, mode: str,
-             memory: EncoderOutput | None, state: tuple[torch.Tensor, ...] | None = None
-             ) -> tuple[torch.Tensor, ...]:
-        """The packed recurrence over ``inputs`` from ``state`` (batch order; zeros by default): hidden and cell
-        states (N, H), then the head's outputs."""
-        head = self._head(layout, mode, memory, inputs.size(1), self.output.weight)
-        weight, bias = self._step_weights(mode)
-        if state is None:
-            initial_h = initial_c = weight.new_zeros(layout.batch_size, self.hidden_size)
-        else:
-            initial_h, initial_c = (s.index_select(0, layout.order) for s in state)
-        return run_packed_lstm(layout, head, self._gate_inputs(layout, inputs, z_enc), weight, bias,
-                               initial_h, initial_c)
 
     def _draw_noise(self, steps: int, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Standard normal noise for z_t and the extra latents of every step, (T, B, size), drawn before the loop."""
@@ -246,18 +228,16 @@ class StochasticDecoder(Decoder):
                 return_attention: bool = False) -> DecoderOutput:
         check_mode(mode)
         layout = PackedLayout.from_lengths(lengths, inputs.size(1))
-        hidden, _, *head_outputs = self._run(layout, inputs, z_enc, mode, memory)
-        return self._output(layout, hidden, tuple(head_outputs), mode, return_attention)
+        hidden, _, latents = self._recurrence(layout, inputs, z_enc, mode, memory)
+        return self._output(layout, hidden, latents, mode, return_attention)
 
-    def _output(self, layout: PackedLayout, hidden: torch.Tensor, head_outputs: tuple[torch.Tensor, ...],
+    def _output(self, layout: PackedLayout, hidden: torch.Tensor, latents: tuple[torch.Tensor, ...],
                 mode: str, return_attention: bool) -> DecoderOutput:
-        z, params = head_outputs[:2]
-        output = DecoderOutput(hidden=layout.unpack(hidden), extras=self._extras(layout, z, head_outputs, mode))
+        z, params = latents[:2]
+        output = DecoderOutput(hidden=layout.unpack(hidden), extras=self._extras(layout, z, latents, mode))
         if mode.startswith("posterior"):
-            prior_rows = self._prior_rows()
             previous = layout.with_previous(hidden.new_zeros(layout.batch_size, self.hidden_size), hidden)
-            prior = split_params(F.linear(previous, self.recurrent.weight[prior_rows],
-                                          self.recurrent.bias[prior_rows]))
+            prior = split_params(self.prior(previous))
             posterior = split_params(params)
             output.kl["z_t"] = layout.unpack(gaussian_kl(posterior.mean, posterior.logvar, prior.mean, prior.logvar))
             output.log_ratio = layout.unpack(gaussian_log_prob(z, prior.mean, prior.logvar)
@@ -267,15 +247,14 @@ class StochasticDecoder(Decoder):
             output.kl["z_t"] = output.log_ratio = hidden.new_zeros(layout.batch_size, layout.width)
         return output
 
-    def _extras(self, layout: PackedLayout, z: torch.Tensor, head_outputs: tuple[torch.Tensor, ...],
+    def _extras(self, layout: PackedLayout, z: torch.Tensor, latents: tuple[torch.Tensor, ...],
                 mode: str) -> dict:
         """Per-step results auxiliary losses read (none here)."""
         return {}
 
     # -- generation (Algorithm 2) -------------------------------------------------------------------------------
     def start(self, z_enc: torch.Tensor | None, batch_size: int) -> tuple[torch.Tensor, ...]:
-        zeros = self.output.weight.new_zeros(batch_size, self.hidden_size)
-        return zeros, zeros
+        return self.cell.initial_state(batch_size, self.output.weight)
 
     def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...], z_enc: torch.Tensor | None,
              latent_mode: str = "prior_sample") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -283,5 +262,5 @@ class StochasticDecoder(Decoder):
         if latent_mode.startswith("posterior"):
             raise ValueError("generation draws z_t from the prior: use latent_mode 'prior_sample' or 'prior_mean'")
         layout = PackedLayout.from_lengths(torch.ones_like(tokens), 1)  # one step: packed order is batch order
-        hidden, cells = self._run(layout, tokens[:, None], z_enc, latent_mode, None, state)[:2]
-        return self.logits(hidden), (hidden, cells)
+        hidden, state, _ = self._recurrence(layout, tokens[:, None], z_enc, latent_mode, None, state)
+        return self.logits(hidden), state
