@@ -200,17 +200,23 @@ class SeqVAE(nn.Module):
         """The training loss: mean over sentences of NLL + weighted KL terms (after regularizers) + weighted
         auxiliary terms. ``weights`` are a schedule's (:class:`seqvae_zoo.schedules.base.WeightSchedule`): a term
         is weighted by its own name, else by ``EVERY_KL_TERM`` or ``EVERY_AUX_TERM``, else 1."""
-        self.check_weights(weights)
+        resolved = self.term_weights(weights)
         loss = terms.nll.mean()
         for name, value in terms.kl.items():
             batch_kl = value.mean()
             for regularizer in self.regularizers:
                 batch_kl = regularizer.transform_kl(name, batch_kl)
-            loss = loss + weights.get(name, weights.get(EVERY_KL_TERM, 1.0)) * batch_kl
+            loss = loss + resolved[name] * batch_kl
         for aux_loss in self.aux_losses:
-            weight = weights.get(aux_loss.name, weights.get(EVERY_AUX_TERM, 1.0))
-            loss = loss + aux_loss.weight * weight * terms.aux[aux_loss.name].mean()
+            loss = loss + aux_loss.weight * resolved[aux_loss.name] * terms.aux[aux_loss.name].mean()
         return loss
+
+    def term_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
+        """The weight each of the model's KL terms and auxiliary losses gets from a schedule's ``weights`` (checked):
+        its own name's, else ``EVERY_KL_TERM``'s or ``EVERY_AUX_TERM``'s, else 1."""
+        self.check_weights(weights)
+        return ({name: weights.get(name, weights.get(EVERY_KL_TERM, 1.0)) for name in self.kl_terms}
+                | {loss.name: weights.get(loss.name, weights.get(EVERY_AUX_TERM, 1.0)) for loss in self.aux_losses})
 
     def check_weights(self, weights: Mapping[str, float]) -> None:
         """Refuse weights for a term the model does not have: a schedule bound to it would silently do nothing."""

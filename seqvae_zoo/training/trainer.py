@@ -439,7 +439,7 @@ class Trainer:
         row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                "seconds": seconds, "tokens_per_s": totals.tokens / max(seconds, 1e-9)}
         row.update(totals.summary("train_"))
-        row.update({f"weight_{name}": value for name, value in weights.items()})
+        row.update({f"weight_{name}": value for name, value in self.model.term_weights(weights).items()})
         row.update(self.validate().summary("valid_"))
         self.epoch += 1
         row.update(self.procedure.end_epoch(self))
