@@ -117,6 +117,8 @@ ENCODERS = Registry("encoders", "seqvae_zoo.encoders.base.Encoder", "seqvae_zoo.
                     "read a sentence; give per-step states and q(z_enc|x)")
 DECODERS = Registry("decoders", "seqvae_zoo.decoders.base.Decoder", "seqvae_zoo.decoders",
                     "predict each next token: recurrent (deterministic, stochastic, attentive) or Transformer")
+CELLS = Registry("cells", "seqvae_zoo.cells.base.RecurrentCell", "seqvae_zoo.cells",
+                 "recurrence cells of the stochastic and attentive decoders: one step from gate pre-activations")
 LATENTS = Registry("latents", "seqvae_zoo.latents.base.LatentFamily", "seqvae_zoo.latents",
                    "the kind of distribution z_enc has: sample, log-density, KL, mean")
 PRIORS = Registry("priors", "seqvae_zoo.priors.base.Prior", "seqvae_zoo.priors",
@@ -134,7 +136,7 @@ DATASETS = Registry("datasets", "seqvae_zoo.data.base.Dataset", "seqvae_zoo.data
                     "corpora with checksums and splits")
 
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in
-                                   (ENCODERS, LATENTS, DECODERS, PRIORS, AUX_LOSSES, KL_SCHEDULES, REGULARIZERS,
+                                   (ENCODERS, LATENTS, DECODERS, CELLS, PRIORS, AUX_LOSSES, KL_SCHEDULES, REGULARIZERS,
                                     PROCEDURES, DATASETS)}
 
 _loaded = False

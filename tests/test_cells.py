@@ -14,7 +14,9 @@ from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.data import load_dataset
 from seqvae_zoo.data.batching import collate
 from seqvae_zoo.data.vocab import Vocabulary
-from seqvae_zoo.decoders.cells import CELLS, GRUCell, RecurrentCell, register_cell
+from seqvae_zoo.cells.base import RecurrentCell
+from seqvae_zoo.cells.gru import GRUCell
+from seqvae_zoo.registry import CELLS
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 
@@ -124,19 +126,20 @@ def test_an_unknown_cell_is_refused_with_the_known_ones():
 def test_a_new_cell_is_one_registered_class(monkeypatch):
     """A cell registered from outside the package runs in the decoders (here an Elman cell, h_t = tanh(sum of
     the gates)); a second registration under a name in use, or a class that is no cell, is refused."""
-    monkeypatch.setattr("seqvae_zoo.decoders.cells.CELLS", dict(CELLS))
+    from plugin_fixture import isolated_registrations
 
-    @register_cell("elman")
-    class ElmanCell(RecurrentCell):
-        gates_per_unit = 1
+    with isolated_registrations(monkeypatch):
+        @CELLS.register("elman")
+        class ElmanCell(RecurrentCell):
+            gates_per_unit = 1
 
-        def step(self, input_gates, hidden_gates, state):
-            return (torch.tanh(input_gates + hidden_gates),)
+            def step(self, input_gates, hidden_gates, state):
+                return (torch.tanh(input_gates + hidden_gates),)
 
-    model = small_model(["vrae_sa"], ['decoders.attentive.cell = "elman"'])
-    terms = model(sentences([5, 3], seed=6), torch.tensor([5, 3]))
-    assert isinstance(model.decoder.cell, ElmanCell) and torch.all(torch.isfinite(terms.neg_elbo))
-    with pytest.raises(UserError, match="cell 'elman' is already registered"):
-        register_cell("elman")(ElmanCell)
-    with pytest.raises(UserError, match="must subclass"):
-        register_cell("other")(dict)
+        model = small_model(["vrae_sa"], ['decoders.attentive.cell = "elman"'])
+        terms = model(sentences([5, 3], seed=6), torch.tensor([5, 3]))
+        assert isinstance(model.decoder.cell, ElmanCell) and torch.all(torch.isfinite(terms.neg_elbo))
+        with pytest.raises(UserError, match="cells 'elman' is already registered"):
+            CELLS.register("elman")(ElmanCell)
+        with pytest.raises(UserError, match="must subclass"):
+            CELLS.register("other")(dict)

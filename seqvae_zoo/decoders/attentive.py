@@ -3,7 +3,7 @@
 Training (Algorithm 1), at step t: additive attention over the encoder's states s_1..s_S,
 score(h_{t-1}, s_i) = w^T tanh(W h_{t-1} + V s_i), gives c_t = sum_i alpha_ti s_i; the posterior
 q(z_t | h_{t-1}, c_t) draws z_t; p(c~_t | z_t) = N(f_c(z_t)) draws c~_t; h_t = LSTM([x_t, z_t, c~_t, z_enc], h_{t-1})
-(the paper's cell; ``cell`` selects another, :mod:`seqvae_zoo.decoders.cells`).
+(the paper's cell; ``cell`` selects another, :mod:`seqvae_zoo.cells`).
 Generation (Algorithm 2) draws z_t from p(z_t | h_{t-1}) and never reads the encoder: attention is predicted by c~_t.
 
 c~_t has ``context_dim`` dimensions (32 in the paper) while c_t has the encoder's state size (256), so the

@@ -2,7 +2,7 @@
 
 At step t: prior p(z_t | h_{t-1}) = N(f_h(h_{t-1})); posterior q(z_t | h_{t-1}, e_t) = N(f_q(h_{t-1}, e_t)), where e_t
 is what the posterior reads of the encoder (here its summary of the whole sentence; the attentive decoder attends);
-h_t = cell([x_t, z_t, z_enc], h_{t-1}) with an LSTM cell by default (:mod:`seqvae_zoo.decoders.cells`);
+h_t = cell([x_t, z_t, z_enc], h_{t-1}) with an LSTM cell by default (:mod:`seqvae_zoo.cells`);
 p(x_{t+1} | h_t) = softmax(W h_t + b).
 
 The methods under "the equations" below are these formulas, one step at a time. With the LSTM cell the decoder runs
@@ -26,14 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput, check_mode
-from seqvae_zoo.decoders.cells import make_cell
 from seqvae_zoo.decoders.lstm import InputDropout
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.gaussian import gaussian_kl, gaussian_log_prob, split_params
 from seqvae_zoo.kernels.latent_heads import StochasticHead
 from seqvae_zoo.kernels.matmul import linear_layer
 from seqvae_zoo.kernels.recurrence import LatentHead, PackedLayout, run_packed_lstm
-from seqvae_zoo.registry import DECODERS
+from seqvae_zoo.registry import CELLS, DECODERS
 
 #: What the posterior reads of the encoder at a step, given h_{t-1}: e_t, and the per-step results to keep (the
 #: attentive decoder's c_t and attention weights).
@@ -54,7 +53,7 @@ class StochasticDecoder(Decoder):
     The cell's weights are ``input_projection`` (x_t, with the input bias), ``z_enc_projection`` (z_enc),
     ``latent_projection`` ([z_t, extra latents]) and the gate rows of ``recurrent`` (h_{t-1}, with the recurrent
     bias), initialized as ``nn.LSTM`` and ``nn.GRU`` initialize their own. ``cell`` names the recurrence cell
-    (:data:`seqvae_zoo.decoders.cells.CELLS`: ``lstm``, ``gru``).
+    (a registered cell, :mod:`seqvae_zoo.cells`: ``lstm``, ``gru``).
     """
 
     reads_memory = True
@@ -74,7 +73,7 @@ class StochasticDecoder(Decoder):
         self.latent_dim = latent_dim
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.input_dropout = InputDropout(input_dropout)
-        self.cell = make_cell(cell, hidden_size)
+        self.cell = CELLS.get(cell)(hidden_size)
         gates = self.cell.gate_size
         self.input_projection = nn.Linear(embedding_dim, gates)
         self.z_enc_projection = nn.Linear(z_enc_dim, gates, bias=False) if z_enc_dim else None
