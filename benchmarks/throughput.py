@@ -8,7 +8,7 @@ For each preset, at the paper's sizes, on length-bucketed PTB batches of 32:
 - scoring: tokens/s of one ELBO pass (``latent_mode="posterior"``) in inference mode, measured the same way;
 - the ceiling: the model's own matmul FLOPs per token (forward; training counts 3 x forward) at the float32 matmul
   rate of a large matmul timed just before each repetition, the faster of torch.mm (MKL on a CPU) and the package's
-  own product (oneDNN on a CPU, :mod:`seqvae_zoo.matmul`), and the fraction of it reached; also the fraction at
+  own product (oneDNN on a CPU, :mod:`seqvae_zoo.kernels.matmul`), and the fraction of it reached; also the fraction at
   torch.mm's rate alone;
 - IW-NLL with K samples (500, the protocol's default): :func:`importance_log_likelihood` of the evaluation module on a
   few of the protocol's length-sorted test batches, extrapolated to the whole test split by tokens;
@@ -49,7 +49,7 @@ from seqvae_zoo.decoders.stochastic import StochasticDecoder
 from seqvae_zoo.encoders.lstm import LSTMEncoder
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.protocol import DEFAULT_IW_SAMPLES, DEFAULT_MEMORY_BUDGET_MB
-from seqvae_zoo.matmul import linear
+from seqvae_zoo.kernels.matmul import linear
 from seqvae_zoo.model import SeqVAE
 from seqvae_zoo.training.memory import keep_freed_memory
 from seqvae_zoo.training.trainer import make_optimizer
@@ -70,8 +70,8 @@ def synchronize(device: torch.device) -> None:
 
 
 #: The float32 products whose rates are measured: torch's own (MKL on a CPU) and the package's (oneDNN on a CPU
-#: where torch has it, see seqvae_zoo.matmul); the ceiling takes the faster, the machine's float32 matmul rate.
-MATMULS = {"torch.mm": lambda a, b_t: torch.mm(a, b_t.t()), "seqvae_zoo.matmul.linear": linear}
+#: where torch has it, see seqvae_zoo.kernels.matmul); the ceiling takes the faster, the machine's float32 matmul rate.
+MATMULS = {"torch.mm": lambda a, b_t: torch.mm(a, b_t.t()), "seqvae_zoo.kernels.matmul.linear": linear}
 
 
 def matmul_rates(device: torch.device, repeats: int = 3) -> dict[str, float]:

@@ -17,7 +17,7 @@ import torch
 from seqvae_zoo.cli import main
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation import evaluate_corpus
-from seqvae_zoo.matmul import onednn_linear_available
+from seqvae_zoo.kernels.matmul import onednn_linear_available
 from seqvae_zoo.schedules.annealing import Cyclical, Linear, TwoPhase
 from seqvae_zoo.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from seqvae_zoo.training.run import train_run

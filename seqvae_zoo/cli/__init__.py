@@ -12,7 +12,7 @@ import pkgutil
 import sys
 
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.matmul import onednn_linear_available
+from seqvae_zoo.kernels.matmul import onednn_linear_available
 from seqvae_zoo.training.memory import keep_freed_memory
 
 
