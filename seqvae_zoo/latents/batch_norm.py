@@ -15,7 +15,9 @@ from seqvae_zoo.registry import LATENTS
 
 @LATENTS.register("bn_gaussian")
 class BatchNormGaussianFamily(nn.Module, GaussianFamily):
-    """N(mu^, diag(sigma^2)) with mu^_i = gamma (mu_i - m_i) / sqrt(v_i + eps) + beta_i, m and v the batch mean and
+    """BN-VAE (Zhu et al. 2020): the posterior mean batch-normalized with a fixed scale gamma; KL >= n gamma^2 / 2.
+
+    N(mu^, diag(sigma^2)) with mu^_i = gamma (mu_i - m_i) / sqrt(v_i + eps) + beta_i, m and v the batch mean and
     (biased) variance of mu_i, gamma fixed, beta learned; log sigma^2 as the encoder gives it.
 
     Over a batch, mean(mu^_i^2) = gamma^2 v_i / (v_i + eps) + beta_i^2, so the batch-mean KL to N(0, I),
@@ -27,7 +29,7 @@ class BatchNormGaussianFamily(nn.Module, GaussianFamily):
     def __init__(self, latent_dim: int, gamma: float = 0.6, momentum: float = 0.1, eps: float = 1e-5):
         if not gamma > 0:
             raise UserError(f"latents.bn_gaussian.gamma is the fixed scale of the normalized posterior mean and must "
-                            f"be positive (Zhu et al. use 0.5 to 0.7); got {gamma}")
+                            f"be positive; got {gamma}")
         nn.Module.__init__(self)
         GaussianFamily.__init__(self, latent_dim)
         self.gamma, self.momentum, self.eps = float(gamma), momentum, eps

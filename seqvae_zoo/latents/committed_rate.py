@@ -28,7 +28,9 @@ def committed_sigma(delta: float) -> float:
 
 @LATENTS.register("delta_gaussian")
 class CommittedRateGaussianFamily(GaussianFamily):
-    """N(mu, diag(sigma^2)) with sigma = sigma_l + (sigma_u - sigma_l) sigmoid(a), the encoder giving [mu, a].
+    """delta-VAE's committed rate (Razavi et al. 2019): sigma held where the KL is at least delta a dimension.
+
+    N(mu, diag(sigma^2)) with sigma = sigma_l + (sigma_u - sigma_l) sigmoid(a), the encoder giving [mu, a].
 
     Per dimension, KL(N(mu, sigma^2) || N(0, 1)) = (1/2)(mu^2 + sigma^2 - log sigma^2 - 1) >= (1/2)(sigma^2 - log
     sigma^2 - 1), which falls as sigma rises to 1; sigma_u is the sigma < 1 where it equals ``delta``, so every
