@@ -6,10 +6,10 @@
 #
 #   benchmarks/campaign.sh OUT BUDGET [SUITE...]      e.g. benchmarks/campaign.sh ~/campaign 2h40m
 #
-# SUITE defaults to paper-ptb, paper-duc, paper-yelp. RESULTS defaults to benchmarks/results beside this script;
-# SEQVAE (default: seqvae) is the command to run. Exit status: 0 when every suite is done, 75 when the budget ran out
-# first (requeue the job), 2 for bad input. Under SLURM add `#SBATCH --signal=USR1@300`: the bench then also stops
-# cleanly when the job is ended before the budget.
+# SUITE defaults to paper-ptb, paper-duc, paper-yelp, then the zoo on PTB (zoo-ptb). RESULTS defaults to
+# benchmarks/results beside this script; SEQVAE (default: seqvae) is the command to run. Exit status: 0 when every
+# suite is done, 75 when the budget ran out first (requeue the job), 2 for bad input. Under SLURM add
+# `#SBATCH --signal=USR1@300`: the bench then also stops cleanly when the job is ended before the budget.
 set -uo pipefail
 
 if [ $# -lt 2 ]; then
@@ -20,7 +20,7 @@ out=$1
 budget=$2
 shift 2
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(paper-ptb paper-duc paper-yelp)
+[ ${#suites[@]} -gt 0 ] || suites=(paper-ptb paper-duc paper-yelp zoo-ptb)
 seqvae=${SEQVAE:-seqvae}
 results=${RESULTS:-$(cd "$(dirname "$0")" && pwd)/results}
 

@@ -63,4 +63,9 @@ def gaussian_kl(mean_q: torch.Tensor, logvar_q: torch.Tensor,
 
 def standard_normal_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)), summed over the last dimension."""
-    return 0.5 * (torch.exp(logvar) + mean.pow(2) - 1.0 - logvar).sum(-1)
+    return standard_normal_kl_per_dimension(mean, logvar).sum(-1)
+
+
+def standard_normal_kl_per_dimension(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean_i, exp(logvar_i)) || N(0, 1)) for each dimension i (N(0, I) factorizes, so they sum to the KL)."""
+    return 0.5 * (torch.exp(logvar) + mean.pow(2) - 1.0 - logvar)

@@ -33,7 +33,8 @@ class LossTerms:
 
     nll: -log p(x | z) summed over tokens (end-of-sentence included); kl: KL terms by name; aux: auxiliary terms
     by name (unweighted); log_weight: log p(x, z) - log q(z | x) at the drawn latents (one importance weight);
-    tokens: tokens per sentence with end-of-sentence; words: without it.
+    tokens: tokens per sentence with end-of-sentence; words: without it; kl_per_dimension: (B, D) KL per latent
+    dimension of the terms a regularizer reads that way.
     """
 
     nll: torch.Tensor
@@ -44,6 +45,7 @@ class LossTerms:
     words: torch.Tensor
     attention: torch.Tensor | None = None
     z_enc: torch.Tensor | None = field(default=None, repr=False)
+    kl_per_dimension: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def neg_elbo(self) -> torch.Tensor:
@@ -77,6 +79,20 @@ def check_capabilities(decoder: Decoder, aux_losses: Sequence[AuxiliaryLoss]) ->
             f"the aux loss out of models.SeqVAE.aux_losses")
 
 
+def check_per_dimension(regularizers: Sequence[Regularizer], prior: Prior | None) -> None:
+    """Refuse a regularizer that reads a KL per dimension the model cannot give: only the sentence latent's, under
+    a prior that factorizes over the dimensions."""
+    for regularizer in regularizers:
+        if not regularizer.per_dimension_terms:
+            continue
+        if prior is None or type(prior).kl_per_dimension is Prior.kl_per_dimension:
+            raise CompositionError(
+                f"{type(regularizer).__name__} reads the KL of each latent dimension, which "
+                f"{'a model without encoder' if prior is None else type(prior).__name__} does not give: use a prior "
+                "that factorizes over the dimensions (models.SeqVAE.latent_prior = @priors.standard_normal) or "
+                "floor the whole term (regularizers.free_bits.per_dimension = False)")
+
+
 @gin.configurable(module="models")
 class SeqVAE(nn.Module):
     """A sequence VAE assembled from registered components.
@@ -105,6 +121,7 @@ class SeqVAE(nn.Module):
         self.aux_losses = nn.ModuleList(loss() for loss in aux_losses)
         check_capabilities(self.decoder, self.aux_losses)
         self.regularizers = list(regularizers)
+        check_per_dimension(self.regularizers, self.latent_prior)
 
     @property
     def kl_terms(self) -> tuple[str, ...]:
@@ -134,6 +151,7 @@ class SeqVAE(nn.Module):
             for regularizer in self.regularizers:
                 inputs = regularizer.transform_inputs(inputs, mask, self.unk_id)
         kl: dict[str, torch.Tensor] = {}
+        kl_per_dimension: dict[str, torch.Tensor] = {}
         log_weight = tokens.new_zeros(tokens.size(0), dtype=torch.float32)
         memory = None
         if self.encoder is not None:
@@ -142,6 +160,8 @@ class SeqVAE(nn.Module):
             if z_enc is None:
                 z_enc = posterior.mean if latent_mode == "posterior_mean" else posterior.rsample()
             kl["z_enc"] = self.latent_prior.kl(posterior, z_enc)
+            if any("z_enc" in regularizer.per_dimension_terms for regularizer in self.regularizers):
+                kl_per_dimension["z_enc"] = self.latent_prior.kl_per_dimension(posterior)
             log_weight = self.latent_prior.log_prob(z_enc) - posterior.log_prob(z_enc)
         output = self.decoder(inputs, lengths, z_enc, memory if self.decoder.reads_memory else None,
                               latent_mode, return_attention)
@@ -158,7 +178,7 @@ class SeqVAE(nn.Module):
         aux = ({loss.name: loss(output, step_mask) for loss in self.aux_losses}
                if latent_mode.startswith("posterior") else {})
         return LossTerms(nll=nll, kl=kl, aux=aux, log_weight=log_weight, tokens=lengths, words=lengths - 1,
-                         attention=output.attention, z_enc=z_enc)
+                         attention=output.attention, z_enc=z_enc, kl_per_dimension=kl_per_dimension)
 
     def check_batch(self, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
         """Refuse, saying what to do, a batch the model would score wrongly or fail on deep inside: one length per
@@ -204,8 +224,9 @@ class SeqVAE(nn.Module):
         loss = terms.nll.mean()
         for name, value in terms.kl.items():
             batch_kl = value.mean()
+            per_dimension = terms.kl_per_dimension[name].mean(dim=0) if name in terms.kl_per_dimension else None
             for regularizer in self.regularizers:
-                batch_kl = regularizer.transform_kl(name, batch_kl)
+                batch_kl = regularizer.transform_kl(name, batch_kl, per_dimension)
             loss = loss + resolved[name] * batch_kl
         for aux_loss in self.aux_losses:
             loss = loss + aux_loss.weight * resolved[aux_loss.name] * terms.aux[aux_loss.name].mean()

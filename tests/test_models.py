@@ -37,6 +37,13 @@ PRESET_TERMS = {
     "vrae_sa_aux": (("z_enc", "z_t"), ("context_prediction",)),
     "vrae_sa_aux_literal": (("z_enc", "z_t"), ("context_prediction",)),
 }
+#: The paper's presets, whose sizes are the paper's; the zoo's presets of other papers add theirs to PRESET_TERMS.
+PAPER_PRESETS = tuple(PRESET_TERMS)
+PRESET_TERMS |= {name: (("z_enc",), ()) for name in (
+    "aggressive", "beta_vae", "bn_vae_06", "bn_vae_07", "bowman", "cyclical", "delta_vae", "free_bits_reset", "sa_vae",
+    "skip_vae", "transformer_vae", "vamp_vae", "vmf_vae")}
+#: Presets whose KL is a one-sample Monte-Carlo estimate (no closed form under their prior), which may be negative.
+MONTE_CARLO_KL = {"vamp_vae"}
 
 #: Every decoder in each setting it is used in (the coverage test below asks for every registered decoder).
 DECODER_SETUPS = {
@@ -56,11 +63,14 @@ DECODER_SETUPS = {
 }
 
 #: Models whose loss terms are checked for padding: every preset, the mixture prior and the plain stochastic decoder.
-PADDING_SETUPS = {name: ([name], []) for name in PRESET_TERMS} | {
+#: vmf_vae's sampler draws by rejection, which PositionalNoise cannot align across widths: its padding is checked at
+#: the posterior mean (ALONE_SETUPS).
+PADDING_SETUPS = {name: ([name], []) for name in PRESET_TERMS if name != "vmf_vae"} | {
     "vrae-mixture-prior": (["vrae"], ["models.SeqVAE.latent_prior = @priors.mixture", "priors.mixture.components = 3"]),
     "stochastic": DECODER_SETUPS["stochastic"],
     "vrae_sa_aux-gru-cell": (["vrae_sa_aux"], ['decoders.attentive.cell = "gru"']),
 }
+ALONE_SETUPS = PADDING_SETUPS | {"vmf_vae": (["vmf_vae"], [])}
 
 
 def small_model(configs: list[str], bindings: list[str], seed: int = 0) -> SeqVAE:
@@ -151,7 +161,8 @@ def test_every_preset_builds_and_gives_a_finite_loss_with_gradients_everywhere(p
     assert tuple(terms.aux) == aux_names
     for value in [terms.nll, terms.log_weight, *terms.kl.values(), *terms.aux.values()]:
         assert value.shape == (3,) and torch.all(torch.isfinite(value))
-    assert torch.all(terms.nll > 0) and all(torch.all(kl >= 0) for kl in terms.kl.values())
+    assert torch.all(terms.nll > 0)
+    assert preset in MONTE_CARLO_KL or all(torch.all(kl >= 0) for kl in terms.kl.values())
     assert terms.tokens.tolist() == [6, 4, 5] and terms.words.tolist() == [5, 3, 4]
     loss = model.objective(terms, {})
     assert torch.isfinite(loss)
@@ -215,7 +226,7 @@ def _documented_extras(preset: str, hidden: int = 256) -> int:
     return lstms * 4 * hidden + (hidden if preset.startswith("vrae_sa") else 0)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESET_TERMS))
+@pytest.mark.parametrize("preset", PAPER_PRESETS)
 def test_presets_have_the_papers_sizes_and_parameters_plus_only_the_documented_extras(preset):
     parse_config([preset])
     torch.manual_seed(0)
@@ -400,10 +411,10 @@ def test_what_lies_beyond_a_sentences_length_is_never_read(mode, monkeypatch):
     assert_same_terms(garbage, clean)
 
 
-@pytest.mark.parametrize("setup", list(PADDING_SETUPS))
+@pytest.mark.parametrize("setup", list(ALONE_SETUPS))
 def test_each_sentence_scores_the_same_alone_as_in_a_padded_batch(setup):
     """Every latent at its posterior mean, nothing sampled: each row must equal the sentence scored on its own."""
-    model = small_model(*PADDING_SETUPS[setup])
+    model = small_model(*ALONE_SETUPS[setup])
     lengths = [4, 8, 2, 6]
     batch = sentences(lengths, seed=15)
     with torch.no_grad():

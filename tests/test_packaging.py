@@ -24,10 +24,11 @@ import torch
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
+from test_presets_cli import PRESETS
+
 REPO = Path(__file__).resolve().parents[1]
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", ".ci-venv", "build", "dist", "runs", "bench-results",
                                      "*.egg-info", "__pycache__", ".pytest_cache")
-PRESETS = ["lstm", "vrae", "vrae_sa", "vrae_sa_aux", "vrae_sa_aux_literal"]
 
 INSTALLED_CHECK = """
 import json, sys

@@ -64,7 +64,7 @@ def table_rows(description: dict[str, Any], records: list[dict[str, Any]], datas
     columns = description["columns"]
     rows = []
     for reference in description.get("references", []):
-        if reference.get("dataset", dataset) != dataset:
+        if reference.get("dataset", dataset) != dataset or reference.get("apart"):
             continue
         cells = [(float(reference["values"][c["metric"]]), None, 0) if c["metric"] in reference["values"]
                  else None for c in columns]
@@ -123,8 +123,23 @@ def render(results: list[tuple[dict[str, Any], list[dict[str, Any]]]], fmt: str 
                      row["seeds"] or "–"] for row in rows]
             table = tabulate(body, headers=headers, tablefmt=FORMATS[fmt], disable_numparse=True)
             heading = f"### {title}" if fmt == "md" else f"% {title}"
-            parts.append(f"{heading}\n\n{table}\n")
+            parts.append(f"{heading}\n\n{table}\n{_apart_references(description, dataset, fmt)}")
     return "\n".join(parts)
+
+
+def _apart_references(description: dict[str, Any], dataset: str, fmt: str) -> str:
+    """The published numbers measured under another protocol than the table's (``apart = true``), in a table of
+    their own: each with its source and protocol, its values named as the paper names them."""
+    references = [r for r in description.get("references", [])
+                  if r.get("apart") and r.get("dataset", dataset) == dataset]
+    if not references:
+        return ""
+    body = [[r["model"], r["source"], r["protocol"], "; ".join(f"{name} {value}" for name, value in r["values"].items())]
+            for r in references]
+    table = tabulate(body, headers=["published model", "source", "protocol", "values"], tablefmt=FORMATS[fmt],
+                     disable_numparse=True)
+    note = "Published under other protocols, not comparable with the columns above:"
+    return f"\n{note}\n\n{table}\n" if fmt == "md" else f"\n% {note}\n{table}\n"
 
 
 def _csv(description: dict[str, Any], rows: list[dict[str, Any]], dataset: str) -> str:

@@ -22,6 +22,12 @@ A suite file (``benchmarks/suites/<name>.toml``, installed as ``seqvae_zoo.suite
     model = "VRAE-SA w aux"
     source = "Chien & Wang 2019, Table 1"
     values = { "paper.nll" = 99.19 }
+    [[references]]                         # another protocol: a table of its own, below ours
+    model = "VAE"
+    source = "Someone et al. 2020, Table 2"
+    protocol = "IW-NLL, K = 100, end-of-sentence not counted"
+    apart = true
+    values = { "NLL" = 101.0 }             # named as the paper names them
 
 A summarization suite sets ``[evaluation] kind = "summarization"`` and may list untrained ``baselines``
 (``["lda", "lead", "random"]``), scored once per dataset (see :mod:`seqvae_zoo.bench.evaluations`).
@@ -135,6 +141,13 @@ def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
             raise SuiteError(f"{where}: model {model.name!r} sets evaluation {', '.join(changed)}; a model may set "
                              f"only {', '.join(MODEL_EVALUATION_KEYS)} (the rest is the suite's, so that its rows "
                              "share one protocol)")
+    for reference in raw.get("references", []):
+        missing = [key for key in ("model", "source", "values", *(("protocol",) if reference.get("apart") else ()))
+                   if key not in reference]
+        if missing:
+            raise SuiteError(f"{where}: reference {reference.get('model', '(unnamed)')!r} lacks {', '.join(missing)}; "
+                             "a reference names its model, source (paper and table) and values, and one shown apart "
+                             "(apart = true: measured under another protocol) says which protocol")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise SuiteError(f"{where}: model names must be unique, got {names}")

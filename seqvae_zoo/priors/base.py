@@ -50,6 +50,11 @@ class Prior(nn.Module):
         closed form override it."""
         return posterior.log_prob(z) - self.log_prob(z)
 
+    def kl_per_dimension(self, posterior: LatentDistribution) -> torch.Tensor:  # pragma: no cover
+        """KL(q_i || p_i) of each latent dimension i, (B, D), for a prior and posterior that factorize over the
+        dimensions (their sum is the KL); per-dimension regularizers need it. A prior without it leaves this out."""
+        raise NotImplementedError
+
 
 def _name(component: type) -> str:
     """A component's gin name where it has one (``priors.vamp``), else its class name."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from seqvae_zoo.gaussian import DiagGaussian, standard_normal_kl, standard_normal_log_prob
+from seqvae_zoo.gaussian import (DiagGaussian, standard_normal_kl, standard_normal_kl_per_dimension,
+                                 standard_normal_log_prob)
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.registry import PRIORS
 
@@ -26,3 +27,6 @@ class StandardNormalPrior(Prior):
 
     def kl(self, posterior: DiagGaussian, z: torch.Tensor) -> torch.Tensor:
         return standard_normal_kl(posterior.mean, posterior.logvar)
+
+    def kl_per_dimension(self, posterior: DiagGaussian) -> torch.Tensor:
+        return standard_normal_kl_per_dimension(posterior.mean, posterior.logvar)

@@ -20,8 +20,8 @@ class PretrainThenReset(Procedure):
 
     Free bits are the model's own regularizer (``models.SeqVAE.regularizers = [@regularizers.free_bits()]``), which
     the procedure requires: while every KL weight is 0 they cost nothing, so they act from the reset on. (Li et al.
-    floor each dimension's batch-mean KL; the zoo's free bits floor the batch-mean KL of the whole z_enc term, so set
-    ``regularizers.free_bits.nats`` to their per-dimension floor times the latent size.) The ``pretraining`` column
+    floor each dimension's batch-mean KL: ``regularizers.free_bits.per_dimension = True``, with their floor per
+    dimension as ``regularizers.free_bits.nats``.) The ``pretraining`` column
     of an epoch's row is 1 for the epochs before the reset.
     """
 
