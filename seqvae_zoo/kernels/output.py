@@ -7,6 +7,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.kernels.matmul import ROW_MULTIPLE, linear, pad_rows, rows_inner_product, zero_padded
+from seqvae_zoo.kernels.precision import follows_autocast
 
 
 #: Elements of the (rows, vocabulary) logits block the fused output layer computes at once when no backward pass
@@ -32,11 +33,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
     the decoders' weight parameter (:class:`seqvae_zoo.decoders.base.OutputLayer`). The rows are padded as
     :func:`seqvae_zoo.kernels.matmul.pad_rows` says (their gradient weight is 0). Without a backward pass the rows go
     through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
+
+    Under bfloat16 autocast the three products take bfloat16 operands (the weight cast once, P - Y once for both
+    backward products); the logits come back float32 and the softmax, its logarithm and the loss are float32: the
+    softmax of 10,000 words sums many small probabilities, which bfloat16 (8 bits of mantissa) would round away.
     """
 
     @staticmethod
+    @follows_autocast
     def forward(ctx, keep: bool, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 targets: torch.Tensor) -> torch.Tensor:
+        weight = weight.to(ctx.product_dtype)
         if not keep:
             nll = hidden.new_empty(hidden.size(0))
             block = max(1, OUTPUT_BLOCK_ELEMENTS // weight.size(0))
@@ -73,11 +80,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         hidden, weight, targets = ctx.saved_tensors
         d_logits, ctx.probs = ctx.probs, None
         d_logits.scatter_add_(1, targets[:, None], d_logits.new_full((d_logits.size(0), 1), -1.0))  # P - Y
+        d_logits = d_logits.to(ctx.product_dtype)
         rows = d_nll.size(0)
         d_nll = zero_padded(d_nll, hidden.size(0))
-        d_hidden = linear(d_logits, weight.t())[:rows].mul_(d_nll[:rows, None])
+        d_hidden = linear(d_logits, weight.t())[:rows].to(hidden.dtype).mul_(d_nll[:rows, None])
         scaled = torch.cat([hidden * d_nll[:, None], d_nll[:, None]], dim=1)
-        d_weight_and_bias = rows_inner_product(scaled, d_logits)  # (H + 1, V)
+        d_weight_and_bias = rows_inner_product(scaled, d_logits, ctx.product_dtype)  # (H + 1, V)
         # d weight as the transpose of a contiguous (H, V) block: the layout of a weight held as its transpose (the
         # decoders' OutputLayer); autograd copies it into any other
         d_weight, d_bias = d_weight_and_bias[:-1].t(), d_weight_and_bias[-1]
