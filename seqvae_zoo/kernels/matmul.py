@@ -86,14 +86,11 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
            out: torch.Tensor | None = None) -> torch.Tensor:
     """(N, in) inputs @ weight^T + bias, as ``F.linear``, without autograd (for backward passes written by hand),
     into ``out`` if given. ``inputs`` and ``weight`` may be transposed views. The product runs in ``weight``'s dtype
-    (``inputs`` cast to it: bfloat16 weights make a bfloat16 product) and the result, with the bias, comes back in
-    ``inputs``' dtype."""
+    (``inputs`` and ``bias`` cast to it: bfloat16 weights make a bfloat16 product, the bias added before its one
+    rounding) and the result comes back in ``inputs``' dtype."""
     if inputs.dtype != weight.dtype:
-        product = linear(inputs.to(weight.dtype), weight)
-        if out is None:
-            out = product.to(inputs.dtype)
-            return out if bias is None else out.add_(bias)
-        return out.copy_(product) if bias is None else torch.add(product, bias, out=out)
+        product = linear(inputs.to(weight.dtype), weight, bias.to(weight.dtype) if bias is not None else None)
+        return product.to(inputs.dtype) if out is None else out.copy_(product)
     if _takes_onednn(inputs, weight):
         product = torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "")
         return product if out is None else out.copy_(product)

@@ -59,8 +59,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         rows = hidden.size(0)
         hidden = pad_rows(hidden, weight)  # zero rows: their gradient weight below is 0
         targets = zero_padded(targets, hidden.size(0))
-        logits = linear(hidden, weight, bias)
-        probs = torch.softmax(logits, dim=1, out=logits)
+        logits = linear(hidden.to(weight.dtype), weight, bias.to(weight.dtype))  # in the products' dtype
+        # the softmax in float32 (the hidden states' dtype): over the logits in place, or in one pass from bfloat16
+        probs = (torch.softmax(logits, dim=1, out=logits) if logits.dtype == hidden.dtype
+                 else torch.softmax(logits, dim=1, dtype=hidden.dtype))
         target_probs = probs.gather(1, targets[:, None])[:, 0]
         nll = target_probs.log().neg_()
         # below the dtype's normal range the probability has lost precision (or is 0): those rows, rare, are
@@ -78,9 +80,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_nll: torch.Tensor):
         hidden, weight, targets = ctx.saved_tensors
-        d_logits, ctx.probs = ctx.probs, None
-        d_logits.scatter_add_(1, targets[:, None], d_logits.new_full((d_logits.size(0), 1), -1.0))  # P - Y
-        d_logits = d_logits.to(ctx.product_dtype)
+        probs, ctx.probs = ctx.probs, None
+        # P - Y in the products' dtype, the targets' column P_t - 1 from the float32 probabilities (rounded once)
+        target_column = probs.gather(1, targets[:, None]).sub_(1).to(ctx.product_dtype)
+        d_logits = probs.to(ctx.product_dtype).scatter_(1, targets[:, None], target_column)
         rows = d_nll.size(0)
         d_nll = zero_padded(d_nll, hidden.size(0))
         d_hidden = linear(d_logits, weight.t())[:rows].to(hidden.dtype).mul_(d_nll[:rows, None])

@@ -208,7 +208,7 @@ class PackedLSTM(torch.autograd.Function):
         tanh_cells = StepRows(gate_inputs, layout, keep, size)
         if head is not None:
             head.begin_forward(layout, keep, projected, activations, ctx.product_dtype)
-        product_weight = weight.to(ctx.product_dtype)  # once per batch
+        product_weight, product_bias = weight.to(ctx.product_dtype), bias.to(ctx.product_dtype)  # once per batch
         steps = zip(step_blocks(gate_inputs, layout), projected.blocks,
                     projected.step_views(projected.tensor[:, :gates]), activations.blocks,
                     *(activations.step_views(activations.tensor[:, start:start + columns])
@@ -221,7 +221,7 @@ class PackedLSTM(torch.autograd.Function):
             n = step_inputs.size(0)
             if n < h.size(0):
                 h, c = h[:n], c[:n]
-            linear(h, product_weight, bias, out=step_projected)
+            linear(h, product_weight, product_bias, out=step_projected)
             torch.add(step_inputs, step_gates, out=act)
             if head is not None:
                 head.forward_step(t)
