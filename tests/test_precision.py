@@ -12,6 +12,8 @@ bfloat16, so the comparison cannot pass by computing float32 twice.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -104,7 +106,9 @@ def test_a_bf16_run_learns_and_keeps_float32_master_weights_and_adam_state(tmp_p
     history = [row["valid_neg_elbo"] for row in bf16_run.history]
     assert history[1] < history[0] < untrained and history[1] < untrained - 3, (untrained, history)
     state = read_checkpoint(bf16_run.out_dir / "checkpoint.pt")
-    assert state["precision"] == "bf16"
+    assert state["precision"] == "bf16" and bf16_run.precision == "bf16"  # the bench record's
+    assert json.loads((bf16_run.out_dir / "progress.json").read_text())["precision"] == "bf16"
+    assert "TrainingSettings.precision = 'bf16'" in (bf16_run.out_dir / "config.gin").read_text()
     assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())
     moments = [t for entry in state["optimizer"]["state"].values() for key, t in entry.items() if key != "step"]
     assert moments and all(t.dtype == torch.float32 for t in moments)
