@@ -154,9 +154,8 @@ def test_every_batch_of_an_aggressive_epoch_gets_one_decoder_step_after_its_inne
     steps = all_steps.changed[:int(row["step"])]
     assert len(updates) >= len(steps) == row["step"]
     kinds = "".join(update.kind for update in updates[:len(steps)])
-    for kind, changed in zip(kinds, steps):
-        assert changed and (changed <= encoder if kind == "e" else not changed & encoder), kind  # the decoder
-        # stays as it is in an inner step, the encoder in a decoder step
+    for kind, changed in zip(kinds, steps):  # an inner step leaves the decoder as it is, a decoder step the encoder
+        assert changed and (changed <= encoder if kind == "e" else not changed & encoder), kind
     assert kinds.count("d") == BATCHES and kinds.count("e") == row["encoder_only_steps"]
     loops = kinds.split("d")
     assert loops[-1] == "" and len(loops) == BATCHES + 1
