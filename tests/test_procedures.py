@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from seqvae_zoo.training.procedures.base import ProcedureError
 from seqvae_zoo.training.procedures.svi import refine_posterior
 from seqvae_zoo.training.run import train_run
 from seqvae_zoo.training.stopping import StopRequested
+from seqvae_zoo.training.trainer import Trainer, model_objective
 from test_bench_campaign import StopAfter  # asks to stop at its n-th consultation (after each procedure step)
 from test_distributed import ENV, _torchrun, _train_arguments, assert_same_epoch_rows, assert_same_training_state
 from test_distributed import TINY as DISTRIBUTED_TINY
@@ -72,6 +74,13 @@ class OptimizerSteps:
                              if not torch.equal(p, old)})
 
 
+def plain(value):
+    """``value`` with its tensors as lists, to compare with ==."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value.tolist() if isinstance(value, torch.Tensor) else value
+
+
 def assert_same_rows(left: list[dict], right: list[dict]) -> None:
     assert len(left) == len(right)
     for row_left, row_right in zip(left, right):
@@ -81,9 +90,52 @@ def assert_same_rows(left: list[dict], right: list[dict]) -> None:
 
 
 # -- aggressive ---------------------------------------------------------------------------------------------------
-def test_aggressive_training_runs_encoder_only_steps_then_one_decoder_step(tmp_path):
-    """The first epoch's updates (each one a step of the run), as the optimizer made them; and each epoch's
-    aggressive flag is the rule applied to the validation MIs before it."""
+BATCHES = 4  # an epoch of SMALL_DATA
+
+
+class Update(NamedTuple):
+    kind: str  # "e": encoder only, "d": every other parameter, "s": the whole model
+    sentences: frozenset  # the batch's sentences, as tuples of token ids
+    weight: float  # the KL weight of z_enc the update used
+    trainer: Trainer
+
+
+def _kind(trainer: Trainer, parameters) -> str:
+    if parameters is None:
+        return "s"
+    return "e" if {id(p) for p in parameters} == {id(p) for p in trainer.model.encoder.parameters()} else "d"
+
+
+def _sentences(tokens: torch.Tensor, lengths: torch.Tensor) -> frozenset:
+    return frozenset(tuple(row[:length].tolist()) for row, length in zip(tokens, lengths))
+
+
+@pytest.fixture()
+def updates(monkeypatch) -> list[Update]:
+    """Every optimizer update the trainer makes, in order."""
+    made = []
+    original = Trainer.update
+
+    def update(trainer, batch, loss=model_objective, parameters=None):
+        made.append(Update(_kind(trainer, parameters), _sentences(batch.tokens, batch.lengths),
+                           trainer.model.term_weights(trainer.weights())["z_enc"], trainer))
+        return original(trainer, batch, loss, parameters)
+
+    monkeypatch.setattr(Trainer, "update", update)
+    return made
+
+
+def epoch_batches(trainer: Trainer, epoch: int) -> list[frozenset]:
+    """The sentences of each batch of ``epoch``, in the order the sampler gives them."""
+    sentences = trainer.train_loader.dataset
+    return [frozenset(tuple(sentences[i]) for i in batch) for batch in trainer.sampler.batches(epoch)]
+
+
+def test_every_batch_of_an_aggressive_epoch_gets_one_decoder_step_after_its_inner_loop(tmp_path, updates):
+    """The epoch's updates, as the optimizer made them: one decoder-only step per batch, on the batches of the
+    epoch in their order, each after an inner loop of encoder-only steps that starts on the same batch and draws
+    the rest from the training split; no step moves both parts; each epoch's aggressive flag is the rule applied to
+    the validation MIs before it."""
     with OptimizerSteps() as all_steps:
         run = tiny_run(tmp_path / "run", AGGRESSIVE, epochs=3)
     previous, active = 0.0, True
@@ -100,17 +152,74 @@ def test_aggressive_training_runs_encoder_only_steps_then_one_decoder_step(tmp_p
     row = run.history[0]
     assert row["aggressive"] == 1.0
     steps = all_steps.changed[:int(row["step"])]
-    encoder_only = [changed for changed in steps if changed <= encoder]
-    decoder_only = [changed for changed in steps if not changed & encoder]
-    assert all(encoder_only) and all(decoder_only)  # each step moved some parameter
-    assert len(encoder_only) + len(decoder_only) == row["step"]  # no step moved both
-    # each batch of the epoch gets one encoder step (the inner loops draw them from the epoch's stream)
-    assert len(encoder_only) == row["encoder_only_steps"] == 4
-    assert 1 <= len(decoder_only) <= 4
-    # each decoder step follows its inner loop: at least one encoder-only step before every decoder step
-    kinds = "".join("e" if changed <= encoder else "d" for changed in steps)
-    assert kinds[0] == "e" and kinds[-1] == "d" and "dd" not in kinds
-    assert max(len(loop) for loop in kinds.split("d")) <= 2  # no inner loop longer than the cap
+    assert len(updates) >= len(steps) == row["step"]
+    kinds = "".join(update.kind for update in updates[:len(steps)])
+    for kind, changed in zip(kinds, steps):  # an inner step leaves the decoder as it is, a decoder step the encoder
+        assert changed and (changed <= encoder if kind == "e" else not changed & encoder), kind
+    assert kinds.count("d") == BATCHES and kinds.count("e") == row["encoder_only_steps"]
+    loops = kinds.split("d")
+    assert loops[-1] == "" and len(loops) == BATCHES + 1
+    # window 1: the first window has none before it to compare with, so each loop runs to the cap of 2
+    assert all(loop == "ee" for loop in loops[:-1])
+
+    batches = epoch_batches(updates[0].trainer, 0)
+    first_epoch = updates[:len(steps)]
+    assert [update.sentences for update in first_epoch if update.kind == "d"] == batches
+    for loop in range(BATCHES):
+        first, drawn, decoder = first_epoch[3 * loop:3 * loop + 3]
+        assert first.sentences == decoder.sentences and drawn.sentences in batches
+        assert first.weight == drawn.weight == decoder.weight  # the KL weight is the batch's
+
+
+def test_inner_batches_are_drawn_uniformly_with_replacement_from_the_training_split(tmp_path, updates):
+    tiny_run(tmp_path / "run", AGGRESSIVE, max_steps=1)
+    trainer = updates[0].trainer
+    batches = epoch_batches(trainer, trainer.epoch)
+    generator = torch.Generator().manual_seed(0)
+    draws = [_sentences(*trainer.random_batch(generator)[:2]) for _ in range(2000)]
+    counts = [draws.count(batch) for batch in batches]
+    assert sum(counts) == len(draws)  # every draw is a batch of the split, padded as the stream's
+    assert all(abs(count / len(draws) - 1 / BATCHES) < 0.04 for count in counts), counts
+    again = torch.Generator().manual_seed(0)
+    assert [_sentences(*trainer.random_batch(again)[:2]) for _ in range(20)] == draws[:20]
+
+
+@pytest.mark.parametrize("script, loop", [
+    ([5.0] * 3 + [4.0] * 3 + [4.0] * 3 + [1.0] * 3, 9),  # the third window is no lower than the second: stop
+    ([5.0] * 3 + [6.0] * 3 + [1.0] * 6, 6),  # the second window is higher than the first: stop
+    ([10.0 - count for count in range(12)], 12),  # always falling: the cap
+])
+def test_the_inner_loop_stops_when_the_windowed_loss_stops_falling_or_at_the_cap(tmp_path, monkeypatch, script,
+                                                                                  loop):
+    """The inner steps' -ELBO per token replaced by a script of the step's place in its loop: each loop ends at
+    the first window of 3 steps whose loss is no lower than the window's before, or after 12 steps."""
+    original = Trainer.update
+    position = {"step": 0}
+
+    def scripted(trainer, batch, loss=model_objective, parameters=None):
+        terms = original(trainer, batch, loss, parameters)
+        if _kind(trainer, parameters) == "e":
+            terms.nll = script[position["step"]] * terms.tokens.float()
+            terms.kl = {name: torch.zeros_like(value) for name, value in terms.kl.items()}
+            position["step"] += 1
+        else:
+            position["step"] = 0
+        return terms
+
+    monkeypatch.setattr(Trainer, "update", scripted)
+    bindings = ["training.TrainingSettings.procedure = @procedures.aggressive()",
+                "procedures.aggressive.max_inner_steps = 12", "procedures.aggressive.window = 3"]
+    run = tiny_run(tmp_path / "run", bindings, epochs=1)
+    assert run.history[0]["encoder_only_steps"] == BATCHES * loop
+    assert run.history[0]["step"] == BATCHES * (loop + 1)
+
+
+def test_the_kl_schedule_of_aggressive_training_follows_the_batches_not_the_updates(tmp_path):
+    """However many inner steps, the epoch ends with the KL weight a standard run has at its end."""
+    standard = tiny_run(tmp_path / "standard", epochs=1)
+    aggressive = tiny_run(tmp_path / "aggressive", AGGRESSIVE, epochs=1)
+    assert aggressive.history[0]["step"] > standard.history[0]["step"] == BATCHES
+    assert aggressive.history[0]["weight_z_enc"] == standard.history[0]["weight_z_enc"] == 0.75
 
 
 def test_aggressive_training_ends_when_the_validation_mi_stops_rising(tmp_path):
@@ -121,6 +230,7 @@ def test_aggressive_training_ends_when_the_validation_mi_stops_rising(tmp_path):
     assert mi[0] > 0 and mi[0] == mi[1] == mi[2]
     assert [row["aggressive"] for row in run.history] == [1.0, 1.0, 0.0]
     assert run.history[1]["encoder_only_steps"] > 0 and run.history[2]["encoder_only_steps"] == 0
+    assert run.history[2]["step"] - run.history[1]["step"] == BATCHES  # standard: one step per batch
 
 
 # -- pretrain, then reset ----------------------------------------------------------------------------------------
@@ -194,10 +304,11 @@ def test_resume_equals_uninterrupted_training(tmp_path, procedure):
         tiny_run(tmp_path / "stopped", bindings, stop=StopAfter(stopped_at))
     saved = read_checkpoint(tmp_path / "stopped" / "checkpoint.pt")
     assert 0 < saved["step"] < straight.history[-1]["step"] and saved["procedure"]["name"] == procedure
+    assert procedure != "aggressive" or 0 < saved["sampler"]["position"] < BATCHES  # inside an aggressive epoch
     resumed = train_run([], "synthetic", tmp_path / "stopped", resume=True, progress=False)
     assert_same_rows(resumed.history, straight.history)
     left, right = (read_checkpoint(path / "checkpoint.pt") for path in (tmp_path / "straight", tmp_path / "stopped"))
-    assert left["procedure"] == right["procedure"] or procedure == "pretrain_reset"
+    assert plain(left["procedure"]) == plain(right["procedure"]) or procedure == "pretrain_reset"
     for name in left["model"]:
         assert torch.equal(left["model"][name], right["model"][name]), name
 

@@ -69,10 +69,13 @@ def test_trained_free_bits_reset_raises_each_dimensions_kl_to_the_threshold_and_
 @pytest.mark.parametrize("preset", ZOO_PRESETS)
 def test_every_zoo_preset_trains_an_epoch_of_ptb_and_evaluates_end_to_end(tmp_path, preset):
     """Reduced sizes, one epoch (two for free_bits_reset: one of pretraining, one after the reset), the zoo-ptb
-    suite's evaluation with fewer importance samples."""
+    suite's evaluation with fewer importance samples. Aggressive training's inner loops are capped at 2 steps (one
+    random batch each): with the preset's 100, an epoch of PTB's 1,315 batches would take hours."""
     epochs, bindings = 1, ["EMBEDDING = 64", "HIDDEN = 64", "LATENT = 8"]
     if preset == "free_bits_reset":
         epochs, bindings = 2, [*bindings, "procedures.pretrain_reset.pretrain_epochs = 1"]
+    if preset == "aggressive":
+        bindings = [*bindings, "procedures.aggressive.max_inner_steps = 2", "procedures.aggressive.window = 1"]
     suite = tmp_path / "zoo.toml"
     suite.write_text(f"""
 title = "zoo"

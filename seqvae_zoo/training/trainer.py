@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from seqvae_zoo.atomic import write_json_atomically
-from seqvae_zoo.data.batching import DistributedBucketBatchSampler
+from seqvae_zoo.data.batching import DistributedBucketBatchSampler, share_of
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.latent import mutual_information
 from seqvae_zoo.kernels.precision import PrecisionError, autocast, check_precision
@@ -208,6 +208,7 @@ class Trainer:
         self._slowest_step_s = 0.0
         self._slowest_save_s = 0.0
         self._batches = iter(())  # the epoch's batch stream, while an epoch is under way
+        self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])  # (epoch, its batches), for random_batch
         self._bar = tqdm(disable=True)
         self.procedure.bind(self)
 
@@ -368,6 +369,23 @@ class Trainer:
             return None
         tokens, lengths = drawn
         rows, loss_scale = self._share(self.sampler, len(lengths))
+        return TrainBatch(tokens.to(self.device), lengths.to(self.device), rows, loss_scale)
+
+    def random_batch(self, generator: torch.Generator) -> TrainBatch:
+        """A batch drawn by ``generator`` uniformly, with replacement, from this epoch's batches of the training
+        split (this process's share of it), bucketed and padded as the stream's are; processes drawing with the same
+        generator state draw the same batch."""
+        distributed = isinstance(self.sampler, DistributedBucketBatchSampler)
+        sampler = self.sampler.global_sampler if distributed else self.sampler
+        if self._epoch_batches[0] != self.epoch:
+            self._epoch_batches = (self.epoch, sampler.batches(self.epoch))
+        batches = self._epoch_batches[1]
+        indices = batches[int(torch.randint(len(batches), (1,), generator=generator))]
+        rows, loss_scale = len(indices), 1.0
+        if distributed:
+            share = share_of(indices, self.sampler.rank, self.sampler.world_size)
+            indices, rows, loss_scale = share.indices, share.rows, share.loss_scale
+        tokens, lengths = self.train_loader.collate_fn([self.train_loader.dataset[i] for i in indices])
         return TrainBatch(tokens.to(self.device), lengths.to(self.device), rows, loss_scale)
 
     def weights(self, step: int | None = None) -> dict[str, float]:
