@@ -14,7 +14,10 @@ counted in its own row only):
 - log-sum-exp: log (1/K) sum_k of the weights;
 - other: the rest (repeating the sentences, masks, Python).
 
-The whole test split's time is extrapolated from the batches by tokens (end-of-sentence counted). With
+The whole test split's time is extrapolated from the batches by tokens (end-of-sentence counted), beside its
+ceiling: the model's matmul FLOPs for K samples (``throughput.py``'s count: the output layer alone is 5.1 MFLOP per
+token and sample at the paper's sizes) at the float32 matmul rate of a 2048 x 2048 product timed before each pass,
+and the fraction of that ceiling reached, which moves less with the machine's load than the time does. With
 ``--baseline CHECKOUT`` (a checkout of the code before a change, e.g. ``git worktree add /tmp/before main``) the
 baseline's ``seqvae_zoo/evaluation/importance.py`` runs alternately with this checkout's on the same batches, each
 round both ways, and the ratio of their times is printed: the machine's load moves between runs, the ratio measured
@@ -39,7 +42,7 @@ from typing import Callable, Iterator
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import ptb_batches  # noqa: E402  (a script beside this one)
+from throughput import forward_flops, matmul_rates, ptb_batches  # noqa: E402  (a script beside this one)
 
 from seqvae_zoo import build_model, parse_config  # noqa: E402
 from seqvae_zoo.evaluation import importance  # noqa: E402
@@ -109,6 +112,7 @@ def load_baseline(checkout: Path):
 def run(implementation, model, batches, samples: int, budget: int, seed: int) -> dict:
     """One pass of ``implementation.importance_log_likelihood`` over ``batches``, clocked part by part."""
     clock = PartClock()
+    rate = matmul_rates(torch.device("cpu"))["best"]
     torch.manual_seed(seed)
     estimates = []
     start = time.perf_counter()
@@ -119,7 +123,10 @@ def run(implementation, model, batches, samples: int, budget: int, seed: int) ->
     seconds = time.perf_counter() - start
     parts = {part: clock.seconds.get(part, 0.0) for part in PARTS[:-1]}
     parts["other"] = seconds - sum(parts.values())
-    return {"seconds": seconds, "parts": parts, "iw_nll": -torch.cat(estimates).mean().item()}
+    lengths = [length for batch in batches for length in batch.lengths.tolist()]
+    ceiling = forward_flops(model, lengths, samples) / rate
+    return {"seconds": seconds, "parts": parts, "iw_nll": -torch.cat(estimates).mean().item(),
+            "matmul_gflops": rate / 1e9, "ceiling_seconds": ceiling, "fraction_of_ceiling": ceiling / seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{args.preset}, K={args.samples}, {len(batches)} test batches ({tokens} tokens), {args.threads} thread(s)")
-    print(f"{'':<16}" + "".join(f"{part:>14}" for part in (*PARTS, "total s", "test min")))
+    scale = test_tokens / tokens / 60
+    print(f"{'':<16}" + "".join(f"{part:>13}" for part in (*PARTS, "total s", "test min", "ceiling min",
+                                                          "fraction", "GFLOP/s")))
     for name, passes in runs.items():
-        for result in passes:
-            print(f"{name:<16}" + "".join(f"{result['parts'][part]:>14.2f}" for part in PARTS)
-                  + f"{result['seconds']:>14.2f}{result['seconds'] * test_tokens / tokens / 60:>14.1f}")
+        for r in passes:
+            print(f"{name:<16}" + "".join(f"{r['parts'][part]:>13.2f}" for part in PARTS)
+                  + f"{r['seconds']:>13.2f}{r['seconds'] * scale:>13.1f}{r['ceiling_seconds'] * scale:>13.1f}"
+                  f"{r['fraction_of_ceiling']:>13.2f}{r['matmul_gflops']:>13.0f}")
     for name, passes in runs.items():
         print(f"{name}: mean IW-NLL {statistics.mean(r['iw_nll'] for r in passes):.3f} nats per sentence")
     if "speedup" in report:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.data.batching import collate
-from seqvae_zoo.evaluation.importance import (BYTES_PER_TOKEN_PER_UNIT, importance_log_likelihood,
+from seqvae_zoo.evaluation.importance import (BYTES_PER_TOKEN_PER_TYPE, importance_log_likelihood,
                                               importance_log_weights, rows_per_pass)
 
 SMALL = ["EMBEDDING = 8", "HIDDEN = 12", "LATENT = 3", "INPUT_DROPOUT = 0.0", "encoders.lstm.hidden_size = 10",
@@ -133,7 +133,7 @@ def test_the_estimate_does_not_depend_on_how_rows_are_grouped_into_passes(setup)
     model = model_for(setup).float()
     tokens, lengths = sentences()
     samples = 7
-    row_bytes = int(lengths.max()) * model.decoder.hidden_size * BYTES_PER_TOKEN_PER_UNIT
+    row_bytes = int(lengths.max()) * model.vocab_size * BYTES_PER_TOKEN_PER_TYPE
     # one row per pass (each sentence and sample alone); 3 (sentences split); 12 (all sentences, 2 samples); all
     budgets = [1, 3 * row_bytes, 12 * row_bytes, 2 ** 30]
     assert [rows_per_pass(model, int(lengths.max()), budget) for budget in budgets[:3]] == [1, 3, 12]

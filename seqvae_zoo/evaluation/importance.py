@@ -26,17 +26,11 @@ from torch import nn
 from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.model import SeqVAE
 
-#: Bytes one token of one (sentence, sample) row may cost in a scoring pass, per unit of the decoder's state size: the
-#: gate pre-activations, states and per-step latents of the recurrence, the attention's keys and states of the row's
-#: sentence, the hidden states handed to the output layer. Twice the peak measured for vrae_sa_aux on PTB test batches
-#: (about 60 bytes, passes of 256 to 2,048 rows of 12 and 33 tokens). The output layer's block of logits is apart: a
-#: fixed size, not per row.
-BYTES_PER_TOKEN_PER_UNIT = 120
-
-#: The most rows one pass scores. Measured on PTB test batches (benchmarks/iw_nll.py's data, vrae_sa_aux, K=48, one
-#: thread): passes of 64 to 3,072 rows take the same time within the machine's noise; bigger passes only hold more
-#: memory, smaller ones pay the per-step work of the recurrence more often.
-MAX_ROWS_PER_PASS = 2048
+#: Bytes one token of one repeated row may cost in a scoring pass, per vocabulary entry: the float32 logits and their
+#: log-softmax (2 x 4 bytes), were the output layer to hold them all at once. A bound: the output layer works in
+#: blocks and holds less, but passes sized by a measured bound instead (256 or 2,048 rows where this gives about 600)
+#: ran slower on PTB (benchmarks/iw_nll.py, alternated in one run), so passes stay this size.
+BYTES_PER_TOKEN_PER_TYPE = 8
 
 
 def has_latents(model: SeqVAE) -> bool:
@@ -46,8 +40,8 @@ def has_latents(model: SeqVAE) -> bool:
 
 def rows_per_pass(model: SeqVAE, max_length: int, memory_budget_bytes: int) -> int:
     """How many (sentence, sample) rows of this length one scoring pass may hold within the memory budget."""
-    row_bytes = max_length * model.decoder.hidden_size * BYTES_PER_TOKEN_PER_UNIT
-    return max(1, min(MAX_ROWS_PER_PASS, memory_budget_bytes // row_bytes))
+    row_bytes = max_length * model.vocab_size * BYTES_PER_TOKEN_PER_TYPE
+    return max(1, memory_budget_bytes // row_bytes)
 
 
 def repeat_encoder_output(output: EncoderOutput, repeats: int) -> EncoderOutput:
