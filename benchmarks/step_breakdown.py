@@ -12,9 +12,12 @@ steps run as the trainer runs them, with a clock around each part:
   KL terms, ``nn.LSTM`` for the deterministic decoder, autograd's own work), gradient clipping and Adam.
 
 Each part is the median over repetitions of its total over the batches, per step. The clocks cost a few
-microseconds per call, so the parts add up to slightly more than ``throughput.py``'s step.
+microseconds per call, so the parts add up to slightly more than ``throughput.py``'s step. ``--precisions fp32 bf16``
+gives a column per training precision (bfloat16 products under autocast, :mod:`seqvae_zoo.kernels.precision`): which
+parts bfloat16 speeds up, and which it leaves as they were.
 
     python benchmarks/step_breakdown.py --presets vrae_sa_aux vrae
+    python benchmarks/step_breakdown.py --presets vrae_sa_aux --precisions fp32 bf16
     python benchmarks/step_breakdown.py --gin 'EMBEDDING = 8' --gin 'HIDDEN = 8' --gin 'LATENT = 1'
 
 The second gives each part's cost at sizes where the arithmetic is negligible: what the Python loop and the
@@ -39,6 +42,7 @@ from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.kernels.latent_heads import AttentiveHead
 from seqvae_zoo.kernels.output import _LinearCrossEntropy
+from seqvae_zoo.kernels.precision import PRECISIONS, autocast, check_precision
 from seqvae_zoo.kernels.recurrence import PackedLSTM
 from seqvae_zoo.training.memory import keep_freed_memory
 from seqvae_zoo.training.trainer import make_optimizer
@@ -100,8 +104,8 @@ def clocked_functions(clocks: Clocks) -> Iterator[None]:
 
 
 def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int,
-              bindings: Sequence[str] = ()) -> dict[str, float]:
-    """Milliseconds per step of each part of :data:`ROWS`, and of the whole step."""
+              bindings: Sequence[str] = (), precision: str = "fp32") -> dict[str, float]:
+    """Milliseconds per step of each part of :data:`ROWS`, and of the whole step, training in ``precision``."""
     torch.manual_seed(0)
     vocab, train, *_ = ptb_batches(data_dir, batches, 0, 0)
     parse_config([preset], bindings)
@@ -118,7 +122,7 @@ def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int,
             start = time.perf_counter()
             for batch in train:
                 optimizer.zero_grad(set_to_none=True)
-                with clocks.timing("forward"):
+                with clocks.timing("forward"), autocast(precision, "cpu"):
                     loss = model.objective(model(batch.tokens, batch.lengths), {})
                 with clocks.timing("backward"):
                     loss.backward()
@@ -147,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--batches", type=int, default=20, help=f"training batches of {BATCH_SIZE} per repetition")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
+                        help="training precisions, a column each (default: fp32)")
     parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
                         help="gin binding applied after each preset, e.g. 'HIDDEN = 8' (repeatable)")
     args = parser.parse_args(argv)
@@ -158,13 +164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for preset in args.presets:  # every configuration parses before minutes of timing begin
             parse_config([preset], args.gin)
-        results = {preset: breakdown(preset, args.data_dir, args.batches, args.repeats, args.gin)
-                   for preset in args.presets}
+        for precision in args.precisions:
+            check_precision(precision, "cpu")
+        columns = [(preset, precision) for preset in args.presets for precision in args.precisions]
+        results = {column: breakdown(column[0], args.data_dir, args.batches, args.repeats, args.gin, column[1])
+                   for column in columns}
     except UserError as error:
         parser.exit(2, f"error: {error}\n")
-    rows = [[row] + [f"{results[p].get(part, 0.0):.1f}" for p in args.presets]
-            for row, part in ROWS]
-    print(tabulate(rows, headers=["ms per step"] + list(args.presets), tablefmt="github", disable_numparse=True))
+    rows = [[row] + [f"{results[column].get(part, 0.0):.1f}" for column in columns] for row, part in ROWS]
+    headers = [preset if len(args.precisions) == 1 else f"{preset} {precision}" for preset, precision in columns]
+    print(tabulate(rows, headers=["ms per step"] + headers, tablefmt="github", disable_numparse=True))
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} passes over "
           f"{args.batches} batches")
     return 0

@@ -4,12 +4,15 @@ For each preset, at the paper's sizes, on length-bucketed PTB batches of 32:
 
 - training: tokens/s of whole steps (forward, backward, gradient-norm clipping at 5, Adam), warm-up steps first, then
   the median over repetitions of a fixed set of batches, and the seconds a PTB training epoch takes at that rate
-  (929,589 tokens); and one pass over batches that no pass has met ("unseen"), as training meets them;
+  (929,589 tokens); and one pass over batches that no pass has met ("unseen"), as training meets them; in each
+  precision of ``--precisions`` (float32, and bfloat16 products with float32 master weights where the device has
+  them, :mod:`seqvae_zoo.kernels.precision`), the precisions alternating within each repetition, with the median
+  bf16/fp32 ratio of the repetitions;
 - scoring: tokens/s of one ELBO pass (``latent_mode="posterior"``) in inference mode, measured the same way;
 - the ceiling: the model's own matmul FLOPs per token (forward; training counts 3 x forward) at the float32 matmul
   rate of a large matmul timed just before each repetition, the faster of torch.mm (MKL on a CPU) and the package's
   own product (oneDNN on a CPU, :mod:`seqvae_zoo.kernels.matmul`), and the fraction of it reached; also the fraction at
-  torch.mm's rate alone;
+  torch.mm's rate alone; bfloat16 training against its own ceiling, the rate of the same large product in bfloat16;
 - IW-NLL with K samples (500, the protocol's default): :func:`importance_log_likelihood` of the evaluation module on a
   few of the protocol's length-sorted test batches, extrapolated to the whole test split by tokens;
 - peak memory: the process's peak resident set on CPU, peak allocated CUDA memory on a GPU.
@@ -21,6 +24,7 @@ optimizer (``--adam trainer``: fused Adam) unless ``--adam default`` asks for to
 
     python benchmarks/throughput.py                     # all four presets, a table
     python benchmarks/throughput.py --presets vrae_sa_aux --iw-batches 0 --json
+    python benchmarks/throughput.py --presets vrae_sa_aux --precisions fp32 bf16 --iw-batches 0 --unseen-batches 0
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ from seqvae_zoo.decoders.stochastic import StochasticDecoder
 from seqvae_zoo.encoders.lstm import LSTMEncoder
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.protocol import DEFAULT_IW_SAMPLES, DEFAULT_MEMORY_BUDGET_MB
+from seqvae_zoo.errors import UserError
 from seqvae_zoo.kernels.matmul import linear
+from seqvae_zoo.kernels.precision import PRECISIONS, autocast, bf16_supported, check_precision
 from seqvae_zoo.model import SeqVAE
 from seqvae_zoo.training.memory import keep_freed_memory
 from seqvae_zoo.training.trainer import make_optimizer
@@ -72,25 +78,37 @@ def synchronize(device: torch.device) -> None:
 #: The float32 products whose rates are measured: torch's own (MKL on a CPU) and the package's (oneDNN on a CPU
 #: where torch has it, see seqvae_zoo.kernels.matmul); the ceiling takes the faster, the machine's float32 matmul rate.
 MATMULS = {"torch.mm": lambda a, b_t: torch.mm(a, b_t.t()), "seqvae_zoo.kernels.matmul.linear": linear}
+#: The rate each training precision's ceiling is taken at: float32's best, and bfloat16's, the same product in
+#: bfloat16 (torch's own, which is oneDNN's on a CPU: what the kernels call under bfloat16 autocast).
+CEILINGS = {"fp32": "best", "bf16": "bf16"}
 
 
-def matmul_rates(device: torch.device, repeats: int = 3) -> dict[str, float]:
+def training_key(precision: str) -> str:
+    """Where a result holds the training summary of ``precision``: float32's under "training", as before
+    bfloat16 was measured (benchmarks/compare_checkouts.py reads it), the others beside it."""
+    return "training" if precision == "fp32" else f"training_{precision}"
+
+
+def matmul_rates(device: torch.device, repeats: int = 3, bf16: bool = False) -> dict[str, float]:
     """float32 FLOP/s of a large square matmul by each of :data:`MATMULS` (the best of ``repeats`` after one untimed
-    run), and ``best``, the faster."""
+    run), and ``best``, the faster; with ``bf16``, ``bf16``: the same product's rate in bfloat16."""
     size = 8192 if device.type == "cuda" else 2048
     a, b_t = (torch.randn(size, size, device=device) for _ in range(2))
+    products = [(name, product, a, b_t) for name, product in MATMULS.items()]
+    if bf16:
+        products.append(("bf16", MATMULS["torch.mm"], a.bfloat16(), b_t.bfloat16()))
     rates = {}
-    for name, product in MATMULS.items():
+    for name, product, left, right in products:
         best = float("inf")
         for attempt in range(repeats + 1):
             synchronize(device)
             start = time.perf_counter()
-            product(a, b_t)
+            product(left, right)
             synchronize(device)
             if attempt:
                 best = min(best, time.perf_counter() - start)
         rates[name] = 2 * size ** 3 / best
-    rates["best"] = max(rates.values())
+    rates["best"] = max(rates[name] for name in MATMULS)
     return rates
 
 
@@ -169,32 +187,37 @@ def ptb_batches(data_dir: str | None, train_batches: int, iw_batches: int, seed:
 
 
 # -- measurements ------------------------------------------------------------------------------------------------
-def repeated(run: Callable[[], None], repeats: int, warmup: int, device: torch.device) -> list[dict[str, float]]:
-    """Run ``warmup`` times untimed, then ``repeats`` times, each timed beside a fresh matmul-rate measurement."""
+def repeated(runs: dict[str, Callable[[], None]], repeats: int, warmup: int, device: torch.device,
+             bf16: bool = False) -> dict[str, list[dict[str, float]]]:
+    """Run each of ``runs`` ``warmup`` times untimed, then ``repeats`` times, each repetition a fresh matmul-rate
+    measurement (bfloat16's too with ``bf16``) then every run once, timed, in turn: runs compared with each other
+    meet the same load on a shared machine."""
     for _ in range(warmup):
-        run()
-    results = []
+        for run in runs.values():
+            run()
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
     for _ in range(repeats):
-        rates = matmul_rates(device)
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        results.append({"seconds": time.perf_counter() - start, "matmul_rates": rates})
+        rates = matmul_rates(device, bf16=bf16)
+        for name, run in runs.items():
+            synchronize(device)
+            start = time.perf_counter()
+            run()
+            synchronize(device)
+            results[name].append({"seconds": time.perf_counter() - start, "matmul_rates": rates})
     return results
 
 
-def summarize(results: list[dict[str, Any]], tokens: int, flops: float) -> dict[str, Any]:
-    """Median tokens/s, ceiling tokens/s and fraction of the ceiling, each repetition against its own best rate;
-    also the fraction of the ceiling at torch.mm's rate, and the median rates."""
+def summarize(results: list[dict[str, Any]], tokens: int, flops: float, ceiling: str = "best") -> dict[str, Any]:
+    """Median tokens/s, ceiling tokens/s and fraction of the ceiling, each repetition against its own ``ceiling``
+    rate (:data:`CEILINGS`); also the fraction of the ceiling at torch.mm's float32 rate, and the median rates."""
     throughput = [tokens / r["seconds"] for r in results]
 
     def fraction(rate: str) -> float:
         return statistics.median(t * flops / (r["matmul_rates"][rate] * tokens) for t, r in zip(throughput, results))
     return {"tokens_per_second": statistics.median(throughput),
-            "ceiling_tokens_per_second": statistics.median(r["matmul_rates"]["best"] * tokens / flops
+            "ceiling_tokens_per_second": statistics.median(r["matmul_rates"][ceiling] * tokens / flops
                                                            for r in results),
-            "fraction_of_ceiling": fraction("best"), "fraction_of_torch_mm_ceiling": fraction("torch.mm"),
+            "fraction_of_ceiling": fraction(ceiling), "fraction_of_torch_mm_ceiling": fraction("torch.mm"),
             "matmul_gflops": {name: statistics.median(r["matmul_rates"][name] for r in results) / 1e9
                               for name in results[0]["matmul_rates"]},
             "seconds": statistics.median(r["seconds"] for r in results)}
@@ -218,11 +241,13 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
     lengths = [length for _, batch_lengths in batches for length in batch_lengths.tolist()]
     tokens = sum(lengths)
 
-    def train_steps(on=batches) -> None:
+    def train_steps(on=batches, precision: str = "fp32") -> None:
         model.train()
         for batch_tokens, batch_lengths in on:
             optimizer.zero_grad(set_to_none=True)
-            model.objective(model(batch_tokens, batch_lengths), {}).backward()
+            with autocast(precision, device):  # as the trainer does: the forward pass
+                loss = model.objective(model(batch_tokens, batch_lengths), {})
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
             optimizer.step()
 
@@ -232,20 +257,33 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
             for batch_tokens, batch_lengths in batches:
                 model(batch_tokens, batch_lengths, latent_mode="posterior")
 
-    repeats, warmup = options["repeats"], options["warmup"]
+    repeats, warmup, precisions = options["repeats"], options["warmup"], options["precisions"]
+    bf16 = "bf16" in precisions
+    training = repeated({precision: lambda precision=precision: train_steps(precision=precision)
+                         for precision in precisions}, repeats, warmup, device, bf16)
+    train_flops = 3 * forward_flops(model, lengths)
     result: dict[str, Any] = {
         "preset": preset, "parameters": model.num_parameters(), "tokens": tokens, "batches": len(batches),
-        "malloc": malloc,
+        "malloc": malloc, "precisions": precisions,
         "forward_gflop_per_token": forward_flops(model, lengths) / tokens / 1e9,
-        "training": summarize(repeated(train_steps, repeats, warmup, device), tokens, 3 * forward_flops(model, lengths)),
-        "scoring": summarize(repeated(score, repeats, warmup, device), tokens, forward_flops(model, lengths)),
+        **{training_key(precision): summarize(runs, tokens, train_flops, CEILINGS[precision])
+           for precision, runs in training.items()},
+        "scoring": summarize(repeated({"fp32": score}, repeats, warmup, device)["fp32"], tokens,
+                             forward_flops(model, lengths)),
     }
-    result["training"]["ptb_epoch_seconds"] = epoch_tokens / result["training"]["tokens_per_second"]
+    for precision in precisions:
+        summary = result[training_key(precision)]
+        summary["ptb_epoch_seconds"] = epoch_tokens / summary["tokens_per_second"]
+    if bf16 and "fp32" in training:  # each repetition's bf16 rate over the fp32 rate timed beside it
+        result[training_key("bf16")]["speedup_over_fp32"] = statistics.median(
+            fp32["seconds"] / low["seconds"] for fp32, low in zip(training["fp32"], training["bf16"]))
     if unseen:  # one pass over batches no pass has met: shapes the kernels were not compiled for, data not cached
         unseen_batches = [(b.tokens.to(device), b.lengths.to(device)) for b in unseen]
         unseen_lengths = [length for _, batch_lengths in unseen_batches for length in batch_lengths.tolist()]
-        result["training_unseen"] = summarize(repeated(lambda: train_steps(unseen_batches), 1, 0, device),
-                                              sum(unseen_lengths), 3 * forward_flops(model, unseen_lengths))
+        first = precisions[0]
+        result["training_unseen"] = summarize(
+            repeated({first: lambda: train_steps(unseen_batches, first)}, 1, 0, device, bf16)[first],
+            sum(unseen_lengths), 3 * forward_flops(model, unseen_lengths), CEILINGS[first])
     if iw_batches and model.kl_terms:
         result["iw"] = measure_iw(model, iw_batches, test_tokens, options["iw_samples"], device)
     result["peak_memory_mb"] = peak_memory_mb(device)
@@ -280,20 +318,27 @@ def peak_memory_mb(device: torch.device) -> float:
 
 # -- the report --------------------------------------------------------------------------------------------------
 def table(results: list[dict[str, Any]]) -> str:
+    """One row per preset and training precision; scoring, IW-NLL and the unseen batches (float32, or the first
+    precision asked for) on the preset's first row."""
     rows = []
     for r in results:
-        train, scoring, iw = r["training"], r["scoring"], r.get("iw")
-        rows.append([r["preset"], f"{r['forward_gflop_per_token'] * 1e3:.2f}",
-                     f"{train['tokens_per_second']:,.0f}", f"{train['ptb_epoch_seconds']:,.0f}",
-                     f"{train['ceiling_tokens_per_second']:,.0f}",
-                     f"{train['fraction_of_ceiling']:.2f}", f"{train['fraction_of_torch_mm_ceiling']:.2f}",
-                     f"{r['training_unseen']['tokens_per_second']:,.0f}" if "training_unseen" in r else "-",
-                     f"{scoring['tokens_per_second']:,.0f}", f"{scoring['fraction_of_ceiling']:.2f}",
-                     f"{iw['test_split_seconds'] / 60:.1f}" if iw else "-",
-                     f"{iw['fraction_of_ceiling']:.2f}" if iw else "-", f"{r['peak_memory_mb']:,.0f}"])
-    return tabulate(rows, headers=["preset", "MFLOP/token", "train tok/s", "epoch s", "ceiling tok/s", "fraction",
-                                   "at torch.mm", "unseen tok/s", "score tok/s", "fraction", "IW test min",
-                                   "fraction", "peak MB"],
+        scoring, iw = r["scoring"], r.get("iw")
+        for index, precision in enumerate(r["precisions"]):
+            train, first = r[training_key(precision)], index == 0
+            rows.append([r["preset"], precision, f"{r['forward_gflop_per_token'] * 1e3:.2f}",
+                         f"{train['tokens_per_second']:,.0f}", f"{train['ptb_epoch_seconds']:,.0f}",
+                         f"{train['ceiling_tokens_per_second']:,.0f}", f"{train['fraction_of_ceiling']:.2f}",
+                         f"{train['fraction_of_torch_mm_ceiling']:.2f}" if precision == "fp32" else "-",
+                         f"{train['speedup_over_fp32']:.2f}" if "speedup_over_fp32" in train else "-",
+                         f"{r['training_unseen']['tokens_per_second']:,.0f}" if first and "training_unseen" in r
+                         else "-",
+                         f"{scoring['tokens_per_second']:,.0f}" if first else "-",
+                         f"{scoring['fraction_of_ceiling']:.2f}" if first else "-",
+                         f"{iw['test_split_seconds'] / 60:.1f}" if first and iw else "-",
+                         f"{iw['fraction_of_ceiling']:.2f}" if first and iw else "-", f"{r['peak_memory_mb']:,.0f}"])
+    return tabulate(rows, headers=["preset", "precision", "MFLOP/token", "train tok/s", "epoch s", "ceiling tok/s",
+                                   "fraction", "at torch.mm", "bf16/fp32", "unseen tok/s", "score tok/s", "fraction",
+                                   "IW test min", "fraction", "peak MB"],
                     tablefmt="github", disable_numparse=True)
 
 
@@ -315,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Adam implementation (the same update either way)")
     parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                         help="glibc keeps freed memory (tuned) or returns it to the kernel (default)")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=None,
+                        help="training precisions, timed alternately (default: fp32, and bf16 where the device has "
+                             "native bfloat16 products)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args(argv)
@@ -324,9 +372,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("unseen_batches", "iw_batches", "warmup"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
+    device = torch.device(args.device)
+    if args.precisions is None:
+        args.precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
+    try:
+        for precision in args.precisions:
+            check_precision(precision, device)
+    except UserError as error:
+        parser.exit(2, f"error: {error}\n")
+    args.precisions = list(dict.fromkeys(args.precisions))
     options = {key: getattr(args, key) for key in ("data_dir", "device", "threads", "batches", "repeats", "warmup",
                                                    "unseen_batches", "iw_batches", "iw_samples", "adam", "malloc",
-                                                   "seed")}
+                                                   "precisions", "seed")}
     context = multiprocessing.get_context("spawn")
     results = []
     for preset in args.presets:
@@ -342,12 +399,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"environment": environment, "results": results}, indent=2))
     else:
         print(table(results))
-        rates = {name: statistics.median(r["training"]["matmul_gflops"][name] for r in results) for name in MATMULS}
+        names = [*MATMULS, *(["bf16"] if "bf16" in args.precisions else [])]
+        first = args.precisions[0]
+        rates = {name: statistics.median(r[training_key(first)]["matmul_gflops"][name] for r in results)
+                 for name in names}
         print(f"\ntorch {torch.__version__} on {environment.get('gpu', args.device)}, {environment['threads']} "
               f"threads; 'epoch s': a PTB training epoch at that rate; training counts 3 x forward FLOPs; ceilings "
-              f"at the faster float32 matmul rate measured beside each repetition "
-              f"(medians: {', '.join(f'{name} {rate:.0f} GFLOP/s' for name, rate in rates.items())}); "
-              f"'at torch.mm': the training fraction at torch.mm's rate")
+              f"at the faster float32 matmul rate measured beside each repetition, for bf16 at the bfloat16 rate of "
+              f"the same product (medians: {', '.join(f'{name} {rate:.0f} GFLOP/s' for name, rate in rates.items())}"
+              f"); 'at torch.mm': the training fraction at torch.mm's rate; 'bf16/fp32': the median over "
+              f"repetitions of bf16's rate over fp32's, timed alternately; scoring and IW-NLL are float32")
     return 0
 
 

@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import torch
 
+from seqvae_zoo.kernels.precision import full_precision
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -40,8 +42,9 @@ class DiagGaussian(NamedTuple):
 
 
 def split_params(params: torch.Tensor) -> DiagGaussian:
-    """A linear layer's output [mean, logvar] (last dimension 2d) as a Gaussian."""
-    mean, logvar = params.chunk(2, dim=-1)
+    """A linear layer's output [mean, logvar] (last dimension 2d) as a Gaussian, in float32 (a layer under bfloat16
+    autocast gives bfloat16: the densities and KL terms computed from it stay float32)."""
+    mean, logvar = full_precision(params).chunk(2, dim=-1)
     return DiagGaussian(mean, logvar)
 
 

@@ -19,6 +19,7 @@ from seqvae_zoo.decoders.base import CAPABILITIES, Decoder, check_mode
 from seqvae_zoo.encoders.base import Encoder
 from seqvae_zoo.errors import BatchError, LengthsError, UserError
 from seqvae_zoo.kernels.output import linear_cross_entropy
+from seqvae_zoo.kernels.precision import full_precision
 from seqvae_zoo.latents.base import LatentDistribution
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.priors.standard_normal import StandardNormalPrior
@@ -211,10 +212,11 @@ class SeqVAE(nn.Module):
 
     def _token_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """-log p(target | h) for each row of ``hidden`` (N, H). The plain linear output layer takes the fused
-        path; a decoder with its own ``logits`` gets the cross-entropy of what it returns."""
+        path; a decoder with its own ``logits`` gets the cross-entropy of what it returns, in float32 (bfloat16
+        logits under autocast included)."""
         if type(self.decoder).logits is Decoder.logits:
             return linear_cross_entropy(hidden, self.decoder.output.weight, self.decoder.output.bias, targets)
-        return F.cross_entropy(self.decoder.logits(hidden), targets, reduction="none")
+        return F.cross_entropy(full_precision(self.decoder.logits(hidden)), targets, reduction="none")
 
     def objective(self, terms: LossTerms, weights: Mapping[str, float]) -> torch.Tensor:
         """The training loss: mean over sentences of NLL + weighted KL terms (after regularizers) + weighted

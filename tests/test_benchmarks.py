@@ -4,6 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from seqvae_zoo.kernels.precision import bf16_supported
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -61,15 +64,24 @@ def throughput(step_breakdown):  # importable while the fixture above holds the 
 
 
 def test_throughput_counts_a_ptb_epoch_with_its_ends_of_sentence_and_tables_its_measurements(throughput):
+    precisions = ["fp32", "bf16"] if bf16_supported(torch.device("cpu")) else ["fp32"]
     options = dict(data_dir=None, device="cpu", threads=0, batches=1, repeats=1, warmup=0, unseen_batches=0,
-                   iw_batches=0, iw_samples=500, adam="trainer", malloc="tuned", seed=0)
+                   iw_batches=0, iw_samples=500, adam="trainer", malloc="tuned", precisions=precisions, seed=0)
     # an epoch is PTB's training split, 887,521 words and 42,068 ends of sentence
     assert throughput.ptb_batches(None, 1, 0, 0)[3] == 929_589
     result = throughput.measure_preset("lstm", options)
     training = result["training"]
     assert 0 < training["fraction_of_ceiling"] <= training["fraction_of_torch_mm_ceiling"]
-    header = throughput.table([result]).splitlines()[0]
-    assert [column.strip() for column in header.split("|")[2:5]] == ["MFLOP/token", "train tok/s", "epoch s"]
+    lines = throughput.table([result]).splitlines()
+    assert [column.strip() for column in lines[0].split("|")[2:6]] == ["precision", "MFLOP/token", "train tok/s",
+                                                                       "epoch s"]
+    assert [line.split("|")[2].strip() for line in lines[2:]] == precisions  # a row per precision
+    if "bf16" in precisions:  # bfloat16 against its own ceiling, the bfloat16 product's rate
+        low = result["training_bf16"]
+        assert low["matmul_gflops"]["bf16"] > 0 and 0 < low["fraction_of_ceiling"]
+        assert low["ceiling_tokens_per_second"] / training["ceiling_tokens_per_second"] == pytest.approx(
+            low["matmul_gflops"]["bf16"] / low["matmul_gflops"]["best"])
+        assert low["speedup_over_fp32"] == pytest.approx(low["tokens_per_second"] / training["tokens_per_second"])
 
 
 @pytest.fixture(scope="module")

@@ -311,6 +311,7 @@ class Bench:
                 "tokens_per_s": (sum(row["tokens_per_s"] * row["seconds"] for row in history)
                                  / max(sum(row["seconds"] for row in history), 1e-9)),
                 "parameters": trained.model.num_parameters(),
+                "precision": trained.precision,
                 "history": history,
             },
         }

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from seqvae_zoo.errors import UserError
+from seqvae_zoo.kernels.precision import PRECISIONS
 from seqvae_zoo.training.distributed import BACKEND_VARIABLE
 from seqvae_zoo.training.run import train_run
 from seqvae_zoo.training.stopping import EXIT_STOPPED_EARLY, StopRequest, StopRequested, parse_duration
@@ -21,6 +23,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, help="run folder: checkpoints, logs, config")
     parser.add_argument("--epochs", type=int, default=None, help="override training.TrainingSettings.epochs")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="the training steps' products: fp32, or bf16 with float32 master weights (sets "
+                             "training.TrainingSettings.precision; docs/precision.md)")
     parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="gin binding, applied last")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
@@ -37,10 +42,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume and args.precision:
+        raise UserError("--resume continues a run in the precision it was trained in (its saved config): leave out "
+                        "--precision")
     stop = StopRequest.after(parse_duration(args.time_limit) if args.time_limit is not None else None)
+    bindings = [*args.gin, *([f'training.TrainingSettings.precision = "{args.precision}"'] if args.precision else [])]
     try:
         with stop.handling_signals():
-            result = train_run(args.config, args.data, args.out, data_dir=args.data_dir, bindings=args.gin,
+            result = train_run(args.config, args.data, args.out, data_dir=args.data_dir, bindings=bindings,
                                epochs=args.epochs, max_steps=args.max_steps, seed=args.seed, resume=args.resume,
                                device=args.device, progress=not args.quiet, backend=args.backend, stop=stop)
     except StopRequested as stopped:

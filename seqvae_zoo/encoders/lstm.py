@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqvae_zoo.encoders.base import Encoder, EncoderOutput, FamilyChoice, make_family
+from seqvae_zoo.kernels.precision import full_precision
 from seqvae_zoo.registry import ENCODERS
 
 
@@ -52,4 +53,5 @@ class LSTMEncoder(Encoder):
             output, _ = self.rnn(embedded)
             states = output * mask[:, :, None].to(output.dtype)
             final = output[torch.arange(embedded.size(0), device=embedded.device), lengths - 1]
-        return EncoderOutput(states, mask, final, self.family.posterior(self.posterior(final)))
+        # q(z_enc | x)'s parameters in float32, whatever the products' precision: its KL and densities are float32
+        return EncoderOutput(states, mask, final, self.family.posterior(full_precision(self.posterior(final))))

@@ -9,5 +9,7 @@ lives here; tests/test_fast_path.py holds every kernel to a plain step-by-step r
 - :mod:`~seqvae_zoo.kernels.latent_heads`: the stochastic and attentive decoders' per-step latents inside that loop,
   forward and backward written by hand;
 - :mod:`~seqvae_zoo.kernels.output`: the output layer fused with its softmax cross-entropy;
-- :mod:`~seqvae_zoo.kernels.matmul`: float32 products through oneDNN on a CPU.
+- :mod:`~seqvae_zoo.kernels.matmul`: float32 products through oneDNN on a CPU;
+- :mod:`~seqvae_zoo.kernels.precision`: mixed precision, the bfloat16 products every kernel above runs under autocast
+  with float32 state, and the checks of the training precision.
 """

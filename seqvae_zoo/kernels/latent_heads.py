@@ -1,12 +1,19 @@
 """The stochastic decoders' per-step latents inside the packed recurrence (:mod:`seqvae_zoo.kernels.recurrence`),
 forward and backward written by hand: the same draws as the decoders' equations (:mod:`seqvae_zoo.decoders.stochastic`,
 :mod:`seqvae_zoo.decoders.attentive`), computed in place into buffers allocated once per batch.
+
+Under bfloat16 autocast (:mod:`seqvae_zoo.kernels.precision`) the products of the latents with ``latent_weight``
+(into the gates, 4H wide, and back) take bfloat16 operands, that weight cast once per batch; the latents' parameters,
+draws and attention are float32: they are small products and elementwise work whose time bfloat16 would not cut, and
+the log-variances are exponentiated, where bfloat16's rounding would grow.
 """
 
 from __future__ import annotations
 
 import torch
 
+from seqvae_zoo.kernels.matmul import product_into
+from seqvae_zoo.kernels.precision import full_precision
 from seqvae_zoo.kernels.recurrence import LatentHead, PackedLayout, StepRows, step_blocks
 
 
@@ -25,17 +32,20 @@ class StochasticHead(LatentHead):
         self.width = 2 * latent_dim
         self.latent_weight = latent_weight  # (4H, latent_dim + extras)
         self.noise = noise  # (N, latent_dim)
-        self.context_params = context_params  # (B, 2 latent_dim) in rank order; None in the prior modes
-        self.inputs = (latent_weight, context_params)
+        # (B, 2 latent_dim) in rank order, float32 (the state of the recurrence); None in the prior modes
+        self.context_params = full_precision(context_params) if context_params is not None else None
+        self.inputs = (latent_weight, self.context_params)
 
     # -- forward ------------------------------------------------------------------------------------------------
-    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows) -> None:
+    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows,
+                      product_dtype: torch.dtype) -> None:
         self.layout, self.keep = layout, keep
         like, latent = self.latent_weight, self.latent_dim
         self.params = like.new_empty(layout.num_rows, 2 * latent)
         self.latents = like.new_empty(layout.num_rows, self.latent_weight.size(1))
         self.spread = StepRows(like, layout, keep, latent)  # exp(logvar / 2)
-        self.latent_weight_t = self.latent_weight.t()
+        self.product_weight = self.latent_weight.to(product_dtype)  # once per batch
+        self.latent_weight_t = self.product_weight.t()
         start = gates.tensor.size(1)
         context = [self.context_params[:n] for n in layout.batch_sizes] if self.context_params is not None else None
         self.steps = list(zip(
@@ -52,7 +62,7 @@ class StochasticHead(LatentHead):
         else:
             torch.addcmul(mean, torch.mul(logvar, 0.5, out=spread).exp_(), noise, out=z)
         self._extra_latents(t, z, extras)
-        gates.addmm_(latents, self.latent_weight_t)
+        product_into(gates, latents, self.latent_weight_t, add=True)
 
     def _params(self, t: int, from_hidden: torch.Tensor, context: torch.Tensor | None, params: torch.Tensor) -> None:
         """Write the parameters z_t is drawn from into ``params``: the head's columns (``from_hidden``) plus the
@@ -99,14 +109,15 @@ class StochasticHead(LatentHead):
 
     def _latents_backward(self, t: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
         """Write into ``d_z`` the gradient z_t receives through the gates (and the extra latents drawn from it)."""
-        torch.mm(d_gates, self.latent_weight, out=d_z)
+        product_into(d_z, d_gates, self.product_weight)
 
     def _context_backward(self, t: int, d_params: torch.Tensor) -> None:
         """Per step, the gradient into the posterior's context (none here: it is constant over the steps)."""
 
     def input_grads(self) -> tuple[torch.Tensor | None, ...]:
         start = self.latent_weight.size(0)
-        d_latent_weight = self.d_projected[:, :start].t() @ self.latents
+        dtype = self.product_weight.dtype
+        d_latent_weight = (self.d_projected[:, :start].t().to(dtype) @ self.latents.to(dtype)).to(self.latents.dtype)
         d_context = None
         if self.context_params is not None and self.context_params.requires_grad:
             d_params = self.d_projected[:, start:start + 2 * self.latent_dim]
@@ -138,16 +149,17 @@ class AttentiveHead(StochasticHead):
         self.context_noise = context_noise  # (N, context_dim)
         # keys V s_i (B, S, A), states s_i (B, S, state size), score vector w (A,), the posterior's context half
         # (2 latent_dim, state size): in rank order; and the additive mask of padded positions (B, S).
-        self.memory = memory
-        attention = memory[:4] if memory is not None else (None,) * 4
+        self.memory = tuple(map(full_precision, memory)) if memory is not None else None  # float32 state
+        attention = self.memory[:4] if memory is not None else (None,) * 4
         self.inputs = (latent_weight, None, context_prior_weight, context_prior_bias, *attention)
         if memory is not None:
             self.width += memory[0].size(-1)
             self.non_differentiable_outputs = 1
 
     # -- forward ------------------------------------------------------------------------------------------------
-    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows) -> None:
-        super().begin_forward(layout, keep, projected, gates)
+    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows,
+                      product_dtype: torch.dtype) -> None:
+        super().begin_forward(layout, keep, projected, gates, product_dtype)
         self.context_spread = StepRows(self.latent_weight, layout, keep, self.context_dim)  # exp(logvar / 2)
         self.context_prior_weight_t = self.context_prior_weight.t()
         self.context_steps = list(zip(self.context_spread.blocks, step_blocks(self.context_noise, layout)))
@@ -235,7 +247,7 @@ class AttentiveHead(StochasticHead):
     def _latents_backward(self, t: int, d_gates: torch.Tensor, d_z: torch.Tensor) -> None:
         d_through_gates, d_z_through_gates, d_context_prior, d_predicted, d_logvar, half_spread_noise = \
             self.context_backward_steps[t]
-        torch.mm(d_gates, self.latent_weight, out=d_through_gates)  # [d z, d c~_t]
+        product_into(d_through_gates, d_gates, self.product_weight)  # [d z, d c~_t]
         if half_spread_noise is None:
             d_logvar.zero_()
         else:

@@ -9,6 +9,10 @@ internal operator; so it is used only where it exists and gives what ``torch.nn.
 (and ``SEQVAE_ONEDNN_MATMUL=0`` turns it off), and only for products large enough to pay its fixed cost per call.
 Other dtypes, other devices, small products and a torch without it get torch's own products. Either way the result
 is the float32 product, to float32 rounding.
+
+Under bfloat16 autocast (:mod:`seqvae_zoo.kernels.precision`) the kernels hand :func:`linear` bfloat16 weights: the
+product then runs in bfloat16 (torch's own, oneDNN's on a CPU, which accumulates in float32) and comes back in the
+inputs' dtype, so the float32 state around it stays float32.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.kernels.precision import follows_autocast
 
 
 @functools.cache
@@ -80,7 +85,12 @@ def pad_rows(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """(N, in) inputs @ weight^T + bias, as ``F.linear``, without autograd (for backward passes written by hand),
-    into ``out`` if given. ``inputs`` and ``weight`` may be transposed views."""
+    into ``out`` if given. ``inputs`` and ``weight`` may be transposed views. The product runs in ``weight``'s dtype
+    (``inputs`` and ``bias`` cast to it: bfloat16 weights make a bfloat16 product, the bias added before its one
+    rounding) and the result comes back in ``inputs``' dtype."""
+    if inputs.dtype != weight.dtype:
+        product = linear(inputs.to(weight.dtype), weight, bias.to(weight.dtype) if bias is not None else None)
+        return product.to(inputs.dtype) if out is None else out.copy_(product)
     if _takes_onednn(inputs, weight):
         product = torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "")
         return product if out is None else out.copy_(product)
@@ -91,8 +101,19 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return torch.addmm(bias, inputs, weight.t(), out=out)
 
 
-def rows_inner_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """left^T right for (N, p) ``left`` and (N, q) ``right``: a weight gradient, summed over N rows, without autograd.
+def product_into(out: torch.Tensor, inputs: torch.Tensor, other: torch.Tensor, add: bool = False) -> torch.Tensor:
+    """``out`` = inputs @ other (``out`` += with ``add``) through torch's own product, in ``other``'s dtype
+    (``inputs`` cast to it), ``out`` keeping its own: the latent heads' per-step products, too small for oneDNN."""
+    if inputs.dtype == other.dtype == out.dtype:
+        return out.addmm_(inputs, other) if add else torch.mm(inputs, other, out=out)
+    result = torch.mm(inputs.to(other.dtype), other)
+    return out.add_(result) if add else out.copy_(result)
+
+
+def rows_inner_product(left: torch.Tensor, right: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """left^T right for (N, p) ``left`` and (N, q) ``right``: a weight gradient, summed over N rows, without autograd;
+    the product in ``dtype`` when given (bfloat16 under autocast, the operands cast to it), the result in the
+    narrower operand's dtype.
 
     Through :func:`linear` with the narrower operand's transpose as its input and the wider one's as its weight:
     oneDNN copies an input given transposed but reads a transposed weight as it lies, so the narrower operand is the
@@ -102,16 +123,19 @@ def rows_inner_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     follows the batch, the caller pads it (zero rows in both) to :func:`padded_row_count`.
     """
     narrower, wider = (left, right) if left.size(1) <= right.size(1) else (right, left)
-    product = linear(narrower.t(), wider.contiguous().t())
+    product = linear(narrower.t(), wider.contiguous().to(dtype or wider.dtype).t())
     return product if narrower is left else product.t().contiguous()
 
 
 class _Linear(torch.autograd.Function):
-    """:func:`linear` with its gradients, each one product through :func:`linear` as well."""
+    """:func:`linear` with its gradients, each one product through :func:`linear` as well (bfloat16 products under
+    autocast, the weight cast once; float32 results)."""
 
     @staticmethod
+    @follows_autocast
     def forward(ctx, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         padded = pad_rows(inputs, weight)
+        weight = weight.to(ctx.product_dtype)
         ctx.save_for_backward(padded, weight)
         return linear(padded, weight, bias)[:inputs.size(0)]
 
@@ -123,7 +147,7 @@ class _Linear(torch.autograd.Function):
         rows = d_outputs.size(0)
         d_padded = zero_padded(d_outputs, padded.size(0))
         return (linear(d_padded, weight.t())[:rows] if needs_inputs else None,
-                rows_inner_product(d_padded, padded) if needs_weight else None,
+                rows_inner_product(d_padded, padded, ctx.product_dtype) if needs_weight else None,
                 d_outputs.sum(0) if needs_bias else None)
 
 

@@ -7,6 +7,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.kernels.matmul import ROW_MULTIPLE, linear, pad_rows, rows_inner_product, zero_padded
+from seqvae_zoo.kernels.precision import follows_autocast
 
 
 #: Elements of the (rows, vocabulary) logits block the fused output layer computes at once when no backward pass
@@ -32,11 +33,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
     the decoders' weight parameter (:class:`seqvae_zoo.decoders.base.OutputLayer`). The rows are padded as
     :func:`seqvae_zoo.kernels.matmul.pad_rows` says (their gradient weight is 0). Without a backward pass the rows go
     through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
+
+    Under bfloat16 autocast the three products take bfloat16 operands (the weight cast once, P - Y once for both
+    backward products); the logits come back float32 and the softmax, its logarithm and the loss are float32: the
+    softmax of 10,000 words sums many small probabilities, which bfloat16 (8 bits of mantissa) would round away.
     """
 
     @staticmethod
+    @follows_autocast
     def forward(ctx, keep: bool, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 targets: torch.Tensor) -> torch.Tensor:
+        weight = weight.to(ctx.product_dtype)
         if not keep:
             nll = hidden.new_empty(hidden.size(0))
             block = max(1, OUTPUT_BLOCK_ELEMENTS // weight.size(0))
@@ -52,8 +59,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         rows = hidden.size(0)
         hidden = pad_rows(hidden, weight)  # zero rows: their gradient weight below is 0
         targets = zero_padded(targets, hidden.size(0))
-        logits = linear(hidden, weight, bias)
-        probs = torch.softmax(logits, dim=1, out=logits)
+        logits = linear(hidden.to(weight.dtype), weight, bias.to(weight.dtype))  # in the products' dtype
+        # the softmax in float32 (the hidden states' dtype): over the logits in place, or in one pass from bfloat16
+        probs = (torch.softmax(logits, dim=1, out=logits) if logits.dtype == hidden.dtype
+                 else torch.softmax(logits, dim=1, dtype=hidden.dtype))
         target_probs = probs.gather(1, targets[:, None])[:, 0]
         nll = target_probs.log().neg_()
         # below the dtype's normal range the probability has lost precision (or is 0): those rows, rare, are
@@ -71,13 +80,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_nll: torch.Tensor):
         hidden, weight, targets = ctx.saved_tensors
-        d_logits, ctx.probs = ctx.probs, None
-        d_logits.scatter_add_(1, targets[:, None], d_logits.new_full((d_logits.size(0), 1), -1.0))  # P - Y
+        probs, ctx.probs = ctx.probs, None
+        # P - Y in the products' dtype, the targets' column P_t - 1 from the float32 probabilities (rounded once)
+        target_column = probs.gather(1, targets[:, None]).sub_(1).to(ctx.product_dtype)
+        d_logits = probs.to(ctx.product_dtype).scatter_(1, targets[:, None], target_column)
         rows = d_nll.size(0)
         d_nll = zero_padded(d_nll, hidden.size(0))
-        d_hidden = linear(d_logits, weight.t())[:rows].mul_(d_nll[:rows, None])
+        d_hidden = linear(d_logits, weight.t())[:rows].to(hidden.dtype).mul_(d_nll[:rows, None])
         scaled = torch.cat([hidden * d_nll[:, None], d_nll[:, None]], dim=1)
-        d_weight_and_bias = rows_inner_product(scaled, d_logits)  # (H + 1, V)
+        d_weight_and_bias = rows_inner_product(scaled, d_logits, ctx.product_dtype)  # (H + 1, V)
         # d weight as the transpose of a contiguous (H, V) block: the layout of a weight held as its transpose (the
         # decoders' OutputLayer); autograd copies it into any other
         d_weight, d_bias = d_weight_and_bias[:-1].t(), d_weight_and_bias[-1]

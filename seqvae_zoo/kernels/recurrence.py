@@ -13,7 +13,11 @@ equations are in :mod:`seqvae_zoo.decoders`; tests/test_fast_path.py holds this 
   elementwise updates in place, into buffers allocated once per batch, so no per-step autograd graph, no per-step
   allocation and no stacking afterwards; the weight gradients of all steps are one large matmul each, after the loop;
 - the per-step products on h_{t-1} and on the incoming gradient go through :func:`seqvae_zoo.kernels.matmul.linear`
-  (oneDNN on a CPU, where MKL's float32 kernels are slow on AMD processors).
+  (oneDNN on a CPU, where MKL's float32 kernels are slow on AMD processors);
+- under bfloat16 autocast (:mod:`seqvae_zoo.kernels.precision`) the products take bfloat16 operands, the weights cast
+  once per batch, while the states h_t and c_t, the gates' nonlinearities and every sum over steps stay float32: a
+  cell state kept in bfloat16 would round away the small updates of a long sentence (8 bits of mantissa), and the
+  products, which accumulate in float32 inside oneDNN, are where the time goes.
 
 Gates are laid out (output, input, forget, cell).
 """
@@ -27,6 +31,7 @@ from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.errors import LengthsError
 from seqvae_zoo.kernels.matmul import linear, padded_row_count, rows_inner_product, zero_padded
+from seqvae_zoo.kernels.precision import follows_autocast
 
 
 @dataclass(frozen=True)
@@ -146,9 +151,11 @@ class LatentHead:
     inputs: tuple[torch.Tensor | None, ...]
     non_differentiable_outputs: int = 0  # how many of the last outputs carry no gradient
 
-    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows) -> None:
+    def begin_forward(self, layout: PackedLayout, keep: bool, projected: StepRows, gates: StepRows,
+                      product_dtype: torch.dtype) -> None:
         """Before the loop: ``projected`` will hold each step's recurrent projection (the head's columns after the
-        4H gate columns), ``gates`` the gate pre-activations the head adds to."""
+        4H gate columns), ``gates`` the gate pre-activations the head adds to; the head's products into the gates run
+        in ``product_dtype`` (float32 state, :mod:`seqvae_zoo.kernels.precision`)."""
         raise NotImplementedError
 
     def forward_step(self, t: int) -> None:
@@ -183,9 +190,12 @@ class PackedLSTM(torch.autograd.Function):
     ``initial_c`` (B, H) are the states before the first step, in rank order. Returns the hidden and cell states of
     every packed row (N, H) and the head's outputs. Gates are laid out (output, input, forget, cell): one sigmoid
     covers the first three, and in the backward pass the three that the cell's gradient scales are adjacent.
+    Under bfloat16 autocast the products with ``weight`` (h_{t-1}'s, the incoming gradient's, the weight gradient)
+    take bfloat16 operands; everything else is float32.
     """
 
     @staticmethod
+    @follows_autocast
     def forward(ctx, layout: PackedLayout, head: LatentHead | None, keep: bool, gate_inputs: torch.Tensor,
                 weight: torch.Tensor, bias: torch.Tensor, initial_h: torch.Tensor, initial_c: torch.Tensor,
                 *head_inputs: torch.Tensor | None):
@@ -197,7 +207,8 @@ class PackedLSTM(torch.autograd.Function):
         activations = StepRows(gate_inputs, layout, keep, gates)
         tanh_cells = StepRows(gate_inputs, layout, keep, size)
         if head is not None:
-            head.begin_forward(layout, keep, projected, activations)
+            head.begin_forward(layout, keep, projected, activations, ctx.product_dtype)
+        product_weight, product_bias = weight.to(ctx.product_dtype), bias.to(ctx.product_dtype)  # once per batch
         steps = zip(step_blocks(gate_inputs, layout), projected.blocks,
                     projected.step_views(projected.tensor[:, :gates]), activations.blocks,
                     *(activations.step_views(activations.tensor[:, start:start + columns])
@@ -210,7 +221,7 @@ class PackedLSTM(torch.autograd.Function):
             n = step_inputs.size(0)
             if n < h.size(0):
                 h, c = h[:n], c[:n]
-            linear(h, weight, bias, out=step_projected)
+            linear(h, product_weight, product_bias, out=step_projected)
             torch.add(step_inputs, step_gates, out=act)
             if head is not None:
                 head.forward_step(t)
@@ -220,7 +231,7 @@ class PackedLSTM(torch.autograd.Function):
             h = torch.mul(output_gate, torch.tanh(c, out=tanh_c), out=h_out)
         head_outputs = head.take_outputs() if head is not None else ()
         if keep:
-            ctx.layout, ctx.head = layout, head
+            ctx.layout, ctx.head, ctx.product_weight = layout, head, product_weight
             ctx.activations, ctx.tanh_cells = activations.tensor, tanh_cells.tensor
             ctx.save_for_backward(weight, initial_h, initial_c, hidden, cells, *head_outputs)
         ctx.set_materialize_grads(False)
@@ -252,7 +263,7 @@ class PackedLSTM(torch.autograd.Function):
                                    (tanh_cells, candidate, layout.with_previous(initial_c, cells), input_gate)):
             columns.mul_(factor)
         cell_from_hidden = torch.mul(tanh_cells, tanh_cells).neg_().add_(1).mul_(output_gate)  # dc_t / dh_t
-        weight_t = weight.t()
+        weight_t = ctx.product_weight.t()
         dh = weight.new_zeros(layout.batch_size, size)  # the gradient reaching h_{t-1} of each rank from step t on
         dc = weight.new_zeros(layout.batch_size, size)
         if head is not None:
@@ -279,8 +290,9 @@ class PackedLSTM(torch.autograd.Function):
             linear(d_step, weight_t, out=dh_t)
         previous_hidden = zero_padded(layout.with_previous(initial_h, hidden), padded_d_projected.size(0))
         head_grads = head.input_grads() if head is not None else ()
-        ctx.head = ctx.activations = ctx.tanh_cells = None  # the graph may outlive the backward pass
-        return (None, None, None, d_gates, rows_inner_product(padded_d_projected, previous_hidden),
+        ctx.head = ctx.activations = ctx.tanh_cells = ctx.product_weight = None  # the graph may outlive the backward
+        d_weight = rows_inner_product(padded_d_projected, previous_hidden, ctx.product_dtype)
+        return (None, None, None, d_gates, d_weight,
                 d_projected.sum(0), dh, dc, *head_grads)
 
 

@@ -52,6 +52,7 @@ class TrainedRun:
     history: list[dict[str, float]]
     seconds: float
     rank: int = 0  # this process's rank when several trained the model (rank 0 reports)
+    precision: str = "fp32"  # the training steps' (training.TrainingSettings.precision)
 
 
 def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_dir: str | None = None,
@@ -145,7 +146,7 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
     started = time.perf_counter()
     history = trainer.train(max_steps=max_steps)
     return TrainedRun(out_dir, trainer.model, vocab, corpus, text, history, time.perf_counter() - started,
-                      distributed.rank)
+                      distributed.rank, settings.precision)
 
 
 def _check_same_data(distributed: DistributedContext, dataset: str, fingerprint: str) -> None:

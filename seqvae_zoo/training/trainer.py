@@ -30,6 +30,7 @@ from seqvae_zoo.atomic import write_json_atomically
 from seqvae_zoo.data.batching import DistributedBucketBatchSampler
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.latent import mutual_information
+from seqvae_zoo.kernels.precision import PrecisionError, autocast, check_precision
 from seqvae_zoo.latents.base import concatenate
 from seqvae_zoo.model import LossTerms, SeqVAE
 from seqvae_zoo.schedules.annealing import Linear
@@ -69,7 +70,9 @@ class TrainingSettings:
     Defaults are the paper's: Adam, lr 1e-3 halved every 2 epochs after epoch 10, 20 epochs, batch 32, gradient
     norm clipped at 5. ``checkpoint_every`` is in steps (0: only at the end of each epoch). ``batch_size`` is the
     batch of a step over all processes: N processes score batch_size / N sentences each. ``procedure`` is the
-    training step (``@procedures.aggressive()``; ``seqvae list`` names them all).
+    training step (``@procedures.aggressive()``; ``seqvae list`` names them all). ``precision`` is that of the
+    training steps' products: ``"fp32"``, or ``"bf16"`` (bfloat16 products, float32 master weights, optimizer state,
+    loss, KL terms, cross-entropy and clipping; docs/precision.md); validation is float32 either way.
     """
 
     epochs: int = 20
@@ -83,6 +86,7 @@ class TrainingSettings:
     eval_batch_size: int = 64
     kl_schedule: WeightSchedule = field(default_factory=Linear)
     procedure: Procedure = field(default_factory=Standard)
+    precision: str = "fp32"
 
     def lr_factor(self, epoch: int) -> float:
         """Multiplier of ``lr`` in (0-based) ``epoch``: 1 for the first ``lr_decay_after`` epochs, then decayed by
@@ -183,6 +187,7 @@ class Trainer:
         self.model = model.to(device)
         self.objective = self.distributed.wrap(Objective(self.model))
         self.settings = settings or TrainingSettings()
+        check_precision(self.settings.precision, self.device)
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.sampler = train_loader.batch_sampler
         self.out_dir = Path(out_dir)
@@ -223,6 +228,7 @@ class Trainer:
                                "seconds": time.perf_counter() - self.epoch_started},
             "rank_rng": rng,  # each process's random state, in rank order
             "procedure": {"name": self.procedure.registry_name, "state": self.procedure.state_dict()},
+            "precision": self.settings.precision,
         }
         state.update(self.extra_state)
         return state
@@ -250,6 +256,12 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint of this run (same config and data)."""
         state = read_checkpoint(path, map_location=self.device)
+        precision = state.get("precision", "fp32")  # checkpoints before mixed precision: float32
+        if precision != self.settings.precision:
+            raise PrecisionError(
+                f"the checkpoint {str(path)!r} was trained in precision {precision!r} and the config asks for "
+                f"{self.settings.precision!r}: a resumed run continues in its own precision (--precision {precision}"
+                f" or training.TrainingSettings.precision = \"{precision}\"); start a new run for the other")
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.optimizer, state["optimizer"], self.model, state["model"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -283,7 +295,7 @@ class Trainer:
         seconds = sum(row["seconds"] for row in self.history) + (epoch_seconds if self.epoch < self.settings.epochs
                                                                   else 0.0)
         return {"step": self.step, "epoch": self.epoch, "epochs": self.settings.epochs,
-                "steps_per_epoch": len(self.sampler), "train_seconds": seconds,
+                "steps_per_epoch": len(self.sampler), "train_seconds": seconds, "precision": self.settings.precision,
                 "last_valid_nll": self.history[-1]["valid_nll"] if self.history else None,
                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -414,7 +426,8 @@ class Trainer:
                     loss_scale: float, loss_function: LossFunction,
                     parameters: Sequence[nn.Parameter] | None) -> LossTerms:
         self.model.train()
-        loss, terms = self.objective(tokens, lengths, weights, loss_function)
+        with autocast(self.settings.precision, self.device):  # the forward pass only: backward follows its casts
+            loss, terms = self.objective(tokens, lengths, weights, loss_function)
         if not self.distributed.all_true(bool(torch.isfinite(loss))):
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at step {self.step + 1} (epoch {self.epoch + 1}); the "
