@@ -82,3 +82,41 @@ def test_throughput_counts_a_ptb_epoch_with_its_ends_of_sentence_and_tables_its_
         assert low["ceiling_tokens_per_second"] / training["ceiling_tokens_per_second"] == pytest.approx(
             low["matmul_gflops"]["bf16"] / low["matmul_gflops"]["best"])
         assert low["speedup_over_fp32"] == pytest.approx(low["tokens_per_second"] / training["tokens_per_second"])
+
+
+@pytest.fixture(scope="module")
+def iw_nll():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import iw_nll
+        yield iw_nll
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_iw_nll_clocks_every_part_of_the_estimate_and_leaves_the_model_as_it_was(iw_nll, monkeypatch):
+    import torch
+
+    from seqvae_zoo import build_model, parse_config
+    from seqvae_zoo.data.batching import collate
+    from seqvae_zoo.evaluation import importance
+
+    parse_config(["vrae_sa"], TINY)
+    model = build_model(11, 0, 1, 3, 2).eval()
+    batch = collate([[4, 5, 6, 2], [7, 2], [8, 9, 10, 5, 2]], 0)
+    logsumexp = torch.logsumexp
+    monkeypatch.setattr(iw_nll, "matmul_rates", lambda device: {"best": 1e9})
+    monkeypatch.setattr(iw_nll.time, "perf_counter", TickingClock())
+    result = iw_nll.run(importance, model, [batch], samples=3, budget=2 ** 30, seed=0)
+    parts = result["parts"]
+    assert all(parts[part] > 0 for part in ("encoder", "sampling", "recurrence", "output layer", "densities",
+                                             "log-sum-exp"))
+    assert parts["other"] >= 0 and sum(parts.values()) == pytest.approx(result["seconds"])
+    assert not {"forward", "_draw_noise", "_recurrence", "_output"} & (set(vars(model.encoder))
+                                                                     | set(vars(model.decoder)))
+    assert "_token_nll" not in vars(model) and torch.logsumexp is logsumexp
+
+
+def test_iw_nll_refuses_a_baseline_that_is_not_a_checkout(iw_nll, tmp_path):
+    with pytest.raises(SystemExit, match="is not a checkout of this repository"):
+        iw_nll.load_baseline(tmp_path)

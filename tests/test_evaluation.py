@@ -11,7 +11,7 @@ from seqvae_zoo.data.base import Corpus
 from seqvae_zoo.data.batching import collate
 from seqvae_zoo.data.vocab import SPECIALS, Vocabulary
 from seqvae_zoo.evaluation import (PROTOCOL_VERSION, EvaluationError, evaluate, evaluate_corpus, format_result)
-from seqvae_zoo.evaluation.importance import importance_log_likelihood, importance_log_weights
+from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.latent import active_units, mutual_information
 from seqvae_zoo.evaluation.synthetic import latent_probe, nll_gap
 from seqvae_zoo.latents.gaussian import GaussianLatent
@@ -98,14 +98,18 @@ def exact_nll_by_steps(model, sentences, z_enc=None) -> torch.Tensor:
 # -- bounds ----------------------------------------------------------------------------------------------------------
 
 def test_iw_nll_is_below_the_elbo_and_falls_as_samples_grow(attentive_model):
+    """Averaged over independent estimates (seeds): on one estimate, K=10 and K=100 differ by less than their noise
+    on this model, whose posterior is close to its prior."""
     batches, _, _ = toy_batches()
-    results = {k: evaluate(attentive_model, batches, iw_samples=k, seed=3) for k in (1, 10, 100)}
-    iw = {k: r["iw"]["nll"] for k, r in results.items()}
+    results = {k: [evaluate(attentive_model, batches, iw_samples=k, seed=seed) for seed in (3, 4, 5, 6)]
+               for k in (1, 10, 100)}
+    iw = {k: sum(r["iw"]["nll"] for r in runs) / len(runs) for k, runs in results.items()}
+    elbo = sum(r["elbo"]["nll"] for r in results[100]) / len(results[100])
     assert iw[100] < iw[10] < iw[1]
-    assert iw[100] < results[100]["elbo"]["nll"]
+    assert iw[100] < elbo
     # with one sample the estimate is a (noisier) ELBO; how far K=100 gets below it depends on how loose the
     # posterior is, so only its sign is a property of the estimator
-    assert all(r["protocol_version"] == PROTOCOL_VERSION for r in results.values())
+    assert all(r["protocol_version"] == PROTOCOL_VERSION for runs in results.values() for r in runs)
 
 
 #: Models small enough for log p(x) to be computed without the posterior: a one-dimensional z_enc and z_t (and
@@ -228,33 +232,6 @@ def test_paper_reconstruction_ppl_equals_exp_nll_per_word_computed_independently
     assert result["paper"]["ppl"] == pytest.approx(math.exp(nll.sum().item() / words), rel=1e-5)
     assert result["paper"]["nll"] == pytest.approx(nll.mean().item(), rel=1e-5)
     assert result["words"] == words and result["tokens"] == words + len(sentences)
-
-
-def test_importance_weights_with_the_encoder_run_once_equal_those_of_repeated_sentences(vrae_model):
-    batch = toy_batches(count=8)[0][0]
-    samples = 5
-    with torch.random.fork_rng():
-        torch.manual_seed(11)
-        reused = importance_log_weights(vrae_model, batch.tokens, batch.lengths, samples, 2 ** 30)
-    with torch.random.fork_rng(), torch.inference_mode():
-        torch.manual_seed(11)
-        plain = vrae_model(batch.tokens.repeat_interleave(samples, 0), batch.lengths.repeat_interleave(samples, 0))
-    torch.testing.assert_close(reused, plain.log_weight.view(-1, samples))
-
-
-def test_a_small_memory_budget_splits_sentences_and_samples_without_changing_the_estimate(vrae_model):
-    batch = toy_batches(count=16)[0][0]
-    row_bytes = int(batch.lengths.max()) * VOCAB.size * 8
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        whole = importance_log_likelihood(vrae_model, batch.tokens, batch.lengths, 100, 2 ** 30)
-        torch.manual_seed(1)
-        twelve_rows_per_pass = importance_log_weights(vrae_model, batch.tokens, batch.lengths, 100, 12 * row_bytes)
-    assert twelve_rows_per_pass.shape == (16, 100)
-    split = torch.logsumexp(twelve_rows_per_pass.double(), dim=1) - math.log(100)
-    # per sentence, two independent estimates agree; weights given to the wrong sentence would not
-    torch.testing.assert_close(split, whole, atol=0.5, rtol=0)
-    assert (whole.max() - whole.min()).item() > 5.0
 
 
 # -- what z_enc carries ----------------------------------------------------------------------------------------------
