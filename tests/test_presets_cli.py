@@ -189,3 +189,21 @@ def test_describe_text_of_a_preset_is_stable(capsys):
     _, second, _ = run_cli(capsys, "describe", "vrae_sa_aux")
     assert first == second
 
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`seqvae presets | head -1`: the pipe is closed before the listing is written; the command ends quietly, as
+    SIGPIPE would end it, with nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: every write fails, whatever the timing
+    try:
+        done = subprocess.run([sys.executable, "-c", "import sys; from seqvae_zoo.cli import main; "
+                               "sys.exit(main(['presets']))"], stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr.decode()
+    assert done.stderr.decode() == ""
