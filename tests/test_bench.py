@@ -125,6 +125,30 @@ def test_interrupted_bench_resumes_without_redoing_finished_runs(tmp_path, suite
     assert len(list(records.glob("*.json"))) == 4
 
 
+def test_a_run_two_suites_share_trains_once_and_the_copy_names_its_source(tmp_path, suite_file, monkeypatch):
+    first = load_suite(str(suite_file))
+    Bench(first, tmp_path, progress=False, log=lambda _: None).run()
+    other_text = TINY_SUITE.replace('title = "tiny"', 'title = "other"').replace('name = "LSTM"', 'name = "the LM"')
+    other_text = other_text.replace('configs = ["vrae"]', 'configs = ["vrae"]\nbindings = ["LATENT = 2"]')
+    (tmp_path / "other.toml").write_text(other_text)
+    second = load_suite(str(tmp_path / "other.toml"))
+    trained: list[str] = []
+    original = Bench.train_and_evaluate
+    monkeypatch.setattr(Bench, "train_and_evaluate", lambda self, *a: (trained.append(a[0].name), original(self, *a))[1])
+    logged: list[str] = []
+    Bench(second, tmp_path, progress=False, log=logged.append).run()
+    assert trained == ["VRAE", "VRAE"]  # the LSTM runs (same key) are not trained again; VRAE's binding differs
+    assert sum("reused" in line for line in logged) == 2
+    for seed in (0, 1):
+        original_path = next((tmp_path / "tiny" / "records").glob(f"lstm-synthetic-seed{seed}-*.json"))
+        copy_path = next((tmp_path / "other" / "records").glob(f"the-lm-synthetic-seed{seed}-*.json"))
+        kept, copied = json.loads(original_path.read_text()), json.loads(copy_path.read_text())
+        assert copied["suite"] == "other" and copied["model"] == "the LM"
+        assert copied["reused_from"] == f"tiny/records/{original_path.name}"
+        assert copied["metrics"] == kept["metrics"] and copied["provenance"] == kept["provenance"]
+    assert not (tmp_path / "other" / "runs" / json.loads(copy_path.read_text())["run_key"]).exists()
+
+
 def test_a_run_interrupted_mid_training_resumes_from_its_checkpoint(tmp_path, suite_file):
     suite = load_suite(str(suite_file))
     suite.models, suite.seeds = suite.models[:1], [0]

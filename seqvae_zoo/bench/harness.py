@@ -47,7 +47,7 @@ from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
 from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
                                           evaluate_trained, evaluation_kind, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
-from seqvae_zoo.bench.records import check_results_folder, is_complete, read_record
+from seqvae_zoo.bench.records import RecordError, check_results_folder, is_complete, read_record
 from seqvae_zoo.bench.suite import ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.presets import config_hash, parse_config
@@ -167,6 +167,8 @@ class Bench:
                     label = f"[{index}/{len(runs)}] {model.name} on {dataset}, seed {seed}"
                     if self.recorded(model, dataset, seed, key):
                         self.log(f"{label}: cached ({self.record_path(model, dataset, seed, key).name})")
+                    elif (source := self.reuse_identical_run(model, dataset, seed, key)) is not None:
+                        self.log(f"{label}: the same run is recorded in {source}; reused")
                     else:
                         pending.append(PendingRun(label, model, dataset, seed, key, text))
                 if self.workers == 1 or len(pending) <= 1:
@@ -183,6 +185,26 @@ class Bench:
         """Whether the run has a record with every column."""
         path = self.record_path(model, dataset, seed, key)
         return path.is_file() and is_complete(read_record(path))
+
+    def reuse_identical_run(self, model: ModelSpec, dataset: str, seed: int, key: str) -> str | None:
+        """Copy into this suite a complete record of the same run (same key: config, data, seed, budget and
+        evaluation) that another suite in the same --out folder holds, so that a model two suites share (the
+        paper's four in paper-ptb and zoo-ptb) trains once; return where it came from, or None. The copy keeps the
+        original's provenance and names its source under ``reused_from``."""
+        for path in sorted(self.out_dir.glob(f"*/records/*-{key}.json")):
+            if path.parent.parent == self.root:
+                continue
+            try:
+                record = read_record(path)
+            except RecordError:  # that suite's own bench reports it; here it is only a run not to reuse
+                continue
+            if record.get("run_key") != key or not is_complete(record):
+                continue
+            source = f"{record['suite']}/records/{path.name}"
+            write_json_atomically(self.record_path(model, dataset, seed, key),
+                                  {**record, "suite": self.suite.name, "model": model.name, "reused_from": source})
+            return source
+        return None
 
     @contextmanager
     def locked(self) -> Iterator[None]:
