@@ -1,7 +1,10 @@
 """Shared test setup: the real corpora are read from ../shared/data beside the checkout unless SEQVAE_DATA says
-otherwise; ``tiny_run_dir`` is a run folder of a tiny ``vrae_sa_aux`` trained for one step, for CLI tests."""
+otherwise; ``tiny_run_dir`` is a run folder of a tiny ``vrae_sa_aux`` trained for one step, for CLI tests;
+``benchmark_script`` imports a script of benchmarks/."""
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,3 +21,18 @@ def tiny_run_dir(tmp_path_factory):
               bindings=["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4", "training.TrainingSettings.batch_size = 16"],
               dataset_options=dict(train_size=64, valid_size=16, test_size=40, words=40))
     return out
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Import a script of benchmarks/ by name; its folder is on the path while it is imported, since the scripts
+    import each other as siblings."""
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+
+    def load(name: str):
+        sys.path.insert(0, folder)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(folder)
+    return load

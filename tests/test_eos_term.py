@@ -1,22 +1,12 @@
 """benchmarks/eos_term.py: the paper-protocol NLL split into word terms and the end-of-sentence term."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def eos_term():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import eos_term
-        yield eos_term
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def eos_term(benchmark_script):
+    return benchmark_script("eos_term")
 
 
 def test_the_two_parts_add_up_to_the_paper_nll_and_count_one_end_per_sentence(eos_term, tiny_run_dir):

@@ -1,22 +1,13 @@
 """benchmarks/validation_curves.py: curves drawn from the records alone, seeds averaged, diverged runs left out."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def curves():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import validation_curves
-        yield validation_curves
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def curves(benchmark_script):
+    return benchmark_script("validation_curves")
 
 
 def record(model: str, seed: int, history: list[tuple[float, float]] | None) -> dict:
