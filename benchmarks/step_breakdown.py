@@ -13,8 +13,10 @@ steps run as the trainer runs them, with a clock around each part:
 
 Each part is the median over repetitions of its total over the batches, per step. The clocks cost a few
 microseconds per call, so the parts add up to slightly more than ``throughput.py``'s step. ``--precisions fp32 bf16``
-gives a column per training precision (bfloat16 products under autocast, :mod:`seqvae_zoo.kernels.precision`): which
-parts bfloat16 speeds up, and which it leaves as they were.
+gives a column per training precision (bfloat16 products under autocast, :mod:`seqvae_zoo.kernels.precision`), each
+training its own copy of the model, the precisions alternating pass by pass, and a column of ratios (each part's
+fp32 time over its bf16 time, the median over the paired passes): which parts bfloat16 speeds up, and which it leaves
+as they were, measured under the same load.
 
     python benchmarks/step_breakdown.py --presets vrae_sa_aux vrae
     python benchmarks/step_breakdown.py --presets vrae_sa_aux --precisions fp32 bf16
@@ -103,45 +105,59 @@ def clocked_functions(clocks: Clocks) -> Iterator[None]:
             setattr(cls, name, original)
 
 
-def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int,
-              bindings: Sequence[str] = (), precision: str = "fp32") -> dict[str, float]:
-    """Milliseconds per step of each part of :data:`ROWS`, and of the whole step, training in ``precision``."""
-    torch.manual_seed(0)
+def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int, bindings: Sequence[str] = (),
+              precisions: Sequence[str] = ("fp32",)) -> dict[str, dict[str, float]]:
+    """Per training precision, milliseconds per step of each part of :data:`ROWS` and of the whole step; with more
+    than one precision, also ``"<part> ratio"``: the median over the repetitions of the part's time in the first
+    precision over its time in each other one. Each precision trains its own copy of the model (the same
+    initialization), and the precisions alternate within every repetition, so that a ratio compares passes that met
+    the same load."""
     vocab, train, *_ = ptb_batches(data_dir, batches, 0, 0)
     parse_config([preset], bindings)
-    model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id)
-    optimizer = make_optimizer(model.parameters(), 1e-3)
     clocks = Clocks()
-    if model.encoder is not None:
-        model.encoder.forward = clocks.wrap(model.encoder.forward, "encoder forward")
-    model.train()
-    per_repeat: dict[str, list[float]] = defaultdict(list)
+    runs = {}
+    for precision in precisions:
+        torch.manual_seed(0)
+        model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id)
+        if model.encoder is not None:
+            model.encoder.forward = clocks.wrap(model.encoder.forward, "encoder forward")
+        model.train()
+        runs[precision] = model, make_optimizer(model.parameters(), 1e-3)
+    per_repeat: dict[str, dict[str, list[float]]] = {precision: defaultdict(list) for precision in precisions}
     with clocked_functions(clocks):
         for repeat in range(repeats + 1):  # the first pass warms up
-            clocks.reset()
-            start = time.perf_counter()
-            for batch in train:
-                optimizer.zero_grad(set_to_none=True)
-                with clocks.timing("forward"), autocast(precision, "cpu"):
-                    loss = model.objective(model(batch.tokens, batch.lengths), {})
-                with clocks.timing("backward"):
-                    loss.backward()
-                with clocks.timing("clipping"):
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-                with clocks.timing("Adam"):
-                    optimizer.step()
-            step = (time.perf_counter() - start) / len(train)
-            if not repeat:
-                continue
-            ms = {part: seconds / len(train) * 1e3 for part, seconds in clocks.seconds.items()}
-            ms["rest of forward"] = ms["forward"] - sum(ms.get(part, 0.0) for part in (
-                "encoder forward", "recurrence forward", "output layer forward"))
-            ms["rest of backward"] = ms["backward"] - sum(ms.get(part, 0.0) for part in (
-                "recurrence backward", "output layer backward"))
-            ms["step"] = step * 1e3
-            for part, value in ms.items():
-                per_repeat[part].append(value)
-    return {part: statistics.median(values) for part, values in per_repeat.items()}
+            for precision, (model, optimizer) in runs.items():
+                clocks.reset()
+                start = time.perf_counter()
+                for batch in train:
+                    optimizer.zero_grad(set_to_none=True)
+                    with clocks.timing("forward"), autocast(precision, "cpu"):
+                        loss = model.objective(model(batch.tokens, batch.lengths), {})
+                    with clocks.timing("backward"):
+                        loss.backward()
+                    with clocks.timing("clipping"):
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+                    with clocks.timing("Adam"):
+                        optimizer.step()
+                step = (time.perf_counter() - start) / len(train)
+                if not repeat:
+                    continue
+                ms = {part: seconds / len(train) * 1e3 for part, seconds in clocks.seconds.items()}
+                ms["rest of forward"] = ms["forward"] - sum(ms.get(part, 0.0) for part in (
+                    "encoder forward", "recurrence forward", "output layer forward"))
+                ms["rest of backward"] = ms["backward"] - sum(ms.get(part, 0.0) for part in (
+                    "recurrence backward", "output layer backward"))
+                ms["step"] = step * 1e3
+                for part, value in ms.items():
+                    per_repeat[precision][part].append(value)
+    first = per_repeat[precisions[0]]
+    results = {}
+    for precision, parts in per_repeat.items():
+        results[precision] = {part: statistics.median(values) for part, values in parts.items()}
+        if precision != precisions[0]:
+            results[precision].update({f"{part} ratio": statistics.median(a / b for a, b in zip(first[part], values))
+                                       for part, values in parts.items() if all(values)})
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,16 +182,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_config([preset], args.gin)
         for precision in args.precisions:
             check_precision(precision, "cpu")
-        columns = [(preset, precision) for preset in args.presets for precision in args.precisions]
-        results = {column: breakdown(column[0], args.data_dir, args.batches, args.repeats, args.gin, column[1])
-                   for column in columns}
+        precisions = list(dict.fromkeys(args.precisions))
+        results = {preset: breakdown(preset, args.data_dir, args.batches, args.repeats, args.gin, precisions)
+                   for preset in args.presets}
     except UserError as error:
         parser.exit(2, f"error: {error}\n")
-    rows = [[row] + [f"{results[column].get(part, 0.0):.1f}" for column in columns] for row, part in ROWS]
-    headers = [preset if len(args.precisions) == 1 else f"{preset} {precision}" for preset, precision in columns]
+    columns, headers = [], []
+    for preset in args.presets:
+        for precision in precisions:
+            columns.append((preset, precision, ""))
+            headers.append(preset if len(precisions) == 1 else f"{preset} {precision}")
+            if precision != precisions[0]:
+                columns.append((preset, precision, " ratio"))
+                headers.append(f"{precisions[0]} / {precision}")
+    rows = [[row] + [(f"{value:.2f}x" if suffix else f"{value:.1f}") if (value := results[preset][precision].get(
+        part + suffix)) is not None else ("-" if suffix else "0.0") for preset, precision, suffix in columns]
+        for row, part in ROWS]
     print(tabulate(rows, headers=["ms per step"] + headers, tablefmt="github", disable_numparse=True))
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} passes over "
-          f"{args.batches} batches")
+          f"{args.batches} batches" + (f"; the precisions alternate pass by pass, and a ratio column is the median "
+                                       f"of the paired passes' ratios" if len(precisions) > 1 else ""))
     return 0
 
 

@@ -12,8 +12,11 @@ equations are in :mod:`seqvae_zoo.decoders`; tests/test_fast_path.py holds this 
 - the loop is one autograd node (:class:`PackedLSTM`) with a hand-written backward: each step runs its matmuls and
   elementwise updates in place, into buffers allocated once per batch, so no per-step autograd graph, no per-step
   allocation and no stacking afterwards; the weight gradients of all steps are one large matmul each, after the loop;
-- the per-step products on h_{t-1} and on the incoming gradient go through :func:`seqvae_zoo.kernels.matmul.linear`
-  (oneDNN on a CPU, where MKL's float32 kernels are slow on AMD processors);
+- a step's product on h_{t-1} accumulates into the step's rows of one pre-activation buffer (gates, then the head's
+  columns), where the gate inputs and the bias were written for all rows before the loop: one product and at most
+  one add per step (:func:`seqvae_zoo.kernels.matmul.product_into`), no copy; the product on the incoming gradient
+  goes through :func:`seqvae_zoo.kernels.matmul.linear`; both through oneDNN on a CPU in float32 (MKL's float32
+  kernels are slow on AMD processors);
 - under bfloat16 autocast (:mod:`seqvae_zoo.kernels.precision`) the products take bfloat16 operands, the weights cast
   once per batch, while the states h_t and c_t, the gates' nonlinearities and every sum over steps stay float32: a
   cell state kept in bfloat16 would round away the small updates of a long sentence (8 bits of mantissa), and the
