@@ -104,14 +104,11 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 def product_into(out: torch.Tensor, inputs: torch.Tensor, other: torch.Tensor, add: bool = False) -> torch.Tensor:
-    """``out`` = inputs @ other (``out`` += with ``add``), in ``other``'s dtype (``inputs`` cast to it), ``out``
-    keeping its own: the per-step products of the packed recurrence and its latent heads. Where all three share a
-    dtype and the product is too small for oneDNN, one call of torch's own product writes into ``out``; otherwise
-    the product (:func:`linear`: oneDNN for a large float32 one, torch's bfloat16 product) is written into ``out``
-    after it, the bfloat16 result added to a float32 ``out`` without a separate cast."""
-    if inputs.dtype == other.dtype == out.dtype and not _takes_onednn(inputs, other.t()):
+    """``out`` = inputs @ other (``out`` += with ``add``) through torch's own product, in ``other``'s dtype
+    (``inputs`` cast to it), ``out`` keeping its own: the latent heads' per-step products, too small for oneDNN."""
+    if inputs.dtype == other.dtype == out.dtype:
         return out.addmm_(inputs, other) if add else torch.mm(inputs, other, out=out)
-    result = linear(inputs.to(other.dtype), other.t())
+    result = torch.mm(inputs.to(other.dtype), other)
     return out.add_(result) if add else out.copy_(result)
 
 

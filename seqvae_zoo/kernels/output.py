@@ -60,10 +60,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         hidden = pad_rows(hidden, weight)  # zero rows: their gradient weight below is 0
         targets = zero_padded(targets, hidden.size(0))
         logits = linear(hidden.to(weight.dtype), weight, bias.to(weight.dtype))  # in the products' dtype
-        # the softmax in float32 (the hidden states' dtype), in place over the logits or over their float32 copy
-        # (torch.softmax(..., dtype=) would make that copy and then write the softmax into a third block)
-        probs = logits.to(hidden.dtype)
-        torch.softmax(probs, dim=1, out=probs)
+        # the softmax in float32 (the hidden states' dtype): over the logits in place, or in one pass from bfloat16
+        probs = (torch.softmax(logits, dim=1, out=logits) if logits.dtype == hidden.dtype
+                 else torch.softmax(logits, dim=1, dtype=hidden.dtype))
         target_probs = probs.gather(1, targets[:, None])[:, 0]
         nll = target_probs.log().neg_()
         # below the dtype's normal range the probability has lost precision (or is 0): those rows, rare, are

@@ -12,11 +12,8 @@ equations are in :mod:`seqvae_zoo.decoders`; tests/test_fast_path.py holds this 
 - the loop is one autograd node (:class:`PackedLSTM`) with a hand-written backward: each step runs its matmuls and
   elementwise updates in place, into buffers allocated once per batch, so no per-step autograd graph, no per-step
   allocation and no stacking afterwards; the weight gradients of all steps are one large matmul each, after the loop;
-- a step's product on h_{t-1} accumulates into the step's rows of one pre-activation buffer (gates, then the head's
-  columns), where the gate inputs and the bias were written for all rows before the loop: one product and at most
-  one add per step (:func:`seqvae_zoo.kernels.matmul.product_into`), no copy; the product on the incoming gradient
-  goes through :func:`seqvae_zoo.kernels.matmul.linear`; both through oneDNN on a CPU in float32 (MKL's float32
-  kernels are slow on AMD processors);
+- the per-step products on h_{t-1} and on the incoming gradient go through :func:`seqvae_zoo.kernels.matmul.linear`
+  (oneDNN on a CPU, where MKL's float32 kernels are slow on AMD processors);
 - under bfloat16 autocast (:mod:`seqvae_zoo.kernels.precision`) the products take bfloat16 operands, the weights cast
   once per batch, while the states h_t and c_t, the gates' nonlinearities and every sum over steps stay float32: a
   cell state kept in bfloat16 would round away the small updates of a long sentence (8 bits of mantissa), and the
@@ -33,7 +30,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from seqvae_zoo.errors import LengthsError
-from seqvae_zoo.kernels.matmul import linear, padded_row_count, product_into, rows_inner_product, zero_padded
+from seqvae_zoo.kernels.matmul import linear, padded_row_count, rows_inner_product, zero_padded
 from seqvae_zoo.kernels.precision import follows_autocast
 
 
@@ -138,13 +135,6 @@ class StepRows:
         """Each step's rows of ``view``, a view of ``tensor`` (some of its columns, say)."""
         return step_blocks(view, self.layout) if self.keep else [view[:n] for n in self.layout.batch_sizes]
 
-    def columns(self, start: int, stop: int) -> "StepRows":
-        """The same rows restricted to columns ``start:stop``: a view, sharing the memory."""
-        view = object.__new__(StepRows)
-        view.layout, view.keep, view.tensor = self.layout, self.keep, self.tensor[:, start:stop]
-        view.blocks = self.step_views(view.tensor)
-        return view
-
 
 class LatentHead:
     """What a stochastic decoder adds to the packed recurrence at every step: it reads ``width`` columns of the
@@ -213,36 +203,26 @@ class PackedLSTM(torch.autograd.Function):
         gates = 4 * size
         hidden = gate_inputs.new_empty(layout.num_rows, size)
         cells = gate_inputs.new_empty(layout.num_rows, size)
-        # each row's gate pre-activations, then the head's columns of the recurrent projection: one buffer, so that a
-        # step's product on h_{t-1} is one accumulation into inputs and bias written there before it
         projected = StepRows(gate_inputs, layout, keep, weight.size(0))
-        activations = projected.columns(0, gates)
+        activations = StepRows(gate_inputs, layout, keep, gates)
         tanh_cells = StepRows(gate_inputs, layout, keep, size)
         if head is not None:
             head.begin_forward(layout, keep, projected, activations, ctx.product_dtype)
-        product_weight_t = weight.to(ctx.product_dtype).t()  # once per batch
-
-        def before_product(rows: torch.Tensor, inputs: torch.Tensor) -> None:
-            """[gate inputs + gate bias | head bias] into ``rows`` of ``projected``."""
-            torch.add(inputs, bias[:gates], out=rows[:, :gates])
-            rows[:, gates:].copy_(bias[gates:])
-
-        if keep:  # all rows at once; without a backward pass the rows are one step's scratch, filled per step
-            before_product(projected.tensor, gate_inputs)
-        steps = zip(step_blocks(gate_inputs, layout), projected.blocks, activations.blocks,
+        product_weight, product_bias = weight.to(ctx.product_dtype), bias.to(ctx.product_dtype)  # once per batch
+        steps = zip(step_blocks(gate_inputs, layout), projected.blocks,
+                    projected.step_views(projected.tensor[:, :gates]), activations.blocks,
                     *(activations.step_views(activations.tensor[:, start:start + columns])
                       for start, columns in ((0, 3 * size), (0, size), (size, size), (2 * size, size),
                                              (3 * size, size))),
                     tanh_cells.blocks, step_blocks(cells, layout), step_blocks(hidden, layout))
         h, c = initial_h, initial_c
-        for t, (step_inputs, step_projected, act, sigmoids, output_gate, input_gate, forget_gate,
+        for t, (step_inputs, step_projected, step_gates, act, sigmoids, output_gate, input_gate, forget_gate,
                 candidate, tanh_c, c_out, h_out) in enumerate(steps):
             n = step_inputs.size(0)
             if n < h.size(0):
                 h, c = h[:n], c[:n]
-            if not keep:
-                before_product(step_projected, step_inputs)
-            product_into(step_projected, h, product_weight_t, add=True)
+            linear(h, product_weight, product_bias, out=step_projected)
+            torch.add(step_inputs, step_gates, out=act)
             if head is not None:
                 head.forward_step(t)
             sigmoids.sigmoid_()
@@ -251,7 +231,7 @@ class PackedLSTM(torch.autograd.Function):
             h = torch.mul(output_gate, torch.tanh(c, out=tanh_c), out=h_out)
         head_outputs = head.take_outputs() if head is not None else ()
         if keep:
-            ctx.layout, ctx.head, ctx.product_weight = layout, head, product_weight_t.t()
+            ctx.layout, ctx.head, ctx.product_weight = layout, head, product_weight
             ctx.activations, ctx.tanh_cells = activations.tensor, tanh_cells.tensor
             ctx.save_for_backward(weight, initial_h, initial_c, hidden, cells, *head_outputs)
         ctx.set_materialize_grads(False)
