@@ -18,11 +18,17 @@ training its own copy of the model, the precisions alternating pass by pass, and
 fp32 time over its bf16 time, the median over the paired passes): which parts bfloat16 speeds up, and which it leaves
 as they were, measured under the same load.
 
+``--by-operation`` adds a second table: the same passes' time by kind of operation (torch.profiler's self CPU time
+of each operator: products, the encoder's fused LSTM, casts and copies, softmax, Adam, clipping, everything else),
+with casts and softmax split into those over the output layer's (tokens, vocabulary) block and the others: where a
+precision's time goes across the parts, what bfloat16 adds (its casts) and what it cannot cut. The profiler's own
+cost is then in every figure, the parts' clocks included.
+
     python benchmarks/step_breakdown.py --presets vrae_sa_aux vrae
-    python benchmarks/step_breakdown.py --presets vrae_sa_aux --precisions fp32 bf16
+    python benchmarks/step_breakdown.py --presets vrae_sa_aux --precisions fp32 bf16 --by-operation
     python benchmarks/step_breakdown.py --gin 'EMBEDDING = 8' --gin 'HIDDEN = 8' --gin 'LATENT = 1'
 
-The second gives each part's cost at sizes where the arithmetic is negligible: what the Python loop and the
+The last gives each part's cost at sizes where the arithmetic is negligible: what the Python loop and the
 per-operation dispatch cost on their own.
 """
 
@@ -33,11 +39,12 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator, Sequence
 
 import torch
 from tabulate import tabulate
+from torch.profiler import ProfilerActivity, profile
 
 from throughput import BATCH_SIZE, CLIP_NORM, PRESETS, ptb_batches
 from seqvae_zoo import build_model, parse_config
@@ -62,6 +69,34 @@ ROWS = (("encoder forward", "encoder forward"), ("recurrence forward", "recurren
         ("rest of forward", "rest of forward"), ("recurrence backward", "recurrence backward"),
         ("of which attention", "attention backward"), ("output layer backward", "output layer backward"),
         ("rest of backward", "rest of backward"), ("clipping", "clipping"), ("Adam", "Adam"), ("step", "step"))
+
+#: (kind of operation, the operators counted as it) for --by-operation; every other operator is "everything else"
+OPERATION_KINDS = (
+    ("products", {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::addmv",
+                  "mkldnn::_linear_pointwise"}),
+    ("encoder's fused LSTM (oneDNN)", {"aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"}),
+    ("casts and copies", {"aten::copy_", "aten::_to_copy"}),
+    ("softmax", {"aten::_softmax", "aten::_softmax_backward_data"}),
+    ("Adam", {"aten::_fused_adam_", "aten::_foreach_add_", "aten::_foreach_mul_", "aten::_foreach_addcmul_",
+              "aten::_foreach_lerp_", "aten::_foreach_addcdiv_", "aten::_foreach_sqrt", "aten::_foreach_div_"}),
+    ("clipping", {"aten::_foreach_norm", "aten::linalg_vector_norm", "aten::stack", "aten::clamp"}),
+)
+#: kinds split into the operations over the output layer's (tokens, vocabulary) block and the others
+SPLIT_BY_BLOCK = ("casts and copies", "softmax")
+OTHER_OPERATIONS = "everything else (elementwise, indexing, fills, dispatch)"
+OPERATION_ROWS = tuple(f"{kind} {where}" if kind in SPLIT_BY_BLOCK else kind
+                       for kind, _ in OPERATION_KINDS
+                       for where in (("of the vocabulary block", "elsewhere") if kind in SPLIT_BY_BLOCK else ("",))
+                       ) + (OTHER_OPERATIONS, "profiled total", "outside the operators (Python, the profiler)")
+
+
+def operation_kind(name: str, shapes: list, vocabulary: int) -> str:
+    """The row of :data:`OPERATION_ROWS` an operator's time goes to; ``shapes`` are its inputs' shapes."""
+    kind = next((kind for kind, names in OPERATION_KINDS if name in names), OTHER_OPERATIONS)
+    if kind in SPLIT_BY_BLOCK:
+        first = shapes[0] if shapes else []
+        kind += " of the vocabulary block" if len(first) == 2 and first[-1] == vocabulary else " elsewhere"
+    return kind
 
 
 class Clocks:
@@ -106,12 +141,12 @@ def clocked_functions(clocks: Clocks) -> Iterator[None]:
 
 
 def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int, bindings: Sequence[str] = (),
-              precisions: Sequence[str] = ("fp32",)) -> dict[str, dict[str, float]]:
-    """Per training precision, milliseconds per step of each part of :data:`ROWS` and of the whole step; with more
-    than one precision, also ``"<part> ratio"``: the median over the repetitions of the part's time in the first
-    precision over its time in each other one. Each precision trains its own copy of the model (the same
-    initialization), and the precisions alternate within every repetition, so that a ratio compares passes that met
-    the same load."""
+              precisions: Sequence[str] = ("fp32",), by_operation: bool = False) -> dict[str, dict[str, float]]:
+    """Per training precision, milliseconds per step of each part of :data:`ROWS` and of the whole step (with
+    ``by_operation``, of each row of :data:`OPERATION_ROWS` too, the timed passes profiled); with more than one
+    precision, also ``"<part> ratio"``: the median over the repetitions of the part's time in the first precision
+    over its time in each other one. Each precision trains its own copy of the model (the same initialization), and
+    the precisions alternate within every repetition, so that a ratio compares passes that met the same load."""
     vocab, train, *_ = ptb_batches(data_dir, batches, 0, 0)
     parse_config([preset], bindings)
     clocks = Clocks()
@@ -128,21 +163,31 @@ def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int, bin
         for repeat in range(repeats + 1):  # the first pass warms up
             for precision, (model, optimizer) in runs.items():
                 clocks.reset()
+                profiler = profile(activities=[ProfilerActivity.CPU], record_shapes=True) \
+                    if by_operation and repeat else nullcontext()
                 start = time.perf_counter()
-                for batch in train:
-                    optimizer.zero_grad(set_to_none=True)
-                    with clocks.timing("forward"), autocast(precision, "cpu"):
-                        loss = model.objective(model(batch.tokens, batch.lengths), {})
-                    with clocks.timing("backward"):
-                        loss.backward()
-                    with clocks.timing("clipping"):
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-                    with clocks.timing("Adam"):
-                        optimizer.step()
+                with profiler:
+                    for batch in train:
+                        optimizer.zero_grad(set_to_none=True)
+                        with clocks.timing("forward"), autocast(precision, "cpu"):
+                            loss = model.objective(model(batch.tokens, batch.lengths), {})
+                        with clocks.timing("backward"):
+                            loss.backward()
+                        with clocks.timing("clipping"):
+                            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+                        with clocks.timing("Adam"):
+                            optimizer.step()
                 step = (time.perf_counter() - start) / len(train)
                 if not repeat:
                     continue
                 ms = {part: seconds / len(train) * 1e3 for part, seconds in clocks.seconds.items()}
+                if by_operation:
+                    ms.update(dict.fromkeys(OPERATION_ROWS, 0.0))
+                    for event in profiler.key_averages(group_by_input_shape=True):
+                        spent = event.self_cpu_time_total / 1e3 / len(train)
+                        ms[operation_kind(event.key, event.input_shapes, vocab.size)] += spent
+                        ms["profiled total"] += spent
+                    ms["outside the operators (Python, the profiler)"] = step * 1e3 - ms["profiled total"]
                 ms["rest of forward"] = ms["forward"] - sum(ms.get(part, 0.0) for part in (
                     "encoder forward", "recurrence forward", "output layer forward"))
                 ms["rest of backward"] = ms["backward"] - sum(ms.get(part, 0.0) for part in (
@@ -169,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
                         help="training precisions, a column each (default: fp32)")
+    parser.add_argument("--by-operation", action="store_true",
+                        help="a second table: the time by kind of operation (profiled, so every figure is slower)")
     parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
                         help="gin binding applied after each preset, e.g. 'HIDDEN = 8' (repeatable)")
     args = parser.parse_args(argv)
@@ -183,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for precision in args.precisions:
             check_precision(precision, "cpu")
         precisions = list(dict.fromkeys(args.precisions))
-        results = {preset: breakdown(preset, args.data_dir, args.batches, args.repeats, args.gin, precisions)
+        results = {preset: breakdown(preset, args.data_dir, args.batches, args.repeats, args.gin, precisions,
+                                     args.by_operation)
                    for preset in args.presets}
     except UserError as error:
         parser.exit(2, f"error: {error}\n")
@@ -195,11 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if precision != precisions[0]:
                 columns.append((preset, precision, " ratio"))
                 headers.append(f"{precisions[0]} / {precision}")
-    rows = [[row] + [(f"{value:.2f}x" if suffix else f"{value:.1f}") if (value := results[preset][precision].get(
-        part + suffix)) is not None else ("-" if suffix else "0.0") for preset, precision, suffix in columns]
-        for row, part in ROWS]
-    print(tabulate(rows, headers=["ms per step"] + headers, tablefmt="github", disable_numparse=True))
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} passes over "
+    tables = [("ms per step", ROWS)]
+    if args.by_operation:
+        tables.append(("self CPU ms per step", tuple((row, row) for row in OPERATION_ROWS)))
+    for title, table_rows in tables:
+        rows = [[row] + [(f"{value:.2f}x" if suffix else f"{value:.1f}") if (value := results[preset][precision].get(
+            part + suffix)) is not None else ("-" if suffix else "0.0") for preset, precision, suffix in columns]
+            for row, part in table_rows]
+        print(tabulate(rows, headers=[title] + headers, tablefmt="github", disable_numparse=True), end="\n\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} passes over "
           f"{args.batches} batches" + (f"; the precisions alternate pass by pass, and a ratio column is the median "
                                        f"of the paired passes' ratios" if len(precisions) > 1 else ""))
     return 0

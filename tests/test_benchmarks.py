@@ -64,6 +64,18 @@ def test_step_breakdown_alternates_the_precisions_pass_by_pass_and_pairs_them_in
     assert results["fp32"]["step"] == results["bf16"]["step"] > 0 and "step ratio" not in results["fp32"]
 
 
+def test_step_breakdown_by_operation_puts_every_profiled_operator_in_one_kind(step_breakdown):
+    parts = step_breakdown.breakdown("vrae", None, batches=2, repeats=1, bindings=TINY, by_operation=True)["fp32"]
+    kinds = step_breakdown.OPERATION_ROWS[:-2]
+    assert parts["products"] > 0 and parts["Adam"] > 0 and parts["softmax of the vocabulary block"] > 0
+    assert sum(parts[kind] for kind in kinds) == pytest.approx(parts["profiled total"])
+    assert parts["profiled total"] + parts["outside the operators (Python, the profiler)"] == pytest.approx(
+        parts["step"])
+    assert step_breakdown.operation_kind("aten::copy_", [[7, 50], [7, 50]], 50) == \
+        "casts and copies of the vocabulary block"
+    assert step_breakdown.operation_kind("aten::copy_", [[50, 7], [50, 7]], 50) == "casts and copies elsewhere"
+
+
 def test_step_breakdown_refuses_a_bad_binding_before_reading_data(step_breakdown, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         step_breakdown.main(["--presets", "vrae_sa", "--gin", "HIDDEN = ", "--data-dir", str(tmp_path / "none")])
