@@ -77,9 +77,8 @@ OPERATION_KINDS = (
     ("encoder's fused LSTM (oneDNN)", {"aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"}),
     ("casts and copies", {"aten::copy_", "aten::_to_copy"}),
     ("softmax", {"aten::_softmax", "aten::_softmax_backward_data"}),
-    ("Adam", {"aten::_fused_adam_", "aten::_foreach_add_", "aten::_foreach_mul_", "aten::_foreach_addcmul_",
-              "aten::_foreach_lerp_", "aten::_foreach_addcdiv_", "aten::_foreach_sqrt", "aten::_foreach_div_"}),
-    ("clipping", {"aten::_foreach_norm", "aten::linalg_vector_norm", "aten::stack", "aten::clamp"}),
+    ("Adam's kernel", {"aten::_fused_adam_"}),
+    ("clipping's norms and scaling", {"aten::_foreach_norm", "aten::linalg_vector_norm", "aten::_foreach_mul_"}),
 )
 #: kinds split into the operations over the output layer's (tokens, vocabulary) block and the others
 SPLIT_BY_BLOCK = ("casts and copies", "softmax")
