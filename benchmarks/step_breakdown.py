@@ -251,8 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row, part in table_rows]
         print(tabulate(rows, headers=[title] + headers, tablefmt="github", disable_numparse=True), end="\n\n")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} passes over "
-          f"{args.batches} batches" + (f"; the precisions alternate pass by pass, and a ratio column is the median "
-                                       f"of the paired passes' ratios" if len(precisions) > 1 else ""))
+          f"{args.batches} batches" + ("; the precisions alternate pass by pass, and a ratio column is the median "
+                                       "of the paired passes' ratios" if len(precisions) > 1 else ""))
     return 0
 
 
