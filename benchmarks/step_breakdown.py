@@ -13,14 +13,22 @@ steps run as the trainer runs them, with a clock around each part:
 
 Each part is the median over repetitions of its total over the batches, per step. The clocks cost a few
 microseconds per call, so the parts add up to slightly more than ``throughput.py``'s step. ``--precisions fp32 bf16``
-gives a column per training precision (bfloat16 products under autocast, :mod:`seqvae_zoo.kernels.precision`): which
-parts bfloat16 speeds up, and which it leaves as they were.
+gives a column per training precision (bfloat16 products under autocast, :mod:`seqvae_zoo.kernels.precision`), each
+training its own copy of the model, the precisions alternating pass by pass, and a column of ratios (each part's
+fp32 time over its bf16 time, the median over the paired passes): which parts bfloat16 speeds up, and which it leaves
+as they were, measured under the same load.
+
+``--by-operation`` adds a second table: the same passes' time by kind of operation (torch.profiler's self CPU time
+of each operator: products, the encoder's fused LSTM, casts and copies, softmax, Adam, clipping, everything else),
+with casts and softmax split into those over the output layer's (tokens, vocabulary) block and the others: where a
+precision's time goes across the parts, what bfloat16 adds (its casts) and what it cannot cut. The profiler's own
+cost is then in every figure, the parts' clocks included.
 
     python benchmarks/step_breakdown.py --presets vrae_sa_aux vrae
-    python benchmarks/step_breakdown.py --presets vrae_sa_aux --precisions fp32 bf16
+    python benchmarks/step_breakdown.py --presets vrae_sa_aux --precisions fp32 bf16 --by-operation
     python benchmarks/step_breakdown.py --gin 'EMBEDDING = 8' --gin 'HIDDEN = 8' --gin 'LATENT = 1'
 
-The second gives each part's cost at sizes where the arithmetic is negligible: what the Python loop and the
+The last gives each part's cost at sizes where the arithmetic is negligible: what the Python loop and the
 per-operation dispatch cost on their own.
 """
 
@@ -31,11 +39,12 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator, Sequence
 
 import torch
 from tabulate import tabulate
+from torch.profiler import ProfilerActivity, profile
 
 from throughput import BATCH_SIZE, CLIP_NORM, PRESETS, ptb_batches
 from seqvae_zoo import build_model, parse_config
@@ -60,6 +69,33 @@ ROWS = (("encoder forward", "encoder forward"), ("recurrence forward", "recurren
         ("rest of forward", "rest of forward"), ("recurrence backward", "recurrence backward"),
         ("of which attention", "attention backward"), ("output layer backward", "output layer backward"),
         ("rest of backward", "rest of backward"), ("clipping", "clipping"), ("Adam", "Adam"), ("step", "step"))
+
+#: (kind of operation, the operators counted as it) for --by-operation; every other operator is "everything else"
+OPERATION_KINDS = (
+    ("products", {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::addmv",
+                  "mkldnn::_linear_pointwise"}),
+    ("encoder's fused LSTM (oneDNN)", {"aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"}),
+    ("casts and copies", {"aten::copy_", "aten::_to_copy"}),
+    ("softmax", {"aten::_softmax", "aten::_softmax_backward_data"}),
+    ("Adam's kernel", {"aten::_fused_adam_"}),
+    ("clipping's norms and scaling", {"aten::_foreach_norm", "aten::linalg_vector_norm", "aten::_foreach_mul_"}),
+)
+#: kinds split into the operations over the output layer's (tokens, vocabulary) block and the others
+SPLIT_BY_BLOCK = ("casts and copies", "softmax")
+OTHER_OPERATIONS = "everything else (elementwise, indexing, fills, dispatch)"
+OPERATION_ROWS = tuple(f"{kind} {where}" if kind in SPLIT_BY_BLOCK else kind
+                       for kind, _ in OPERATION_KINDS
+                       for where in (("of the vocabulary block", "elsewhere") if kind in SPLIT_BY_BLOCK else ("",))
+                       ) + (OTHER_OPERATIONS, "profiled total", "outside the operators (Python, the profiler)")
+
+
+def operation_kind(name: str, shapes: list, vocabulary: int) -> str:
+    """The row of :data:`OPERATION_ROWS` an operator's time goes to; ``shapes`` are its inputs' shapes."""
+    kind = next((kind for kind, names in OPERATION_KINDS if name in names), OTHER_OPERATIONS)
+    if kind in SPLIT_BY_BLOCK:
+        first = shapes[0] if shapes else []
+        kind += " of the vocabulary block" if len(first) == 2 and first[-1] == vocabulary else " elsewhere"
+    return kind
 
 
 class Clocks:
@@ -103,45 +139,69 @@ def clocked_functions(clocks: Clocks) -> Iterator[None]:
             setattr(cls, name, original)
 
 
-def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int,
-              bindings: Sequence[str] = (), precision: str = "fp32") -> dict[str, float]:
-    """Milliseconds per step of each part of :data:`ROWS`, and of the whole step, training in ``precision``."""
-    torch.manual_seed(0)
+def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int, bindings: Sequence[str] = (),
+              precisions: Sequence[str] = ("fp32",), by_operation: bool = False) -> dict[str, dict[str, float]]:
+    """Per training precision, milliseconds per step of each part of :data:`ROWS` and of the whole step (with
+    ``by_operation``, of each row of :data:`OPERATION_ROWS` too, the timed passes profiled); with more than one
+    precision, also ``"<part> ratio"``: the median over the repetitions of the part's time in the first precision
+    over its time in each other one. Each precision trains its own copy of the model (the same initialization), and
+    the precisions alternate within every repetition, so that a ratio compares passes that met the same load."""
     vocab, train, *_ = ptb_batches(data_dir, batches, 0, 0)
     parse_config([preset], bindings)
-    model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id)
-    optimizer = make_optimizer(model.parameters(), 1e-3)
     clocks = Clocks()
-    if model.encoder is not None:
-        model.encoder.forward = clocks.wrap(model.encoder.forward, "encoder forward")
-    model.train()
-    per_repeat: dict[str, list[float]] = defaultdict(list)
+    runs = {}
+    for precision in precisions:
+        torch.manual_seed(0)
+        model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id)
+        if model.encoder is not None:
+            model.encoder.forward = clocks.wrap(model.encoder.forward, "encoder forward")
+        model.train()
+        runs[precision] = model, make_optimizer(model.parameters(), 1e-3)
+    per_repeat: dict[str, dict[str, list[float]]] = {precision: defaultdict(list) for precision in precisions}
     with clocked_functions(clocks):
         for repeat in range(repeats + 1):  # the first pass warms up
-            clocks.reset()
-            start = time.perf_counter()
-            for batch in train:
-                optimizer.zero_grad(set_to_none=True)
-                with clocks.timing("forward"), autocast(precision, "cpu"):
-                    loss = model.objective(model(batch.tokens, batch.lengths), {})
-                with clocks.timing("backward"):
-                    loss.backward()
-                with clocks.timing("clipping"):
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-                with clocks.timing("Adam"):
-                    optimizer.step()
-            step = (time.perf_counter() - start) / len(train)
-            if not repeat:
-                continue
-            ms = {part: seconds / len(train) * 1e3 for part, seconds in clocks.seconds.items()}
-            ms["rest of forward"] = ms["forward"] - sum(ms.get(part, 0.0) for part in (
-                "encoder forward", "recurrence forward", "output layer forward"))
-            ms["rest of backward"] = ms["backward"] - sum(ms.get(part, 0.0) for part in (
-                "recurrence backward", "output layer backward"))
-            ms["step"] = step * 1e3
-            for part, value in ms.items():
-                per_repeat[part].append(value)
-    return {part: statistics.median(values) for part, values in per_repeat.items()}
+            for precision, (model, optimizer) in runs.items():
+                clocks.reset()
+                profiler = profile(activities=[ProfilerActivity.CPU], record_shapes=True) \
+                    if by_operation and repeat else nullcontext()
+                start = time.perf_counter()
+                with profiler:
+                    for batch in train:
+                        optimizer.zero_grad(set_to_none=True)
+                        with clocks.timing("forward"), autocast(precision, "cpu"):
+                            loss = model.objective(model(batch.tokens, batch.lengths), {})
+                        with clocks.timing("backward"):
+                            loss.backward()
+                        with clocks.timing("clipping"):
+                            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+                        with clocks.timing("Adam"):
+                            optimizer.step()
+                step = (time.perf_counter() - start) / len(train)
+                if not repeat:
+                    continue
+                ms = {part: seconds / len(train) * 1e3 for part, seconds in clocks.seconds.items()}
+                if by_operation:
+                    ms.update(dict.fromkeys(OPERATION_ROWS, 0.0))
+                    for event in profiler.key_averages(group_by_input_shape=True):
+                        spent = event.self_cpu_time_total / 1e3 / len(train)
+                        ms[operation_kind(event.key, event.input_shapes, vocab.size)] += spent
+                        ms["profiled total"] += spent
+                    ms["outside the operators (Python, the profiler)"] = step * 1e3 - ms["profiled total"]
+                ms["rest of forward"] = ms["forward"] - sum(ms.get(part, 0.0) for part in (
+                    "encoder forward", "recurrence forward", "output layer forward"))
+                ms["rest of backward"] = ms["backward"] - sum(ms.get(part, 0.0) for part in (
+                    "recurrence backward", "output layer backward"))
+                ms["step"] = step * 1e3
+                for part, value in ms.items():
+                    per_repeat[precision][part].append(value)
+    first = per_repeat[precisions[0]]
+    results = {}
+    for precision, parts in per_repeat.items():
+        results[precision] = {part: statistics.median(values) for part, values in parts.items()}
+        if precision != precisions[0]:
+            results[precision].update({f"{part} ratio": statistics.median(a / b for a, b in zip(first[part], values))
+                                       for part, values in parts.items() if all(values)})
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
                         help="training precisions, a column each (default: fp32)")
+    parser.add_argument("--by-operation", action="store_true",
+                        help="a second table: the time by kind of operation (profiled, so every figure is slower)")
     parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
                         help="gin binding applied after each preset, e.g. 'HIDDEN = 8' (repeatable)")
     args = parser.parse_args(argv)
@@ -166,16 +228,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_config([preset], args.gin)
         for precision in args.precisions:
             check_precision(precision, "cpu")
-        columns = [(preset, precision) for preset in args.presets for precision in args.precisions]
-        results = {column: breakdown(column[0], args.data_dir, args.batches, args.repeats, args.gin, column[1])
-                   for column in columns}
+        precisions = list(dict.fromkeys(args.precisions))
+        results = {preset: breakdown(preset, args.data_dir, args.batches, args.repeats, args.gin, precisions,
+                                     args.by_operation)
+                   for preset in args.presets}
     except UserError as error:
         parser.exit(2, f"error: {error}\n")
-    rows = [[row] + [f"{results[column].get(part, 0.0):.1f}" for column in columns] for row, part in ROWS]
-    headers = [preset if len(args.precisions) == 1 else f"{preset} {precision}" for preset, precision in columns]
-    print(tabulate(rows, headers=["ms per step"] + headers, tablefmt="github", disable_numparse=True))
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} passes over "
-          f"{args.batches} batches")
+    columns, headers = [], []
+    for preset in args.presets:
+        for precision in precisions:
+            columns.append((preset, precision, ""))
+            headers.append(preset if len(precisions) == 1 else f"{preset} {precision}")
+            if precision != precisions[0]:
+                columns.append((preset, precision, " ratio"))
+                headers.append(f"{precisions[0]} / {precision}")
+    tables = [("ms per step", ROWS)]
+    if args.by_operation:
+        tables.append(("self CPU ms per step", tuple((row, row) for row in OPERATION_ROWS)))
+    for title, table_rows in tables:
+        rows = [[row] + [(f"{value:.2f}x" if suffix else f"{value:.1f}") if (value := results[preset][precision].get(
+            part + suffix)) is not None else ("-" if suffix else "0.0") for preset, precision, suffix in columns]
+            for row, part in table_rows]
+        print(tabulate(rows, headers=[title] + headers, tablefmt="github", disable_numparse=True), end="\n\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} passes over "
+          f"{args.batches} batches" + ("; the precisions alternate pass by pass, and a ratio column is the median "
+                                       "of the paired passes' ratios" if len(precisions) > 1 else ""))
     return 0
 
 

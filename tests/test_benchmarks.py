@@ -38,14 +38,43 @@ class TickingClock:
 
 def test_step_breakdown_times_the_attention_within_the_recurrence(step_breakdown, monkeypatch):
     monkeypatch.setattr(step_breakdown.time, "perf_counter", TickingClock())
-    attentive = step_breakdown.breakdown("vrae_sa", None, batches=2, repeats=1, bindings=TINY)
+    attentive = step_breakdown.breakdown("vrae_sa", None, batches=2, repeats=1, bindings=TINY)["fp32"]
     for direction in ("forward", "backward"):
         assert 0 < attentive[f"attention {direction}"] < attentive[f"recurrence {direction}"]
-    plain = step_breakdown.breakdown("vrae", None, batches=2, repeats=1, bindings=TINY)
+    plain = step_breakdown.breakdown("vrae", None, batches=2, repeats=1, bindings=TINY)["fp32"]
     assert "attention forward" not in plain and "recurrence forward" not in plain
     # the clocks are taken off again: the head's methods are the class's own
     from seqvae_zoo.kernels.latent_heads import AttentiveHead
     assert AttentiveHead._params.__qualname__ == "AttentiveHead._params"
+
+
+def test_step_breakdown_alternates_the_precisions_pass_by_pass_and_pairs_them_in_its_ratios(step_breakdown,
+                                                                                            monkeypatch):
+    monkeypatch.setattr(step_breakdown.time, "perf_counter", TickingClock())
+    entered, autocast = [], step_breakdown.autocast
+
+    def recording(precision, device):
+        entered.append(precision)
+        return autocast(precision, device)
+    monkeypatch.setattr(step_breakdown, "autocast", recording)
+    results = step_breakdown.breakdown("vrae", None, batches=2, repeats=2, bindings=TINY, precisions=("fp32", "bf16"))
+    assert entered == ["fp32", "fp32", "bf16", "bf16"] * 3  # a warm-up pass and two timed ones, two batches each
+    # the same clock readings in both precisions (one per reading): every paired ratio is 1
+    assert results["bf16"]["step ratio"] == results["bf16"]["output layer forward ratio"] == 1.0
+    assert results["fp32"]["step"] == results["bf16"]["step"] > 0 and "step ratio" not in results["fp32"]
+
+
+def test_step_breakdown_by_operation_puts_every_profiled_operator_in_one_kind(step_breakdown):
+    parts = step_breakdown.breakdown("vrae", None, batches=2, repeats=1, bindings=TINY, by_operation=True)["fp32"]
+    kinds = step_breakdown.OPERATION_ROWS[:-2]
+    assert parts["products"] > 0 and parts["Adam's kernel"] > 0 and parts["softmax of the vocabulary block"] > 0
+    assert not set(step_breakdown.OPERATION_ROWS) & {part for _, part in step_breakdown.ROWS}  # no clock overwritten
+    assert sum(parts[kind] for kind in kinds) == pytest.approx(parts["profiled total"])
+    assert parts["profiled total"] + parts["outside the operators (Python, the profiler)"] == pytest.approx(
+        parts["step"])
+    assert step_breakdown.operation_kind("aten::copy_", [[7, 50], [7, 50]], 50) == \
+        "casts and copies of the vocabulary block"
+    assert step_breakdown.operation_kind("aten::copy_", [[50, 7], [50, 7]], 50) == "casts and copies elsewhere"
 
 
 def test_step_breakdown_refuses_a_bad_binding_before_reading_data(step_breakdown, tmp_path, capsys):

@@ -623,6 +623,17 @@ def test_onednn_is_used_only_where_it_exists_agrees_and_is_not_turned_off(monkey
         onednn_linear_available.cache_clear()
 
 
+def test_the_onednn_probe_gives_the_same_answer_when_first_asked_inside_bf16_autocast():
+    onednn_linear_available.cache_clear()
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as the first product of a bfloat16 training step asks
+            inside = onednn_linear_available()
+        onednn_linear_available.cache_clear()
+        assert inside == onednn_linear_available()
+    finally:
+        onednn_linear_available.cache_clear()
+
+
 def test_products_too_small_to_pay_for_onednn_stay_with_torch(monkeypatch):
     if not onednn_linear_available():
         pytest.skip("this torch has no oneDNN linear operator")

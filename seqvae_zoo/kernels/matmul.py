@@ -31,7 +31,8 @@ from seqvae_zoo.kernels.precision import follows_autocast
 @functools.cache
 def onednn_linear_available() -> bool:
     """Whether oneDNN's float32 linear operator exists here, is not turned off (``SEQVAE_ONEDNN_MATMUL=0``) and
-    agrees with ``F.linear`` on a probe."""
+    agrees with ``F.linear`` on a probe. The probe runs outside autocast: the first call may come from a bfloat16
+    training step, where ``F.linear`` would give a bfloat16 answer to compare with."""
     switch = os.environ.get("SEQVAE_ONEDNN_MATMUL", "1")
     if switch not in ("0", "1"):
         raise UserError(f"SEQVAE_ONEDNN_MATMUL must be 0 (torch's own products) or 1 (oneDNN where it is "
@@ -40,11 +41,12 @@ def onednn_linear_available() -> bool:
         return False
     generator = torch.Generator().manual_seed(0)
     inputs, weight, bias = (torch.randn(shape, generator=generator) for shape in ((5, 24), (7, 24), (7,)))
-    try:
-        got = torch.ops.mkldnn._linear_pointwise(inputs.t().contiguous().t(), weight, bias, "none", [], "")
-    except (AttributeError, RuntimeError):  # no such operator in this torch, or it refuses these tensors
-        return False
-    return got.shape == (5, 7) and torch.allclose(got, F.linear(inputs, weight, bias), rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", enabled=False):
+        try:
+            got = torch.ops.mkldnn._linear_pointwise(inputs.t().contiguous().t(), weight, bias, "none", [], "")
+        except (AttributeError, RuntimeError):  # no such operator in this torch, or it refuses these tensors
+            return False
+        return got.shape == (5, 7) and torch.allclose(got, F.linear(inputs, weight, bias), rtol=1e-5, atol=1e-5)
 
 
 #: Multiply-adds below which a product stays with torch: oneDNN's fixed cost per call is larger than MKL's, and below
