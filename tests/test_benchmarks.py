@@ -1,24 +1,14 @@
 """The benchmark scripts: what they time is what they say, and a bad option fails before any timing."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from seqvae_zoo.kernels.precision import bf16_supported
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def step_breakdown():
-    sys.path.insert(0, str(BENCHMARKS))  # the scripts import each other as siblings
-    try:
-        import step_breakdown
-        yield step_breakdown
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def step_breakdown(benchmark_script):
+    return benchmark_script("step_breakdown")
 
 
 TINY = ["EMBEDDING = 8", "HIDDEN = 8", "LATENT = 1"]
@@ -87,9 +77,8 @@ def test_step_breakdown_refuses_a_bad_binding_before_reading_data(step_breakdown
 
 
 @pytest.fixture(scope="module")
-def throughput(step_breakdown):  # importable while the fixture above holds the scripts' folder on the path
-    import throughput
-    return throughput
+def throughput(benchmark_script):
+    return benchmark_script("throughput")
 
 
 def test_throughput_counts_a_ptb_epoch_with_its_ends_of_sentence_and_tables_its_measurements(throughput):
@@ -114,13 +103,8 @@ def test_throughput_counts_a_ptb_epoch_with_its_ends_of_sentence_and_tables_its_
 
 
 @pytest.fixture(scope="module")
-def iw_nll():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import iw_nll
-        yield iw_nll
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def iw_nll(benchmark_script):
+    return benchmark_script("iw_nll")
 
 
 def test_iw_nll_clocks_every_part_of_the_estimate_and_leaves_the_model_as_it_was(iw_nll, monkeypatch):
