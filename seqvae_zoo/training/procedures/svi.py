@@ -15,9 +15,14 @@ from seqvae_zoo.registry import PROCEDURES
 from seqvae_zoo.training.procedures.base import Procedure, ProcedureError, check_setting, require_encoder
 
 
+def one_process(value: Any) -> list[Any]:
+    """The values of every process where there is one: this one's."""
+    return [value]
+
+
 def refine_posterior(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, posterior: LatentDistribution,
                      weights: dict[str, float], steps: int, lr: float, momentum: float, max_grad_norm: float,
-                     share: float = 1.0, all_gather: Callable[[Any], list[Any]] = lambda value: [value]
+                     share: float = 1.0, all_gather: Callable[[Any], list[Any]] = one_process
                      ) -> LatentDistribution:
     """The posterior's parameters after ``steps`` steps of SGD with momentum on the batch's training objective
     (the mean over sentences of NLL + weighted KL), starting from ``posterior``, each parameter tensor's gradient
@@ -75,7 +80,7 @@ class SVIRefinement(Procedure):
         trainer.update(batch, loss=partial(self.loss, share=share, all_gather=trainer.distributed.all_gather))
 
     def loss(self, model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, weights: dict[str, float],
-             share: float = 1.0, all_gather: Callable[[Any], list[Any]] = lambda value: [value]
+             share: float = 1.0, all_gather: Callable[[Any], list[Any]] = one_process
              ) -> tuple[torch.Tensor, LossTerms]:
         initial = model.encoder(tokens, lengths).posterior
         refined = refine_posterior(model, tokens, lengths, initial, weights, self.steps, self.lr, self.momentum,
