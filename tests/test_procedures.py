@@ -11,6 +11,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from seqvae_zoo.presets import ConfigError, parse_config
+from seqvae_zoo.schedules.base import EVERY_KL_TERM
 from seqvae_zoo.training.checkpoint import read_checkpoint, save_checkpoint
 from seqvae_zoo.training.procedures.base import ProcedureError
 from seqvae_zoo.training.procedures.svi import refine_posterior
@@ -274,7 +275,8 @@ def test_svi_refinement_raises_each_sentences_elbo(tmp_path):
     model = run.model.eval()
     tokens, lengths = next(iter(_valid_loader(run)))
     initial = model.encoder(tokens, lengths).posterior
-    refined = refine_posterior(model, tokens, lengths, initial, steps=10, lr=0.1, momentum=0.5)
+    refined = refine_posterior(model, tokens, lengths, initial, {EVERY_KL_TERM: 1.0}, steps=10, lr=1.0,
+                               momentum=0.5, max_grad_norm=5.0)
     assert not torch.equal(refined.mean, initial.mean)
 
     def mean_neg_elbo(posterior, draws: int = 200) -> torch.Tensor:  # over noise draws, the same for both
@@ -338,6 +340,7 @@ def test_bad_aggressive_settings_give_one_clear_message(tmp_path, bindings, mess
 @pytest.mark.parametrize("bindings, message", [
     ([*SVI, "procedures.svi.momentum = 1.0"], r"procedures\.svi\.momentum must be a number in \[0, 1\); got 1\.0"),
     ([*SVI, "procedures.svi.lr = 0"], r"procedures\.svi\.lr must be a number > 0; got 0"),
+    ([*SVI, "procedures.svi.max_grad_norm = -1.0"], r"procedures\.svi\.max_grad_norm must be a number > 0; got -1\.0"),
     ([*PRETRAIN_RESET, "procedures.pretrain_reset.pretrain_epochs = 2"], r"pretrain_epochs \(2\) leaves no epoch"),
 ])
 def test_bad_settings_give_one_clear_message(tmp_path, bindings, message):

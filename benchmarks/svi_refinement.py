@@ -1,0 +1,80 @@
+"""SA-VAE's refinement on a trained model's training batches: Kim et al.'s step against a step of lr on each
+sentence's own -ELBO.
+
+For each batch (the training split in order, batches of 32, the model in training mode as inside a training step),
+from the encoder's posterior and the same noise: ``procedures.svi``'s refinement (SGD with momentum on the batch's
+mean objective, each step's gradient clipped to norm 5: Kim et al.'s settings) and the same steps of lr on each
+sentence's summed -ELBO, unclipped (the same update with lr times the batch size and no clipping). Printed per batch:
+the refined log-variance's range, the largest KL(q_encoder || q_refined) (the encoder's loss), and the batch's mean
+-ELBO before and after (over common noise draws, dropout off), with the sentences it made worse:
+
+    python benchmarks/svi_refinement.py RUN_FOLDER [--batches 8] [--data-dir ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import torch
+
+from seqvae_zoo.data.batching import make_loader
+from seqvae_zoo.data.loading import load_dataset
+from seqvae_zoo.errors import UserError
+from seqvae_zoo.schedules.base import EVERY_KL_TERM
+from seqvae_zoo.training.checkpoint import load_checkpoint
+from seqvae_zoo.training.procedures.svi import SVIRefinement, refine_posterior
+
+
+def mean_neg_elbo(model, tokens, lengths, posterior, draws: int) -> torch.Tensor:
+    """Each sentence's -ELBO averaged over ``draws`` noise draws (the same draws for every posterior)."""
+    torch.manual_seed(1)
+    repeated = type(posterior)(*(value.repeat(draws, 1) for value in posterior))
+    with torch.no_grad():
+        model.eval()
+        terms = model(tokens.repeat(draws, 1), lengths.repeat(draws), posterior=repeated)
+    return terms.neg_elbo.view(draws, -1).mean(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="run folder or checkpoint written by `seqvae train` or `seqvae bench`")
+    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--draws", type=int, default=20, help="noise draws of the -ELBO before and after")
+    parser.add_argument("--data-dir", default=None, help="folder holding the corpora (default: $SEQVAE_DATA)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        loaded = load_checkpoint(args.run)
+        corpus = load_dataset(loaded.dataset, data_dir=args.data_dir, **loaded.state.get("dataset_options", {}))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    model, svi = loaded.model, SVIRefinement()
+    sentences = [loaded.vocab.encode(s) for s in corpus.splits["train"][:32 * args.batches]]
+    weights = {EVERY_KL_TERM: 1.0}
+    print(f"{svi.steps} steps, lr {svi.lr}, momentum {svi.momentum}; -ELBO over {args.draws} draws")
+    print("batch | encoder logvar | per sentence, lr 1: logvar, max KL(enc||ref), -ELBO, worse | "
+          "Kim et al.: logvar, max KL(enc||ref), -ELBO, worse")
+    for index, (tokens, lengths) in enumerate(make_loader(sentences, 32, loaded.vocab.pad_id, shuffle=False)):
+        model.train()
+        with torch.no_grad():
+            initial = model.encoder(tokens, lengths).posterior
+        before = mean_neg_elbo(model, tokens, lengths, initial, args.draws)
+        row = [f"{index:5d} | [{initial.logvar.min():.2f}, {initial.logvar.max():.2f}]"]
+        for lr, max_grad_norm in ((svi.lr * len(lengths), math.inf), (svi.lr, svi.max_grad_norm)):
+            torch.manual_seed(index)
+            model.train()
+            refined = refine_posterior(model, tokens, lengths, initial, weights, svi.steps, lr, svi.momentum,
+                                       max_grad_norm)
+            after = mean_neg_elbo(model, tokens, lengths, refined, args.draws)
+            row.append(f"[{refined.logvar.min():.1f}, {refined.logvar.max():.1f}], "
+                       f"{initial.kl(refined).max():.3g}, {before.mean():.2f} -> {after.mean():.2f}, "
+                       f"{int((after > before).sum())}/{len(lengths)}")
+        print(" | ".join(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
