@@ -44,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=20, help="noise draws of the -ELBO before and after")
     parser.add_argument("--data-dir", default=None, help="folder holding the corpora (default: $SEQVAE_DATA)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
     try:
         loaded = load_checkpoint(args.run)
         corpus = load_dataset(loaded.dataset, data_dir=args.data_dir, **loaded.state.get("dataset_options", {}))
@@ -77,4 +76,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)
     sys.exit(main())

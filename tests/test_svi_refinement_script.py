@@ -1,0 +1,22 @@
+"""benchmarks/svi_refinement.py: both refinements run on a trained run's batches and are reported per batch."""
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def svi_refinement(benchmark_script):
+    return benchmark_script("svi_refinement")
+
+
+def test_a_line_per_batch_for_each_refinement(svi_refinement, tiny_run_dir, capsys):
+    assert svi_refinement.main([str(tiny_run_dir), "--batches", "2", "--draws", "2"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [row.split("|")[0].strip() for row in rows] == ["0", "1"]  # the tiny run's 64 training sentences
+    for row in rows:
+        assert len(row.split("|")) == 4 and "nan" not in row and "->" in row
+
+
+def test_a_missing_run_is_one_line_and_exit_2(svi_refinement, tmp_path, capsys):
+    assert svi_refinement.main([str(tmp_path / "nowhere")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: checkpoint") and error.count("\n") == 1
