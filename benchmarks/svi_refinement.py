@@ -6,16 +6,23 @@ from the encoder's posterior and the same noise: ``procedures.svi``'s refinement
 mean objective, each step's gradient clipped to norm 5: Kim et al.'s settings) and the same steps of lr on each
 sentence's summed -ELBO, unclipped (the same update with lr times the batch size and no clipping). Printed per batch:
 the refined log-variance's range, the largest KL(q_encoder || q_refined) (the encoder's loss), and the batch's mean
--ELBO before and after (over common noise draws, dropout off), with the sentences it made worse:
+-ELBO before and after (over common noise draws, dropout off), with the sentences it made worse.
 
-    python benchmarks/svi_refinement.py RUN_FOLDER [--batches 8] [--data-dir ../shared/data]
+With ``--timing``, what a training step of ``procedures.svi`` costs both ways on the same batches instead: the loss
+and its backward pass with the gradient stopped at the refined posterior, and end to end (back through the steps),
+the two alternating batch by batch so that the machine's load falls on both alike; printed per batch, then the
+medians and their ratio:
+
+    python benchmarks/svi_refinement.py RUN_FOLDER [--batches 8] [--timing] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
+import time
 
 import torch
 
@@ -43,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--draws", type=int, default=20, help="noise draws of the -ELBO before and after")
     parser.add_argument("--data-dir", default=None, help="folder holding the corpora (default: $SEQVAE_DATA)")
+    parser.add_argument("--timing", action="store_true",
+                        help="time a training step stopped at the refined posterior and end to end instead")
     args = parser.parse_args(argv)
     try:
         loaded = load_checkpoint(args.run)
@@ -53,10 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     model, svi = loaded.model, SVIRefinement()
     sentences = [loaded.vocab.encode(s) for s in corpus.splits["train"][:32 * args.batches]]
     weights = {EVERY_KL_TERM: 1.0}
+    batches = make_loader(sentences, 32, loaded.vocab.pad_id, shuffle=False)
+    if args.timing:
+        return print_step_costs(model, batches, weights)
     print(f"{svi.steps} steps, lr {svi.lr}, momentum {svi.momentum}; -ELBO over {args.draws} draws")
     print("batch | encoder logvar | per sentence, lr 1: logvar, max KL(enc||ref), -ELBO, worse | "
           "Kim et al.: logvar, max KL(enc||ref), -ELBO, worse")
-    for index, (tokens, lengths) in enumerate(make_loader(sentences, 32, loaded.vocab.pad_id, shuffle=False)):
+    for index, (tokens, lengths) in enumerate(batches):
         model.train()
         with torch.no_grad():
             initial = model.encoder(tokens, lengths).posterior
@@ -72,6 +84,25 @@ def main(argv: list[str] | None = None) -> int:
                        f"{initial.kl(refined).max():.3g}, {before.mean():.2f} -> {after.mean():.2f}, "
                        f"{int((after > before).sum())}/{len(lengths)}")
         print(" | ".join(row), flush=True)
+    return 0
+
+
+def print_step_costs(model, batches, weights) -> int:
+    """Seconds of the preset's training step (loss and backward pass) per batch, stopped at the refined posterior
+    and end to end, alternating; then the medians and their ratio."""
+    modes = {"stopped": SVIRefinement(end_to_end=False), "end to end": SVIRefinement(end_to_end=True)}
+    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
+    model.train()
+    print("batch | " + " | ".join(f"{mode} (s)" for mode in modes))
+    for index, (tokens, lengths) in enumerate(batches):
+        for mode, svi in modes.items():
+            model.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            svi.loss(model, tokens, lengths, weights)[0].backward()
+            seconds[mode].append(time.perf_counter() - start)
+        print(f"{index:5d} | " + " | ".join(f"{seconds[mode][-1]:.2f}" for mode in modes), flush=True)
+    stopped, end_to_end = (statistics.median(values) for values in seconds.values())
+    print(f"median | {stopped:.2f} | {end_to_end:.2f}; end to end / stopped: {end_to_end / stopped:.2f}")
     return 0
 
 

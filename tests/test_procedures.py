@@ -290,6 +290,51 @@ def test_svi_refinement_raises_each_sentences_elbo(tmp_path):
     assert (after < before).all(), (before - after)
 
 
+def test_backpropagation_through_the_refinement_is_the_derivative_of_the_refined_objective(tmp_path):
+    """End to end (Kim et al.'s SA-VAE): the gradient the backward pass gives every parameter, encoder and decoder,
+    is the derivative of the objective at the refined posterior, the refinement included, along a random direction
+    (float64, clipping inactive, the steps' noise and the decoder's dropout drawn again from the same seeds)."""
+    run = tiny_run(tmp_path / "run", max_steps=0)
+    model = run.model.double().train()
+    tokens, lengths = next(iter(_valid_loader(run)))
+    weights = {EVERY_KL_TERM: 0.7}
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
+
+    def refined_objective() -> torch.Tensor:
+        torch.manual_seed(1)
+        refined = refine_posterior(model, tokens, lengths, model.encoder(tokens, lengths).posterior, weights, steps=3,
+                                   lr=0.5, momentum=0.5, max_grad_norm=1e6, end_to_end=True, hvp_step=1e-6)
+        return model.objective(model(tokens, lengths, posterior=refined), weights)
+
+    refined_objective().backward()
+    grads = [p.grad.clone() for p in parameters]
+    assert all(g.abs().sum() > 0 for (name, _), g in zip(named, grads) if name.startswith("encoder.")), \
+        "every encoder parameter gets a gradient through the refinement"
+    direction = [torch.randn_like(p) for p in parameters]
+    step = 1e-6
+    with torch.no_grad():
+        values = []
+        for sign in (1.0, -1.0):
+            for p, d in zip(parameters, direction):
+                p.add_(sign * step * d)
+            values.append(refined_objective())
+            for p, d in zip(parameters, direction):
+                p.sub_(sign * step * d)
+    numeric = (values[0] - values[1]) / (2 * step)
+    analytic = sum((g * d).sum() for g, d in zip(grads, direction))
+    torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+    # the gradient stopped at the refined posterior is another number: the refinement's share is not negligible
+    model.zero_grad()
+    torch.manual_seed(1)
+    stopped = refine_posterior(model, tokens, lengths, model.encoder(tokens, lengths).posterior, weights, steps=3,
+                               lr=0.5, momentum=0.5, max_grad_norm=1e6)
+    model.objective(model(tokens, lengths, posterior=stopped), weights).backward()
+    decoder_only = sum((p.grad * d).sum() for p, d in zip(parameters, direction) if p.grad is not None)
+    assert abs(float(decoder_only - analytic)) > 1e-3 * abs(float(analytic))
+
+
 def _valid_loader(run):
     from seqvae_zoo.data.batching import make_loader
     encoded = [run.vocab.encode(s) for s in run.corpus.splits["valid"]]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -20,28 +21,141 @@ def one_process(value: Any) -> list[Any]:
     return [value]
 
 
+@dataclass
+class Refinement:
+    """What the refinement of one batch steps on: the batch's objective as a function of the posterior's
+    parameters, and the settings of SGD with momentum over them (Kim et al.'s). Where several processes share the
+    batch, ``share`` is this process's fraction of its sentences and ``all_gather`` collects a value from every
+    process, so that they refine as one process with the whole batch."""
+
+    model: SeqVAE
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    family: type[LatentDistribution]
+    weights: dict[str, float]
+    steps: int
+    lr: float
+    momentum: float
+    max_grad_norm: float
+    share: float = 1.0
+    all_gather: Callable[[Any], list[Any]] = one_process
+
+    def loss(self, parameters: Sequence[torch.Tensor], seed: int) -> torch.Tensor:
+        """The objective at the posterior ``parameters``, its noise and dropout drawn from ``seed`` (so that a
+        later evaluation at the same step draws the same), the global random state left as it was."""
+        devices = [self.tokens.device] if self.tokens.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return self.share * self.model.objective(
+                self.model(self.tokens, self.lengths, posterior=self.family(*parameters)), self.weights)
+
+    def clip_scales(self, grads: Sequence[torch.Tensor]) -> list[float]:
+        """The factor that brings each parameter tensor's gradient over the whole batch to norm ``max_grad_norm``
+        at most."""
+        squares = self.all_gather([grad.pow(2).sum().item() for grad in grads])
+        return [min(1.0, self.max_grad_norm / (math.sqrt(sum(process_squares)) + 1e-6))
+                for process_squares in zip(*squares)]
+
+    def run(self, start: Sequence[torch.Tensor]) -> tuple[list[list[torch.Tensor]], list[list[float]], list[int]]:
+        """The parameters before each step and after the last, each step's clipping factors and noise seeds:
+        ``steps`` steps of SGD with momentum (torch's: buffer = momentum * buffer + gradient, parameters -= lr *
+        buffer) on the clipped gradients, from ``start``. The model's parameters get no gradient."""
+        parameters = [value.detach() for value in start]
+        buffers: list[torch.Tensor] | None = None
+        trajectory, scales, seeds = [parameters], [], []
+        for _ in range(self.steps):
+            seed = int(torch.randint(2**62, (1,)))
+            with torch.enable_grad():
+                leaves = [value.detach().requires_grad_() for value in parameters]
+                grads = torch.autograd.grad(self.loss(leaves, seed), leaves)
+            step_scales = self.clip_scales(grads)
+            grads = [grad * scale for grad, scale in zip(grads, step_scales)]
+            buffers = grads if buffers is None else [self.momentum * b + g for b, g in zip(buffers, grads)]
+            parameters = [value - self.lr * buffer for value, buffer in zip(parameters, buffers)]
+            trajectory.append(parameters)
+            scales.append(step_scales)
+            seeds.append(seed)
+        return trajectory, scales, seeds
+
+
 def refine_posterior(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, posterior: LatentDistribution,
                      weights: dict[str, float], steps: int, lr: float, momentum: float, max_grad_norm: float,
-                     share: float = 1.0, all_gather: Callable[[Any], list[Any]] = one_process
-                     ) -> LatentDistribution:
+                     share: float = 1.0, all_gather: Callable[[Any], list[Any]] = one_process,
+                     end_to_end: bool = False, hvp_step: float = 1e-3) -> LatentDistribution:
     """The posterior's parameters after ``steps`` steps of SGD with momentum on the batch's training objective
     (the mean over sentences of NLL + weighted KL), starting from ``posterior``, each parameter tensor's gradient
-    over the whole batch clipped to norm ``max_grad_norm``: Kim et al.'s settings. The model's parameters get no
-    gradient. Each sentence's parameters follow its own -ELBO's gradient over the batch size: a step of ``lr`` on
-    each sentence's own -ELBO overshoots once the decoder is steep in z, leaving the log-variance far below the
-    encoder's. Where several processes share the batch, ``share`` is this process's fraction of its sentences and
-    ``all_gather`` collects a value from every process, so that they refine as one process with the whole batch."""
-    parameters = [value.detach().clone().requires_grad_() for value in posterior]
-    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = share * model.objective(model(tokens, lengths, posterior=type(posterior)(*parameters)), weights)
-            grads = torch.autograd.grad(loss, parameters)
-            squares = all_gather([grad.pow(2).sum().item() for grad in grads])
-            for parameter, grad, *process_squares in zip(parameters, grads, *squares):
-                parameter.grad = grad * min(1.0, max_grad_norm / (math.sqrt(sum(process_squares)) + 1e-6))
-            optimizer.step()
-    return type(posterior)(*(parameter.detach() for parameter in parameters))
+    over the whole batch clipped to norm ``max_grad_norm``: Kim et al.'s settings. Each sentence's parameters
+    follow its own -ELBO's gradient over the batch size: a step of ``lr`` on each sentence's own -ELBO overshoots
+    once the decoder is steep in z, leaving the log-variance far below the encoder's.
+
+    Without ``end_to_end`` the result is detached: the model's parameters get no gradient through it. With it,
+    the backward pass runs back through the steps (:class:`ThroughRefinement`), into ``posterior`` and the model's
+    parameters."""
+    refinement = Refinement(model, tokens, lengths, type(posterior), weights, steps, lr, momentum, max_grad_norm,
+                            share, all_gather)
+    if not end_to_end:
+        return refinement.family(*refinement.run(tuple(posterior))[0][-1])
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    refined = ThroughRefinement.apply(refinement, hvp_step, len(posterior), *posterior, *parameters)
+    return refinement.family(*refined)
+
+
+class ThroughRefinement(torch.autograd.Function):
+    """The refined posterior parameters as a differentiable function of the starting ones and of the model's
+    parameters: Kim et al.'s backpropagation through the SGD steps (their "SA-VAE", train_n2n 1).
+
+    The backward pass walks the steps in reverse. Step k's gradient g_k = c_k * grad L(lambda_k; theta) (c_k its
+    clipping factor, held fixed) passes the adjoint a on as c_k times the Hessian-vector products H_lambda_lambda a
+    (into lambda_k) and H_theta_lambda a (into the model's parameters). Each product is a central difference of
+    the gradient at lambda_k +- r a, with the step's own noise and dropout drawn again, r chosen so the largest
+    entry of r a is ``hvp_step``: only first derivatives are needed, so every decoder and kernel can take part.
+    (Kim et al.: a one-sided difference with r = 1e-5, and the adjoints clipped to norm 5.)"""
+
+    @staticmethod
+    def forward(ctx, refinement: Refinement, hvp_step: float, count: int, *inputs: torch.Tensor):
+        trajectory, scales, seeds = refinement.run(inputs[:count])
+        ctx.refinement, ctx.hvp_step = refinement, hvp_step
+        ctx.trajectory, ctx.scales, ctx.seeds = trajectory, scales, seeds
+        ctx.parameters = inputs[count:]
+        return tuple(trajectory[-1])
+
+    @staticmethod
+    def backward(ctx, *grad_refined: torch.Tensor):
+        refinement = ctx.refinement
+        adjoint = [torch.zeros_like(value) if grad is None else grad
+                   for value, grad in zip(ctx.trajectory[-1], grad_refined)]
+        buffer_adjoint = [torch.zeros_like(value) for value in adjoint]
+        parameter_grads: list[torch.Tensor | None] = [None] * len(ctx.parameters)
+        for k in reversed(range(refinement.steps)):
+            buffer_adjoint = [b - refinement.lr * a for b, a in zip(buffer_adjoint, adjoint)]
+            direction = [b * scale for b, scale in zip(buffer_adjoint, ctx.scales[k])]
+            input_products, parameter_products = hessian_vector_products(
+                refinement, ctx.trajectory[k], ctx.seeds[k], direction, ctx.parameters, ctx.hvp_step)
+            adjoint = [a + product for a, product in zip(adjoint, input_products)]
+            parameter_grads = [grad if product is None else product if grad is None else grad + product
+                               for grad, product in zip(parameter_grads, parameter_products)]
+            buffer_adjoint = [refinement.momentum * b for b in buffer_adjoint]
+        return (None, None, None, *adjoint, *parameter_grads)
+
+
+def hessian_vector_products(refinement: Refinement, point: Sequence[torch.Tensor], seed: int,
+                            direction: Sequence[torch.Tensor], parameters: Sequence[torch.Tensor], hvp_step: float
+                            ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """H v for v = ``direction`` at the posterior parameters ``point``, in the rows of the posterior's parameters
+    and of the model's ``parameters`` (None where the objective does not read one), by a central difference of the
+    gradient along v, in float32 even when training runs under autocast."""
+    largest = max(float(v.abs().max()) for v in direction)
+    if largest == 0.0:
+        return [torch.zeros_like(v) for v in direction], [None] * len(parameters)
+    r = hvp_step / largest
+    differences: list[list[torch.Tensor | None]] = []
+    for sign in (1.0, -1.0):
+        with torch.enable_grad(), torch.autocast(point[0].device.type, enabled=False):
+            leaves = [(value + sign * r * v).detach().requires_grad_() for value, v in zip(point, direction)]
+            differences.append(list(torch.autograd.grad(refinement.loss(leaves, seed), [*leaves, *parameters],
+                                                        allow_unused=True)))
+    products = [None if plus is None else (plus - minus) / (2 * r) for plus, minus in zip(*differences)]
+    return products[:len(point)], products[len(point):]
 
 
 @PROCEDURES.register("svi")
@@ -51,20 +165,28 @@ class SVIRefinement(Procedure):
     Each batch: the encoder's q(z|x) as the start, ``steps`` steps of SGD with momentum on the batch's objective
     with respect to the posterior's parameters only, each step's gradient clipped to norm ``max_grad_norm`` (Kim et
     al.'s text settings: 20 steps, lr 1, momentum 0.5, clipping at 5, the loss a mean over sentences with the KL at
-    the annealed weight), then one step of the model: the decoder (and prior) on the objective at the refined
-    posterior, the encoder toward the refined parameters by KL(q_encoder || q_refined).
+    the annealed weight), then one step of the model on the objective at the refined posterior.
 
-    This is the cheaper variant, with the gradient stopped at the refined parameters (Kim et al.'s code with
-    ``train_n2n 0, train_kl 1``), not the paper's backpropagation through the refinement. The epoch's train columns
-    are those of the refined posterior; validation scores the encoder's posterior unrefined.
+    ``end_to_end`` (the paper's SA-VAE, Kim et al.'s code with ``train_n2n 1``): that step's gradient runs back
+    through the refinement, into the encoder and, by the refinement's dependence on them, the decoder's
+    parameters (:class:`ThroughRefinement`; a batch costs about three times the refinement's gradient
+    evaluations). Without it (their ``train_n2n 0, train_kl 1``): the gradient stops at the refined parameters, the
+    decoder learns at them and the encoder moves toward them by KL(q_encoder || q_refined). The epoch's train
+    columns are those of the refined posterior; validation scores the encoder's posterior unrefined.
     """
 
-    def __init__(self, steps: int = 20, lr: float = 1.0, momentum: float = 0.5, max_grad_norm: float = 5.0):
+    def __init__(self, steps: int = 20, lr: float = 1.0, momentum: float = 0.5, max_grad_norm: float = 5.0,
+                 end_to_end: bool = True, hvp_step: float = 1e-3):
         check_setting("svi", "steps", steps, True, lambda v: v >= 1, ">= 1")
         check_setting("svi", "lr", lr, False, lambda v: v > 0, "> 0")
         check_setting("svi", "momentum", momentum, False, lambda v: 0 <= v < 1, "in [0, 1)")
         check_setting("svi", "max_grad_norm", max_grad_norm, False, lambda v: v > 0, "> 0")
+        check_setting("svi", "hvp_step", hvp_step, False, lambda v: 0 < v < 1, "in (0, 1)")
+        if not isinstance(end_to_end, bool):
+            raise ProcedureError(f"procedures.svi.end_to_end must be True (backpropagate through the refinement) or "
+                                 f"False (stop the gradient at the refined posterior); got {end_to_end!r}")
         self.steps, self.lr, self.momentum, self.max_grad_norm = steps, lr, momentum, max_grad_norm
+        self.end_to_end, self.hvp_step = end_to_end, hvp_step
 
     def bind(self, trainer) -> None:
         require_encoder(self, trainer)
@@ -84,6 +206,8 @@ class SVIRefinement(Procedure):
              ) -> tuple[torch.Tensor, LossTerms]:
         initial = model.encoder(tokens, lengths).posterior
         refined = refine_posterior(model, tokens, lengths, initial, weights, self.steps, self.lr, self.momentum,
-                                   self.max_grad_norm, share, all_gather)
+                                   self.max_grad_norm, share, all_gather, self.end_to_end, self.hvp_step)
         terms = model(tokens, lengths, posterior=refined)
+        if self.end_to_end:
+            return model.objective(terms, weights), terms
         return model.objective(terms, weights) + initial.kl(refined).mean(), terms
