@@ -27,6 +27,19 @@ def test_the_two_parts_add_up_to_the_paper_nll_and_count_one_end_per_sentence(eo
     assert torch.is_grad_enabled(), "autograd is back on after the measurement"
 
 
+def test_per_step_latents_from_the_posterior_score_the_reconstruction_through_the_attention(eos_term, tiny_run_dir,
+                                                                                           capsys):
+    """VRAE-SA's z_t drawn from q(z_t | h, c_t), which reads the encoded sentence, give another reconstruction term
+    than the protocol's prior means; the printout names the mode."""
+    nll = {}
+    for mode in ("prior_mean", "posterior"):
+        assert eos_term.main([str(tiny_run_dir), "--latent-mode", mode]) == 0
+        out = capsys.readouterr().out
+        assert f"latents: {mode}" in out.splitlines()[0]
+        nll[mode] = float(out.split("NLL per sentence with it: ")[1].split(",")[0])
+    assert nll["posterior"] != nll["prior_mean"]
+
+
 def test_a_missing_run_is_one_line_and_exit_2(eos_term, tmp_path, capsys):
     assert eos_term.main([str(tmp_path / "nowhere")]) == 2
     error = capsys.readouterr().err
