@@ -95,6 +95,23 @@ def test_bench_writes_records_with_provenance_and_rebuilds_the_same_table(tmp_pa
         assert marker in render(load_results(tmp_path / "out"), fmt)
 
 
+def test_an_sa_vae_row_is_scored_through_its_refined_posterior_and_its_record_says_so(tmp_path):
+    """Both evaluation phases (the bounds, then IW-NLL) read an SVI-trained run through its refined posterior
+    (the run's procedure decides); the record names the refinement, a plain VAE's record has no such note."""
+    suite = tmp_path / "svi.toml"
+    suite.write_text(TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        'name = "LSTM"\nconfigs = ["lstm"]', 'name = "SA-VAE"\nconfigs = ["sa_vae"]\n'
+        'bindings = ["procedures.svi.steps = 3"]'))
+    assert main(["bench", str(suite), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    records = {record["model"]: record for record in map(
+        lambda path: json.loads(path.read_text()), (tmp_path / "out" / "svi" / "records").glob("*.json"))}
+    assert records["SA-VAE"]["metrics"]["posterior_refinement"].startswith(
+        "the encoder's posterior refined by 3 steps of SGD")
+    assert "posterior_refinement" not in records["VRAE"]["metrics"]
+    assert records["SA-VAE"]["complete"] and records["SA-VAE"]["metrics"]["iw"]["nll"] <= \
+        records["SA-VAE"]["metrics"]["elbo"]["nll"]
+
+
 def test_interrupted_bench_resumes_without_redoing_finished_runs(tmp_path, suite_file, monkeypatch):
     suite = load_suite(str(suite_file))
     trained: list[str] = []

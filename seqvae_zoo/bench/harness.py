@@ -50,6 +50,7 @@ from seqvae_zoo.bench.leaderboard import render
 from seqvae_zoo.bench.records import RecordError, check_results_folder, is_complete, read_record
 from seqvae_zoo.bench.suite import ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.evaluation.protocol import scored_as
 from seqvae_zoo.presets import config_hash, parse_config
 from seqvae_zoo.training.run import CHECKPOINT, default_device, train_run
 from seqvae_zoo.training.stopping import STOP_SIGNALS, StopRequest, StopRequested
@@ -299,10 +300,12 @@ class Bench:
         record = read_record(record_path) if record_path.is_file() else None
         if record is None:
             started = time.perf_counter()
-            if evaluation_kind(settings) == "summarization":
-                metrics = evaluate_trained(settings, trained.model, trained.vocab, trained.corpus, seed)
-            else:
-                metrics = evaluate_bounds_of(settings, trained.model, trained.vocab, trained.corpus, seed)
+            with trained.procedure.scoring(trained.model) as refinement:
+                if evaluation_kind(settings) == "summarization":
+                    metrics = evaluate_trained(settings, trained.model, trained.vocab, trained.corpus, seed)
+                else:
+                    metrics = evaluate_bounds_of(settings, trained.model, trained.vocab, trained.corpus, seed)
+            metrics.update(scored_as(refinement))
             record = {**self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
                       "complete": evaluation_kind(settings) == "summarization",
                       **self._run_details(model, text, trained, run_dir),
@@ -310,8 +313,9 @@ class Bench:
             write_json_atomically(record_path, record)
         if not is_complete(record):
             started = time.perf_counter()
-            metrics = evaluate_importance_of(settings, trained.model, trained.vocab, trained.corpus, seed,
-                                             record["metrics"], state_path=run_dir / IW_PROGRESS, stop=self.stop)
+            with trained.procedure.scoring(trained.model):
+                metrics = evaluate_importance_of(settings, trained.model, trained.vocab, trained.corpus, seed,
+                                                 record["metrics"], state_path=run_dir / IW_PROGRESS, stop=self.stop)
             record = {**record, **self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
                       "complete": True, "started_commit": record.get("started_commit"),
                       "evaluation_seconds": record["evaluation_seconds"] + time.perf_counter() - started}

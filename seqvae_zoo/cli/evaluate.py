@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from seqvae_zoo.evaluation.protocol import (DEFAULT_IW_SAMPLES, DEFAULT_MEMORY_BUDGET_MB, check_iw_samples,
-                                            evaluate_corpus)
+                                            evaluate_corpus, scored_as)
 from seqvae_zoo.evaluation.report import format_result
 
 
@@ -40,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.data or loaded.dataset
     options = loaded.state.get("dataset_options", {}) if dataset == loaded.dataset else {}
     corpus = load_dataset(dataset, data_dir=args.data_dir, **options)
-    result = evaluate_corpus(loaded.model, loaded.vocab, corpus, args.split, iw_samples=args.iw_samples,
-                             batch_size=args.batch_size, seed=args.seed, memory_budget_mb=args.memory_mb,
-                             progress=not args.quiet)
-    result = {"checkpoint": str(args.checkpoint), **result}
+    with loaded.procedure.scoring(loaded.model) as refinement:
+        result = evaluate_corpus(loaded.model, loaded.vocab, corpus, args.split, iw_samples=args.iw_samples,
+                                 batch_size=args.batch_size, seed=args.seed, memory_budget_mb=args.memory_mb,
+                                 progress=not args.quiet)
+    result = {"checkpoint": str(args.checkpoint), **result, **scored_as(refinement)}
     print(format_result(result))
     if args.json:
         write_json_atomically(Path(args.json), result)

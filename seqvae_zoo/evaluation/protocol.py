@@ -230,6 +230,12 @@ def evaluate_corpus(model: SeqVAE, vocab, corpus: Corpus, split: str = "test", *
     return {**split_batches.identity, **result}
 
 
+def scored_as(refinement: str | None) -> dict:
+    """A result's note of how the model's posterior was read (``Procedure.scoring``), where it was not the
+    encoder's as it is: ``posterior_refinement``."""
+    return {"posterior_refinement": refinement} if refinement else {}
+
+
 class SplitBatches:
     """One split of a loaded corpus encoded with ``vocab`` in length-sorted batches, with the synthetic corpus's
     true NLL and latents (``corpus.extras``) in the same order where it has them."""

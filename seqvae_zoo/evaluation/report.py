@@ -23,6 +23,8 @@ def format_result(result: dict, tablefmt: str = "simple") -> str:
     header = (f"evaluation protocol v{result['protocol_version']}{' - ' + where if where else ''}: "
               f"{result['sentences']:,} sentences, {result['words']:,} words, {result['tokens']:,} tokens; "
               f"IW {samples}; seed {result['seed']}")
+    if result.get("posterior_refinement"):
+        header += f"\nposterior: {result['posterior_refinement']}"
     return header + "\n" + tabulate(rows, headers=("metric", "value", "definition"), tablefmt=tablefmt,
                                     disable_numparse=True)
 

@@ -111,6 +111,7 @@ class LoadedRun:
     dataset: str
     metadata: dict[str, Any]
     state: dict[str, Any]
+    procedure: Any  # the training step of its config (training.TrainingSettings.procedure); evaluation reads by it
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> LoadedRun:
@@ -120,6 +121,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """
     from seqvae_zoo.data.vocab import vocabulary_from_dict
     from seqvae_zoo.presets import build_model, parse_config_text
+    from seqvae_zoo.training.trainer import TrainingSettings
 
     state = read_checkpoint(path, map_location)
     parse_config_text(state["config_text"])
@@ -129,4 +131,4 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     model.load_state_dict(state["model"])
     model.to(map_location).eval()
     return LoadedRun(model=model, vocab=vocab, config_text=state["config_text"], dataset=state.get("dataset", ""),
-                     metadata=state.get("metadata", {}), state=state)
+                     metadata=state.get("metadata", {}), state=state, procedure=TrainingSettings().procedure)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +22,8 @@ from seqvae_zoo.model import SeqVAE
 from seqvae_zoo.presets import build_model, config_hash, parse_config, parse_config_text
 from seqvae_zoo.training.checkpoint import read_checkpoint
 from seqvae_zoo.training.distributed import DistributedContext, DistributedError, rank_seed
+from seqvae_zoo.training.procedures.base import Procedure
+from seqvae_zoo.training.procedures.standard import Standard
 from seqvae_zoo.training.stopping import StopRequest
 from seqvae_zoo.training.trainer import Trainer, TrainingSettings
 
@@ -53,6 +55,7 @@ class TrainedRun:
     seconds: float
     rank: int = 0  # this process's rank when several trained the model (rank 0 reports)
     precision: str = "fp32"  # the training steps' (training.TrainingSettings.precision)
+    procedure: Procedure = field(default_factory=Standard)  # the training step's; evaluation reads the model by it
 
 
 def train_run(configs: Sequence[str], dataset: str, out_dir: str | Path, data_dir: str | None = None,
@@ -146,7 +149,7 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
     started = time.perf_counter()
     history = trainer.train(max_steps=max_steps)
     return TrainedRun(out_dir, trainer.model, vocab, corpus, text, history, time.perf_counter() - started,
-                      distributed.rank, settings.precision)
+                      distributed.rank, settings.precision, settings.procedure)
 
 
 def _check_same_data(distributed: DistributedContext, dataset: str, fingerprint: str) -> None:

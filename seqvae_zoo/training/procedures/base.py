@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from seqvae_zoo.errors import UserError
 
 if TYPE_CHECKING:
+    from seqvae_zoo.model import SeqVAE
     from seqvae_zoo.training.trainer import TrainBatch, Trainer
 
 
@@ -45,6 +47,13 @@ class Procedure:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    @contextmanager
+    def scoring(self, model: SeqVAE) -> Iterator[str | None]:
+        """How evaluation reads a model this procedure trained, within the block; yields what differs from reading
+        the encoder's posterior as it is (None by default: nothing), for the record. A procedure whose model is
+        meant to be read another way (SA-VAE's, through the refined posterior) installs that way here."""
+        yield None
 
 
 def require_encoder(procedure: Procedure, trainer: Trainer) -> None:

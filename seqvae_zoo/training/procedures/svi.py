@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
+from torch import nn
 
+from seqvae_zoo.encoders.base import EncoderOutput
 from seqvae_zoo.latents.base import LatentDistribution
 from seqvae_zoo.latents.gaussian import GaussianFamily
 from seqvae_zoo.model import LossTerms, SeqVAE
 from seqvae_zoo.registry import PROCEDURES
+from seqvae_zoo.schedules.base import EVERY_KL_TERM
 from seqvae_zoo.training.procedures.base import Procedure, ProcedureError, check_setting, require_encoder
 
 
@@ -211,3 +215,54 @@ class SVIRefinement(Procedure):
         if self.end_to_end:
             return model.objective(terms, weights), terms
         return model.objective(terms, weights) + initial.kl(refined).mean(), terms
+
+    @contextmanager
+    def scoring(self, model: SeqVAE) -> Iterator[str]:
+        """Within the block, the model's posterior is the encoder's refined as in training, at KL weight 1
+        (:class:`RefiningEncoder`): the model Kim et al. evaluate."""
+        encoder = model.encoder
+        model.encoder = RefiningEncoder(model, encoder, self)
+        try:
+            yield (f"the encoder's posterior refined by {self.steps} steps of SGD (lr {self.lr}, momentum "
+                   f"{self.momentum}, each step's gradient clipped to norm {self.max_grad_norm}) on each batch's "
+                   "-ELBO, as in training")
+        finally:
+            model.encoder = encoder
+
+
+class RefiningEncoder(nn.Module):
+    """Stands in for a model's encoder in evaluation: the encoder's output with its posterior refined by the
+    procedure's steps on the batch's -ELBO (KL weight 1, the model as it is, in eval mode). The refinement's noise
+    comes from a fixed seed, so a batch's posterior does not depend on what was scored before it (an IW pass
+    resumed half-way gives the same numbers); the last batch's output is kept, since the protocol reads a batch's
+    posterior several times."""
+
+    def __init__(self, model: SeqVAE, encoder: nn.Module, procedure: SVIRefinement, seed: int = 0):
+        super().__init__()
+        self.encoder, self.procedure, self.seed = encoder, procedure, seed
+        self._model = [model]  # not a submodule: the model holds this one
+        self._last: tuple[torch.Tensor, torch.Tensor, EncoderOutput] | None = None
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        if self._last is not None and _same(self._last[0], tokens) and _same(self._last[1], lengths):
+            return self._last[2]
+        output = self.encoder(tokens, lengths)
+        model, procedure = self._model[0], self.procedure
+        devices = [tokens.device] if tokens.device.type == "cuda" else []
+        # the evaluation may run in inference mode, whose tensors autograd cannot use: the refinement works on copies
+        with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            model.encoder = self.encoder  # the refinement scores the batch through the model, with its own encoder
+            try:
+                start = type(output.posterior)(*(value.clone() for value in output.posterior))
+                refined = refine_posterior(model, tokens.clone(), lengths.clone(), start, {EVERY_KL_TERM: 1.0},
+                                           procedure.steps, procedure.lr, procedure.momentum, procedure.max_grad_norm)
+            finally:
+                model.encoder = self
+        output = EncoderOutput(*output[:3], refined)
+        self._last = (tokens, lengths, output)
+        return output
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.device == b.device and bool(torch.equal(a, b))
