@@ -97,7 +97,8 @@ def test_bench_writes_records_with_provenance_and_rebuilds_the_same_table(tmp_pa
 
 def test_an_sa_vae_row_is_scored_through_its_refined_posterior_and_its_record_says_so(tmp_path):
     """Both evaluation phases (the bounds, then IW-NLL) read an SVI-trained run through its refined posterior
-    (the run's procedure decides); the record names the refinement, a plain VAE's record has no such note."""
+    (the run's procedure decides); the record names the refinement and the table's row says so; a plain VAE's
+    record has no such note."""
     suite = tmp_path / "svi.toml"
     suite.write_text(TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0]").replace(
         'name = "LSTM"\nconfigs = ["lstm"]', 'name = "SA-VAE"\nconfigs = ["sa_vae"]\n'
@@ -110,6 +111,8 @@ def test_an_sa_vae_row_is_scored_through_its_refined_posterior_and_its_record_sa
     assert "posterior_refinement" not in records["VRAE"]["metrics"]
     assert records["SA-VAE"]["complete"] and records["SA-VAE"]["metrics"]["iw"]["nll"] <= \
         records["SA-VAE"]["metrics"]["elbo"]["nll"]
+    table = render(load_results(tmp_path / "out"), "md")
+    assert "| SA-VAE (scored through its refined posterior)" in table and "| VRAE  " in table
 
 
 def test_interrupted_bench_resumes_without_redoing_finished_runs(tmp_path, suite_file, monkeypatch):

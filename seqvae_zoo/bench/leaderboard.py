@@ -83,9 +83,12 @@ def table_rows(description: dict[str, Any], records: list[dict[str, Any]], datas
 
 
 def _run_notes(runs: list[dict[str, Any]]) -> str:
-    """What a row's label must say about its runs: a diverged training, columns still being evaluated."""
+    """What a row's label must say about its runs: a diverged training, columns still being evaluated, a posterior
+    read through a refinement (SA-VAE's) rather than as the encoder gives it."""
     notes = [f"diverged at step {r['diverged']['step']} (epoch {r['diverged']['epoch']}): "
              f"{r['diverged']['reason']}" for r in runs if r.get("diverged")]
+    if any((r.get("metrics") or {}).get("posterior_refinement") for r in runs):
+        notes.append("scored through its refined posterior")
     pending = sum(not r.get("complete", True) for r in runs)
     if pending:
         notes.append(f"incomplete: IW-NLL of {pending} run{'s' if pending > 1 else ''} pending")
