@@ -365,7 +365,7 @@ def test_in_float32_the_gradient_through_the_refinement_is_float64s_within_1e_4(
     assert float((single - reference).norm() / reference.norm()) < 1e-4
 
 
-def test_an_sa_vae_run_is_evaluated_through_its_refined_posterior(tmp_path, capsys):
+def test_an_sa_vae_run_is_evaluated_through_its_refined_posterior(tmp_path, capsys, monkeypatch):
     """Evaluation reads an SVI-trained model as Kim et al. do: the encoder's posterior refined by the run's own
     steps. The bounds hold (IW-NLL <= ELBO-NLL), the refined ELBO is the tighter one, a batch's refined posterior
     does not depend on the random state or on what was scored before it (every column reads the same posterior;
@@ -374,7 +374,9 @@ def test_an_sa_vae_run_is_evaluated_through_its_refined_posterior(tmp_path, caps
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.evaluation.protocol import SplitBatches, evaluate, importance_nll
     from seqvae_zoo.training.checkpoint import load_checkpoint
+    from seqvae_zoo.training.procedures.svi import RefiningEncoder
 
+    refining = RefiningEncoder.forward
     tiny_run(tmp_path / "run", [*SVI[:1], "procedures.svi.steps = 10"], epochs=1)
     loaded = load_checkpoint(tmp_path / "run")
     batches = SplitBatches(loaded.vocab, load_dataset("synthetic", **SMALL_DATA), "test", batch_size=4).batches
@@ -399,6 +401,13 @@ def test_an_sa_vae_run_is_evaluated_through_its_refined_posterior(tmp_path, caps
 
     assert main(["eval", str(tmp_path / "run"), "--iw-samples", "2", "--quiet"]) == 0
     assert "posterior: the encoder's posterior refined by 10 steps" in capsys.readouterr().out
+
+    refined_batches = []  # seqvae generate reconstructs from the refined posterior too
+    monkeypatch.setattr(RefiningEncoder, "forward", lambda self, tokens, lengths: refined_batches.append(
+        len(lengths)) or refining(self, tokens, lengths))
+    sentence = " ".join(load_dataset("synthetic", **SMALL_DATA).splits["test"][0])
+    assert main(["generate", str(tmp_path / "run"), "-s", sentence]) == 0
+    assert refined_batches == [1] and capsys.readouterr().out.startswith(f"> {sentence}\n")
 
 
 def _valid_loader(run):

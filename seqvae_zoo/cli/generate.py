@@ -74,20 +74,21 @@ def run(args: argparse.Namespace) -> int:
         raise GenerationError(f"--interpolate needs exactly two sentences, got {len(sentences)}")
     loaded = load_checkpoint(args.checkpoint, map_location=args.device or default_device())
     model, vocab = loaded.model, loaded.vocab
-    if args.attention_map:
-        path = draw_attention_map(args.attention_map, vocab, sentences, attention_weights(model, vocab, sentences))
-        print(f"wrote {path}")
-    elif args.interpolate:
-        path = interpolate(model, vocab, sentences[0], sentences[1], args.steps, args.path, options, args.seed)
-        for step, words in enumerate(path):
-            print(f"{step / (len(path) - 1):.2f}  {_text(words)}")
-    elif sentences:
-        for given, words in zip(sentences, reconstruct(model, vocab, sentences, options, args.seed,
-                                                       args.sample_posterior)):
-            print(f"> {_text(given)}\n  {_text(words)}")
-    else:
-        for words in generate(model, vocab, args.num, options, args.seed):
-            print(_text(words))
+    with loaded.procedure.scoring(model):  # an SVI-trained model reconstructs from its refined posterior
+        if args.attention_map:
+            path = draw_attention_map(args.attention_map, vocab, sentences, attention_weights(model, vocab, sentences))
+            print(f"wrote {path}")
+        elif args.interpolate:
+            path = interpolate(model, vocab, sentences[0], sentences[1], args.steps, args.path, options, args.seed)
+            for step, words in enumerate(path):
+                print(f"{step / (len(path) - 1):.2f}  {_text(words)}")
+        elif sentences:
+            for given, words in zip(sentences, reconstruct(model, vocab, sentences, options, args.seed,
+                                                           args.sample_posterior)):
+                print(f"> {_text(given)}\n  {_text(words)}")
+        else:
+            for words in generate(model, vocab, args.num, options, args.seed):
+                print(_text(words))
     return 0
 
 

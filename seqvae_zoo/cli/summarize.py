@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.summarization import (RANKERS, REPRESENTATIONS, baseline_summarizers, model_summarizer,
                                           render_table, run_systems)
+    from seqvae_zoo.evaluation.protocol import scored_as
     from seqvae_zoo.summarization.rouge import protocol
     from seqvae_zoo.summarization.selection import SelectionSettings
     from seqvae_zoo.training.checkpoint import load_checkpoint
@@ -68,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
     corpus = load_dataset(args.data, data_dir=args.data_dir)
     topics = args.topics.split(",") if args.topics else None
     out = Path(args.out)
-    scores = run_systems([model, *baselines], corpus, settings, out_dir=out, topic_ids=topics, rouge=args.rouge)
+    with loaded.procedure.scoring(loaded.model) as refinement:  # an SVI-trained model: its refined posterior
+        scores = run_systems([model, *baselines], corpus, settings, out_dir=out, topic_ids=topics, rouge=args.rouge)
     table = render_table(scores, args.words)
     (out / "scores.md").write_text(table + "\n")
     record = {"protocol": protocol(args.words, args.rouge), "checkpoint": str(args.checkpoint), "dataset": corpus.name,
-              "fingerprint": corpus.fingerprint, "systems": [score.as_dict() for score in scores]}
+              "fingerprint": corpus.fingerprint, "systems": [score.as_dict() for score in scores],
+              **scored_as(refinement)}
     (out / "scores.json").write_text(json.dumps(record, indent=1) + "\n")
     print(table)
     print(f"\nsummaries in {out}/<system>/, scores in {out / 'scores.md'} and {out / 'scores.json'}")
