@@ -91,13 +91,6 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-").lower()
 
 
-def _training_bindings(suite: Suite, model: ModelSpec) -> list[str]:
-    bindings = [*suite.bindings, *model.bindings]
-    if suite.epochs is not None:
-        bindings.append(f"training.TrainingSettings.epochs = {suite.epochs}")
-    return bindings
-
-
 @dataclass(frozen=True)
 class PendingRun:
     """A run of the suite without a record yet."""
@@ -141,7 +134,7 @@ class Bench:
 
     def run_key(self, model: ModelSpec, dataset: str, seed: int) -> tuple[str, str]:
         """(key, config text) of a run."""
-        text = parse_config(model.configs, _training_bindings(self.suite, model))
+        text = parse_config(model.configs, self.suite.training_bindings(model))
         identity = json.dumps({"config": text, "dataset": dataset, "fingerprint": self.corpus(dataset).fingerprint,
                                "protocol": self.protocol_version, "seed": seed, "max_steps": self.suite.max_steps,
                                "evaluation": self.suite.evaluation_for(model)}, sort_keys=True)
@@ -287,7 +280,7 @@ class Bench:
             write_json_atomically(run_dir / "started.json", {"git_commit": git_commit(), "started_at": _now()})
         try:
             trained = train_run([] if resume else model.configs, dataset, run_dir, data_dir=self.data_dir,
-                                bindings=[] if resume else _training_bindings(self.suite, model),
+                                bindings=[] if resume else self.suite.training_bindings(model),
                                 max_steps=self.suite.max_steps, seed=seed, resume=resume, device=self.device,
                                 progress=self.progress, dataset_options=self.suite.dataset_options.get(dataset),
                                 stop=self.stop)
@@ -326,7 +319,7 @@ class Bench:
         history = trained.history
         return {
             "configs": list(model.configs),
-            "bindings": _training_bindings(self.suite, model),
+            "bindings": self.suite.training_bindings(model),
             "config_text": text,
             "config_hash": config_hash(text),
             "started_commit": _started_commit(run_dir),
@@ -347,7 +340,7 @@ class Bench:
         """The record of a run whose loss became NaN or infinite: where, and the epochs it finished before."""
         progress = json.loads((run_dir / "progress.json").read_text()) if (run_dir / "progress.json").is_file() else {}
         return {**self._record_header(model.name, dataset, self.corpus(dataset), key, seed, {}),
-                "complete": True, "configs": list(model.configs), "bindings": _training_bindings(self.suite, model),
+                "complete": True, "configs": list(model.configs), "bindings": self.suite.training_bindings(model),
                 "config_text": text, "config_hash": config_hash(text), "started_commit": _started_commit(run_dir),
                 "diverged": {"step": error.step, "epoch": error.epoch, "loss": repr(error.loss),
                              "reason": f"the training loss became {error.loss!r}",

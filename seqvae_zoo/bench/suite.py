@@ -85,6 +85,13 @@ class Suite:
     baselines: list[str] = field(default_factory=list)
     data_dir: str | None = None
 
+    def training_bindings(self, model: ModelSpec) -> list[str]:
+        """The gin bindings a run of ``model`` trains with: the suite's, the model's, then the suite's epochs."""
+        bindings = [*self.bindings, *model.bindings]
+        if self.epochs is not None:
+            bindings.append(f"training.TrainingSettings.epochs = {self.epochs}")
+        return bindings
+
     def evaluation_for(self, model: ModelSpec) -> dict[str, Any]:
         """The suite's [evaluation] with the model's own settings over it."""
         return {**self.evaluation, **dict(model.evaluation)}
