@@ -461,6 +461,9 @@ def test_bad_aggressive_settings_give_one_clear_message(tmp_path, bindings, mess
     ([*SVI, "procedures.svi.momentum = 1.0"], r"procedures\.svi\.momentum must be a number in \[0, 1\); got 1\.0"),
     ([*SVI, "procedures.svi.lr = 0"], r"procedures\.svi\.lr must be a number > 0; got 0"),
     ([*SVI, "procedures.svi.max_grad_norm = -1.0"], r"procedures\.svi\.max_grad_norm must be a number > 0; got -1\.0"),
+    ([*SVI, "procedures.svi.hvp_step = 1.5"], r"procedures\.svi\.hvp_step must be a number in \(0, 1\); got 1\.5"),
+    ([*SVI, "procedures.svi.end_to_end = 'yes'"], r"procedures\.svi\.end_to_end must be True \(backpropagate .*\) or "
+     r"False \(stop the gradient at the refined posterior\); got 'yes'"),
     ([*PRETRAIN_RESET, "procedures.pretrain_reset.pretrain_epochs = 2"], r"pretrain_epochs \(2\) leaves no epoch"),
 ])
 def test_bad_settings_give_one_clear_message(tmp_path, bindings, message):
