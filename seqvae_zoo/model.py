@@ -142,8 +142,8 @@ class SeqVAE(nn.Module):
                 posterior: LatentDistribution | None = None) -> LossTerms:
         """Score a batch: ``tokens`` (B, T) are the sentences with end-of-sentence, padded; ``lengths`` (B,) count
         end-of-sentence. z_enc is drawn from q (its mean in "posterior_mean" mode) unless given. ``posterior``
-        stands in for the encoder's q(z_enc|x) (a refined one, say); the encoder still runs for the decoder's
-        memory."""
+        stands in for the encoder's q(z_enc|x) (a refined one, say); the encoder then runs only if the decoder
+        reads its memory (SVI refinement scores a batch this way dozens of times a step)."""
         check_mode(latent_mode)
         self.check_batch(tokens, lengths)
         mask = torch.arange(tokens.size(1), device=tokens.device)[None, :] < lengths[:, None]
@@ -156,7 +156,8 @@ class SeqVAE(nn.Module):
         log_weight = tokens.new_zeros(tokens.size(0), dtype=torch.float32)
         memory = None
         if self.encoder is not None:
-            memory = self.encoder(tokens, lengths)
+            if posterior is None or self.decoder.reads_memory:
+                memory = self.encoder(tokens, lengths)
             posterior = memory.posterior if posterior is None else posterior
             if z_enc is None:
                 z_enc = posterior.mean if latent_mode == "posterior_mean" else posterior.rsample()

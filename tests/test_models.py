@@ -381,6 +381,27 @@ def assert_same_terms(actual: LossTerms, expected: LossTerms, rows: slice | list
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10, msg=f"{name} changed")
 
 
+def test_a_given_posterior_runs_the_encoder_only_for_a_decoder_that_reads_its_memory(decoder_model):
+    """SVI refinement scores a batch at given posterior parameters dozens of times a step: the encoder runs only
+    where the decoder attends over its states, and the scores are those of a run that encodes."""
+    model = decoder_model.eval()
+    if model.encoder is None:
+        return
+    tokens = torch.randint(4, VOCAB, (3, 6))
+    tokens[:, -1] = EOS
+    lengths = torch.full((3,), 6)
+    posterior = model.encoder(tokens, lengths).posterior
+    torch.manual_seed(0)
+    expected = model(tokens, lengths, posterior=posterior)
+    calls = []
+    model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    torch.manual_seed(0)
+    scored = model(tokens, lengths, posterior=posterior)
+    assert len(calls) == int(model.decoder.reads_memory)
+    torch.testing.assert_close(scored.nll, expected.nll)
+    torch.testing.assert_close(scored.log_weight, expected.log_weight)
+
+
 @pytest.mark.parametrize("mode", LATENT_MODES)
 @pytest.mark.parametrize("setup", list(PADDING_SETUPS))
 def test_padding_more_changes_no_loss_term(setup, mode, monkeypatch):
