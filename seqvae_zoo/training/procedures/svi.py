@@ -176,7 +176,8 @@ class SVIRefinement(Procedure):
     parameters (:class:`ThroughRefinement`; a batch costs about three times the refinement's gradient
     evaluations). Without it (their ``train_n2n 0, train_kl 1``): the gradient stops at the refined parameters, the
     decoder learns at them and the encoder moves toward them by KL(q_encoder || q_refined). The epoch's train
-    columns are those of the refined posterior; validation scores the encoder's posterior unrefined.
+    columns are those of the refined posterior; validation scores the encoder's posterior unrefined, evaluation
+    the refined one, as Kim et al. report their models (:meth:`scoring`).
     """
 
     def __init__(self, steps: int = 20, lr: float = 1.0, momentum: float = 0.5, max_grad_norm: float = 5.0,
