@@ -6,8 +6,7 @@ training's encoder-only steps each count, SA-VAE's refinement happens inside its
 median seconds per update, updates per batch of the epoch in the timed window (above 1 while aggressive training's
 inner loops last, which the window samples only at the start of training), batches per epoch, the suite's epochs
 extrapolated to hours, and the time per update relative to the suite's first run. The ratio moves less with the
-machine's load than the seconds do. Evaluation is not counted (IW-NLL with K = 500 adds about as much as 5 epochs
-of a plain run on PTB).
+machine's load than the seconds do. Evaluation is not counted (a record's ``evaluation_seconds`` gives it).
 
     SEQVAE_DATA=../shared/data python benchmarks/suite_cost.py zoo-ptb [--updates 5] [--warmup 2]
 """
