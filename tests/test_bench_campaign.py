@@ -244,6 +244,35 @@ def hold_lock(path: Path) -> subprocess.Popen:
     return process
 
 
+def test_status_tells_a_run_begun_by_the_running_bench_from_one_a_killed_bench_left(tmp_path, suite_file):
+    """Before its first checkpoint a run has only started.json: the running bench is training it if it wrote that
+    file, else a bench was killed (SIGKILL, a lost node) in it and the run begins again."""
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(0)).run()
+    first_run = json.loads((tmp_path / "slices" / "suite.json").read_text())["runs"][0]
+    started = tmp_path / "slices" / "runs" / first_run["key"] / "started.json"
+    started.parent.mkdir(parents=True)
+    started.write_text(json.dumps({"git_commit": None, "started_at": "2026-01-01T00:00:00Z"}))
+    assert first_run["model"] == "LSTM"
+    line = next(line for line in campaign_status(tmp_path).splitlines() if "LSTM on synthetic" in line)
+    assert line.split()[0] == "pending" and ("started at 2026-01-01T00:00:00Z, stopped before its first checkpoint: "
+                                             "it starts again from the beginning") in line
+    holder = hold_lock(tmp_path / "slices" / "bench.lock")
+    try:
+        lock_time = (tmp_path / "slices" / "bench.lock").stat().st_mtime
+        line = next(line for line in campaign_status(tmp_path).splitlines() if "LSTM on synthetic" in line)
+        assert line.split()[0] == "pending"  # written before the running bench took the lock: not its run
+        os.utime(started, (lock_time + 1, lock_time + 1))  # as the running bench writes it when it begins the run
+        status = campaign_status(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    line = next(line for line in status.splitlines() if "LSTM on synthetic" in line)
+    assert line.split()[0] == "training" and "before its first checkpoint" in line
+    assert "a bench is running (pid" in status and "testhost" in status
+    assert "time left: unknown until a run has measured its rate" in status  # it still counts as a run to come
+
+
 def test_a_live_lock_refuses_a_second_bench_and_changes_nothing(tmp_path, suite_file, capsys):
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(3)).run()

@@ -1,8 +1,9 @@
 """``seqvae bench --status DIR``: where a campaign stands, read from its files alone, changing none of them.
 
 Each run of a suite is done (its record, with headline numbers), being evaluated (the importance-weighted pass's
-saved batches), in training (the run folder's ``progress.json``), or pending; time left is projected from the rates
-the runs have measured so far.
+saved batches), in training (the run folder's ``progress.json``, or its ``started.json`` newer than the running
+bench's lock before the first checkpoint), or pending; time left is projected from the rates the runs have measured
+so far.
 """
 
 from __future__ import annotations
@@ -43,19 +44,21 @@ def _suite_status(root: Path) -> str:
         recorded = {run["key"] for run in runs}
         runs += [{"model": None, "dataset": None, "seed": None, "key": d.name, "record": None}
                  for d in sorted((root / "runs").glob("*")) if d.is_dir() and d.name not in recorded]
-    states = [_run_state(root, description, run) for run in runs]
+    holder, since = _lock(root)
+    states = [_run_state(root, description, run, since) for run in runs]
     finished = [s["total_s"] for s in states if s["kind"] == "done" and s.get("total_s")]
     projected = next((s["projected_s"] for s in states if s.get("projected_s")), None)
     per_pending = statistics.fmean(finished) if finished else projected
     basis = (f"pending runs at the finished runs' mean of {_duration(per_pending)}" if finished else
              f"pending runs at the running one's projected {_duration(per_pending)}" if projected else None)
     left = sum(s.get("left_s") or 0.0 for s in states)
-    pending = sum(s["kind"] == "pending" for s in states)
+    pending = sum(s["kind"] == "pending" or s.get("unmeasured", False) for s in states)
     done = sum(s["kind"] == "done" for s in states)
     counted = (f"{done} of {len(states)} runs done" if "runs" in description else
                f"{done} runs done (pending runs unknown: this suite.json predates run lists; the next `seqvae bench` "
                "of the suite writes them)")
-    lines = [f"{description['name']}: {description.get('title', '')}", f"{counted}; {_lock_holder(root)}"]
+    running = f"a bench is running ({holder})" if holder is not None else "no bench running"
+    lines = [f"{description['name']}: {description.get('title', '')}", f"{counted}; {running}"]
     width = max((len(s["kind"]) for s in states), default=0)
     lines += [f"  {s['kind']:<{width}}  {s['label']}: {s['detail']}" for s in states]
     if pending and per_pending is None:
@@ -66,7 +69,8 @@ def _suite_status(root: Path) -> str:
     return "\n".join(lines)
 
 
-def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], bench_since: float | None
+               ) -> dict[str, Any]:
     label = (f"{run['model']} on {run['dataset']}, seed {run['seed']}" if run["model"] is not None else
              f"run {run['key']}")
     record_path = root / "records" / run["record"] if run.get("record") else None
@@ -87,6 +91,14 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any]) -> 
     if (run_dir / "metrics.csv").is_file():
         epochs = len((run_dir / "metrics.csv").read_text().strip().splitlines()) - 1
         return {"kind": "training", "label": label, "detail": f"{epochs} epochs done (no progress.json: rate unknown)"}
+    started = run_dir / "started.json"
+    if started.is_file():  # begun, no checkpoint yet: in training if the running bench began it, else to begin again
+        at = json.loads(started.read_text())["started_at"]
+        if bench_since is not None and started.stat().st_mtime >= bench_since:
+            return {"kind": "training", "label": label, "unmeasured": True,
+                    "detail": f"started at {at}, before its first checkpoint"}
+        return {"kind": "pending", "label": label,
+                "detail": f"started at {at}, stopped before its first checkpoint: it starts again from the beginning"}
     return {"kind": "pending", "label": label, "detail": "not started"}
 
 
@@ -123,18 +135,19 @@ def _evaluation_detail(run_dir: Path, description: dict[str, Any], record: dict[
     return {"detail": f"{_headline(description, record)}; IW-NLL {where}{timing}", "left_s": left}
 
 
-def _lock_holder(root: Path) -> str:
-    """Whether a bench is writing the folder now (its lock is held), and which."""
+def _lock(root: Path) -> tuple[str | None, float | None]:
+    """The bench writing the folder now (its lock is held) as it describes itself, and when it took the lock (the
+    file's modification time: the holder writes it then); (None, None) when no bench holds it."""
     path = root / "bench.lock"
     if not path.is_file():
-        return "no bench running"
+        return None, None
     with open(path) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return f"a bench is running ({handle.read().strip()})"
+            return handle.read().strip(), path.stat().st_mtime
         fcntl.flock(handle, fcntl.LOCK_UN)
-    return "no bench running"
+    return None, None
 
 
 def _duration(seconds: float) -> str:
