@@ -94,13 +94,29 @@ def check_per_dimension(regularizers: Sequence[Regularizer], prior: Prior | None
                 "floor the whole term (regularizers.free_bits.per_dimension = False)")
 
 
+def initialize_uniform(module: nn.Module, bound: float) -> None:
+    """Draw every parameter of ``module`` from U(-bound, bound); an embedding's padding row stays zero, as
+    ``nn.Embedding`` keeps it, so that padding still reads as nothing."""
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < float("inf"):
+        raise UserError(f"models.SeqVAE.init_range is the half-width of the uniform initialization and must be a "
+                        f"positive number (the authors' code uses 0.1), or None for PyTorch's own; got {bound!r}")
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.uniform_(-bound, bound)
+        for layer in module.modules():
+            if isinstance(layer, nn.Embedding) and layer.padding_idx is not None:
+                layer.weight[layer.padding_idx].zero_()
+
+
 @gin.configurable(module="models")
 class SeqVAE(nn.Module):
     """A sequence VAE assembled from registered components.
 
     ``encoder``, ``decoder``, ``latent_prior`` and each entry of ``aux_losses`` are component classes (gin:
     ``@encoders.lstm``, without parentheses): the model constructs them with the sizes only it knows.
-    ``encoder=None`` gives a language model (no z_enc).
+    ``encoder=None`` gives a language model (no z_enc). ``init_range`` None keeps each layer's own PyTorch
+    initialization; a number draws every parameter from U(-init_range, init_range) instead, as the authors' public
+    code of Chien & Wang (2019) does with 0.1 (the paper does not say).
     """
 
     def __init__(self, vocab_size: int, pad_id: int, bos_id: int, unk_id: int, eos_id: int,
@@ -108,7 +124,8 @@ class SeqVAE(nn.Module):
                  encoder: Callable[..., Encoder] | None = None,
                  latent_prior: Callable[..., Prior] = StandardNormalPrior,
                  aux_losses: Sequence[Callable[..., AuxiliaryLoss]] = (),
-                 regularizers: Sequence[Regularizer] = ()):
+                 regularizers: Sequence[Regularizer] = (),
+                 init_range: float | None = None):
         super().__init__()
         self.vocab_size = vocab_size
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = pad_id, bos_id, eos_id, unk_id
@@ -123,6 +140,8 @@ class SeqVAE(nn.Module):
         check_capabilities(self.decoder, self.aux_losses)
         self.regularizers = list(regularizers)
         check_per_dimension(self.regularizers, self.latent_prior)
+        if init_range is not None:
+            initialize_uniform(self, init_range)
 
     @property
     def kl_terms(self) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from torch import nn
 from plugin_fixture import EXAMPLE_GIN, isolated_registrations
 from seqvae_zoo import SeqVAE, build_model, parse_config, preset_names
 from seqvae_zoo.decoders.base import LATENT_MODES, DecoderOutput
-from seqvae_zoo.errors import BatchError
+from seqvae_zoo.errors import BatchError, UserError
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.gaussian import DiagGaussian
 from seqvae_zoo.model import LossTerms
@@ -243,6 +243,28 @@ def test_presets_have_the_papers_sizes_and_parameters_plus_only_the_documented_e
     tokens = torch.where(tokens > UNK, tokens + 100, tokens)  # words beyond the small test vocabulary
     terms = model(tokens, torch.tensor([7, 4]))
     assert torch.isfinite(model.objective(terms, {}))
+
+
+@pytest.mark.parametrize("preset", ["lstm", "vrae_sa_aux"])
+def test_init_range_draws_every_parameter_uniformly_and_keeps_padding_rows_zero(preset):
+    default = small_model([preset], [])
+    assert max(p.abs().max().item() for p in default.parameters()) > 1.0  # PyTorch's own: embeddings N(0, 1)
+    model = small_model([preset], ["models.SeqVAE.init_range = 0.1"])
+    assert default.num_parameters() == model.num_parameters()
+    for name, parameter in model.named_parameters():
+        assert parameter.abs().max() <= 0.1, name
+        if parameter.numel() >= 50:  # spread over the whole range, not left at another layer's scale
+            assert parameter.abs().max() > 0.08 and parameter.abs().mean() > 0.03, name
+    embeddings = [layer for layer in model.modules() if isinstance(layer, nn.Embedding)]
+    assert embeddings and all(layer.weight[PAD].abs().max() == 0 for layer in embeddings)
+    terms = model(sentences([5, 3], seed=1), torch.tensor([5, 3]))
+    assert torch.isfinite(model.objective(terms, {}))
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "'x'", "True"])
+def test_an_init_range_that_is_not_a_positive_number_is_refused(value):
+    with pytest.raises(UserError, match="init_range is the half-width of the uniform initialization"):
+        small_model(["vrae"], [f"models.SeqVAE.init_range = {value}"])
 
 
 # -- no look-ahead -----------------------------------------------------------------------------------------------
