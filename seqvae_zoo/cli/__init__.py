@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import re
 import sys
 
 from seqvae_zoo.errors import UserError
@@ -29,6 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What gin appends to an exception raised inside a configurable, one line per enclosing call, innermost first.
+GIN_CALL_CONTEXT = re.compile(r"\n\s+In call to configurable '([^'\n]*)' \([^\n]*\)")
+
+
+def on_one_line(message: str) -> str:
+    """The message with gin's chain of calls on the same line, outermost first: which component refused."""
+    calls = GIN_CALL_CONTEXT.findall(message)
+    message = GIN_CALL_CONTEXT.sub("", message)
+    return f"{message} (gin call: {' > '.join(reversed(calls))})" if calls else message
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
@@ -36,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         onednn_linear_available()  # a bad SEQVAE_ONEDNN_MATMUL stops the command before it writes anything
         return args.run(args) or 0
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {on_one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
