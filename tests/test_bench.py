@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from seqvae_zoo.bench.harness import Bench
-from seqvae_zoo.bench.leaderboard import load_results, metric_value, render
+from seqvae_zoo.bench.leaderboard import format_number, load_results, metric_value, render
 from seqvae_zoo.bench.suite import SuiteError, load_suite, suite_names
 from seqvae_zoo.cli import main
 
@@ -253,3 +253,11 @@ metric = "rouge1.f"
     records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "duc" / "records").glob("*.json")]
     assert sorted(r["model"] for r in records) == ["LEAD", "VRAE"]
     assert all(0.2 < r["metrics"]["rouge1"]["f"] < 0.6 for r in records)
+
+
+def test_a_number_too_large_to_read_is_printed_in_scientific_notation():
+    """The per-token PPL of a model that runs away is e^36: its 22 digits would bury the table's other columns."""
+    assert format_number(3810521289228106.0, 2) == "3.81e+15"
+    assert format_number(5e9, 0) == "5.00e+09"
+    assert format_number(839.5662, 2) == "839.57" and format_number(13927.4, 0) == "13,927"
+    assert format_number(float("inf"), 2) == "inf"

@@ -95,14 +95,26 @@ def _run_notes(runs: list[dict[str, Any]]) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
+#: From this magnitude on a number is printed in scientific notation: its 2 decimals would be noise among 20 digits
+#: (the PPL of a model that runs away, e^36).
+SCIENTIFIC_FROM = 1e9
+
+
+def format_number(value: float, digits: int) -> str:
+    """``value`` with thousands separators and ``digits`` decimals, or as 3.81e+15 once it is too large to read."""
+    if math.isfinite(value) and abs(value) >= SCIENTIFIC_FROM:
+        return f"{value:.{max(digits, 2)}e}"
+    return f"{value:,.{digits}f}"
+
+
 def _format_cell(cell, digits: int) -> str:
     if cell is None:
         return "–"
     mean, std, _ = cell
     if math.isnan(mean):
         return "nan"
-    text = f"{mean:,.{digits}f}"
-    return f"{text} ± {std:.{digits}f}" if std is not None else text
+    text = format_number(mean, digits)
+    return f"{text} ± {format_number(std, digits)}" if std is not None else text
 
 
 def render(results: list[tuple[dict[str, Any], list[dict[str, Any]]]], fmt: str = "md") -> str:

@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from seqvae_zoo.bench.leaderboard import metric_value
+from seqvae_zoo.bench.leaderboard import format_number, metric_value
 from seqvae_zoo.bench.records import is_complete, read_record
 from seqvae_zoo.errors import UserError
 
@@ -107,7 +107,7 @@ def _headline(description: dict[str, Any], record: dict[str, Any]) -> str:
     for column in description["columns"]:
         value = metric_value(record, column["metric"])
         if value is not None:
-            values.append(f"{column['header']} {value:,.{column.get('digits', 2)}f}")
+            values.append(f"{column['header']} {format_number(value, column.get('digits', 2))}")
     return ", ".join(values[:HEADLINE_COLUMNS]) or "no metrics"
 
 
