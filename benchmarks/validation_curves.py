@@ -7,7 +7,9 @@ are drawn from the committed records alone, without the run folders and their ch
 
 Left: the reconstruction NLL per sentence (the ELBO's first term); right: the -ELBO per sentence. Solid lines are
 the validation split, dashed lines of the same colour the training epoch's running mean, so the gap between the two
-shows how far a model overfits. Several seeds of a model are drawn as one line of their mean.
+shows how far a model overfits. Several seeds of a model are drawn as one line of their mean. A panel whose values
+span more than a factor of WIDE_RANGE (a run that ran away beside runs that did not) has a logarithmic axis, so that
+the others are not flattened into one line.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ from seqvae_zoo.errors import UserError  # noqa: E402
 
 #: (validation key, training key, title) of each panel.
 PANELS = (("valid_nll", "train_nll", "NLL per sentence"), ("valid_neg_elbo", "train_neg_elbo", "-ELBO per sentence"))
+WIDE_RANGE = 3.0
+#: The panels end here, as a fraction of the figure's width; the legend of every line starts here (the saved image
+#: is cut to what was drawn).
+PANELS_WIDTH = 0.75
+
+
+def y_scale(values: list[float]) -> str:
+    """"log" for positive values spanning more than WIDE_RANGE, else "linear"."""
+    low, high = min(values), max(values)
+    return "log" if low > 0 and high / low > WIDE_RANGE else "linear"
 
 
 def mean_curve(histories: list[list[dict]], key: str) -> tuple[list[int], list[float]]:
@@ -42,26 +54,31 @@ def draw(results_dir: Path) -> list[Path]:
     for description, records in load_results(results_dir):
         trained = [r for r in records if r.get("training", {}).get("history")]
         for dataset in dict.fromkeys(r["dataset"]["name"] for r in trained):
-            figure, axes = plt.subplots(1, len(PANELS), figsize=(11, 4))
+            figure, axes = plt.subplots(1, len(PANELS), figsize=(13, 4))
+            drawn: list[list[float]] = [[] for _ in PANELS]
             for model in description["models"]:
                 histories = [r["training"]["history"] for r in trained
                              if r["model"] == model and r["dataset"]["name"] == dataset]
                 if not histories:
                     continue
-                for axis, (valid_key, train_key, _) in zip(axes, PANELS):
-                    (line,) = axis.plot(*mean_curve(histories, valid_key), marker="o", markersize=3,
-                                        label=f"{model} (valid)")
-                    axis.plot(*mean_curve(histories, train_key), linestyle="--", color=line.get_color(),
-                              label=f"{model} (train)")
-            for axis, (_, _, title) in zip(axes, PANELS):
+                for axis, values, (valid_key, train_key, _) in zip(axes, drawn, PANELS):
+                    valid, train = mean_curve(histories, valid_key), mean_curve(histories, train_key)
+                    (line,) = axis.plot(*valid, marker="o", markersize=3, label=f"{model} (valid)")
+                    axis.plot(*train, linestyle="--", color=line.get_color(), label=f"{model} (train)")
+                    values += valid[1] + train[1]
+            for axis, values, (_, _, title) in zip(axes, drawn, PANELS):
+                if values:
+                    axis.set_yscale(y_scale(values))
                 axis.set_title(title)
                 axis.set_xlabel("epoch")
                 axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-                axis.legend(fontsize=7)
+            handles, labels = axes[0].get_legend_handles_labels()  # the panels share their lines' labels
+            figure.set_figheight(max(4.0, 0.15 * len(labels) + 0.8))
+            figure.legend(handles, labels, loc="center left", bbox_to_anchor=(PANELS_WIDTH, 0.5), fontsize=7)
             figure.suptitle(f"{description['title']}: {dataset}", fontsize=9)
-            figure.tight_layout()
+            figure.tight_layout(rect=(0, 0, PANELS_WIDTH, 1))
             path = results_dir / description["name"] / f"validation-{dataset}.png"
-            figure.savefig(path, dpi=110)
+            figure.savefig(path, dpi=110, bbox_inches="tight")
             plt.close(figure)
             written.append(path)
     return written

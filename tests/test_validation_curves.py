@@ -40,3 +40,9 @@ def test_a_png_per_suite_and_dataset_from_the_records_alone(curves, tmp_path, ca
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert curves.main([str(tmp_path / "nothing")]) == 2
     assert "no results under" in capsys.readouterr().err
+
+
+def test_a_panel_with_a_run_that_ran_away_is_drawn_on_a_log_scale(curves):
+    assert curves.y_scale([92.3, 108.9, 117.5]) == "linear"
+    assert curves.y_scale([92.3, 108.9, 868.7]) == "log"  # the literal eq. 13 row beside the paper's four
+    assert curves.y_scale([-0.5, 2.0]) == "linear"
