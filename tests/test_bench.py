@@ -261,3 +261,26 @@ def test_a_number_too_large_to_read_is_printed_in_scientific_notation():
     assert format_number(5e9, 0) == "5.00e+09"
     assert format_number(839.5662, 2) == "839.57" and format_number(13927.4, 0) == "13,927"
     assert format_number(float("inf"), 2) == "inf"
+
+
+def test_a_single_runs_95_percent_interval_stands_beside_its_mean(tmp_path):
+    """DUC's ROUGE gives each score a bootstrap interval: the table shows it where one run makes the row (md and
+    csv); a row of several seeds shows their spread instead."""
+    suite = tmp_path / "s"
+    (suite / "records").mkdir(parents=True)
+    (suite / "suite.json").write_text(json.dumps({
+        "name": "s", "title": "t", "models": ["A", "B"], "baselines": [],
+        "columns": [{"header": "R-1 F", "metric": "rouge1.f", "digits": 3}]}))
+    for name, (model, seed, f, low, high) in {"a": ("A", 0, 0.4027, 0.3929, 0.4132), "b0": ("B", 0, 0.40, 0.39, 0.41),
+                                              "b1": ("B", 1, 0.42, 0.41, 0.43)}.items():
+        metrics = {"rouge1": {"f": f}, "intervals": {"rouge1": {"f": {"low": low, "high": high, "mean": f}}}}
+        (suite / "records" / f"{name}.json").write_text(json.dumps(
+            {"model": model, "seed": seed, "suite": "s", "dataset": {"name": "duc2007"}, "metrics": metrics,
+             "protocol_version": "1"}))
+    rows = {line.split("|")[1].strip(): line for line in render(load_results(tmp_path)).splitlines()
+            if line.startswith("| A") or line.startswith("| B")}
+    assert "0.403 [0.393, 0.413]" in rows["A"]
+    assert "0.410 ± 0.014" in rows["B"] and "[" not in rows["B"]
+    csv_lines = render(load_results(tmp_path), "csv").splitlines()
+    assert csv_lines[0].endswith("R-1 F,R-1 F std,R-1 F 95% low,R-1 F 95% high")
+    assert csv_lines[1].endswith(",0.4027,,0.3929,0.4132") and csv_lines[2].endswith(",,")

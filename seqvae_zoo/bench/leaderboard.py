@@ -37,6 +37,13 @@ def metric_value(record: dict[str, Any], path: str) -> float | None:
     return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
 
 
+def metric_interval(record: dict[str, Any], path: str) -> tuple[float, float] | None:
+    """The 95% interval (low, high) that a record gives for a metric under ``metrics.intervals`` (DUC's ROUGE:
+    ``rouge1.f`` has ``intervals.rouge1.f.low`` and ``.high``), or None."""
+    low, high = (metric_value(record, f"metrics.intervals.{path}.{bound}") for bound in ("low", "high"))
+    return (low, high) if low is not None and high is not None else None
+
+
 def load_results(results_dir: str | Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Every (suite description, its records) under ``results_dir``."""
     results_dir = Path(results_dir)
@@ -60,13 +67,14 @@ def _aggregate(values: list[float]) -> tuple[float, float | None]:
 def table_rows(description: dict[str, Any], records: list[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:
     """One row per model of the suite (in suite order) that has records on ``dataset``, reference rows first.
 
-    Each cell is (mean, std or None, seeds) or None."""
+    Each cell is (mean, std or None, seeds, interval) or None; the interval is the 95% one (low, high) a single
+    run's record gives for that metric (DUC's ROUGE), else None."""
     columns = description["columns"]
     rows = []
     for reference in description.get("references", []):
         if reference.get("dataset", dataset) != dataset or reference.get("apart"):
             continue
-        cells = [(float(reference["values"][c["metric"]]), None, 0) if c["metric"] in reference["values"]
+        cells = [(float(reference["values"][c["metric"]]), None, 0, None) if c["metric"] in reference["values"]
                  else None for c in columns]
         rows.append({"model": f"{reference['model']} ({reference.get('source', 'published')})", "cells": cells,
                      "seeds": 0})
@@ -77,7 +85,8 @@ def table_rows(description: dict[str, Any], records: list[dict[str, Any]], datas
         cells = []
         for column in columns:
             values = [v for v in (metric_value(r, column["metric"]) for r in runs) if v is not None]
-            cells.append((*_aggregate(values), len(values)) if values else None)
+            interval = metric_interval(runs[0], column["metric"]) if len(runs) == 1 else None
+            cells.append((*_aggregate(values), len(values), interval) if values else None)
         rows.append({"model": model + _run_notes(runs), "cells": cells, "seeds": len(runs)})
     return rows
 
@@ -110,10 +119,12 @@ def format_number(value: float, digits: int) -> str:
 def _format_cell(cell, digits: int) -> str:
     if cell is None:
         return "–"
-    mean, std, _ = cell
+    mean, std, _, interval = cell
     if math.isnan(mean):
         return "nan"
     text = format_number(mean, digits)
+    if interval is not None:
+        text += f" [{format_number(interval[0], digits)}, {format_number(interval[1], digits)}]"
     return f"{text} ± {format_number(std, digits)}" if std is not None else text
 
 
@@ -160,13 +171,19 @@ def _apart_references(description: dict[str, Any], dataset: str, fmt: str) -> st
 def _csv(description: dict[str, Any], rows: list[dict[str, Any]], dataset: str) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    columns = description["columns"]
+    with_interval = [any(row["cells"][i] is not None and row["cells"][i][3] is not None for row in rows)
+                     for i in range(len(columns))]
     header = ["suite", "dataset", "model", "seeds"]
-    for column in description["columns"]:
+    for column, interval in zip(columns, with_interval):
         header += [column["header"], f"{column['header']} std"]
+        header += [f"{column['header']} 95% low", f"{column['header']} 95% high"] if interval else []
     writer.writerow(header)
     for row in rows:
         line = [description["name"], dataset, row["model"], row["seeds"]]
-        for cell in row["cells"]:
+        for cell, interval in zip(row["cells"], with_interval):
             line += ["", ""] if cell is None else [repr(cell[0]), "" if cell[1] is None else repr(cell[1])]
+            if interval:
+                line += ["", ""] if cell is None or cell[3] is None else [repr(cell[3][0]), repr(cell[3][1])]
         writer.writerow(line)
     return buffer.getvalue()
