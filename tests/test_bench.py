@@ -120,11 +120,11 @@ def test_interrupted_bench_resumes_without_redoing_finished_runs(tmp_path, suite
     trained: list[str] = []
     original = Bench.train_and_evaluate
 
-    def interrupted_after_two(self, model, dataset, seed, key, text):
+    def interrupted_after_two(self, model, dataset, seed, key, text, folder):
         if len(trained) == 2:
             raise KeyboardInterrupt
         trained.append(f"{model.name}/{seed}")
-        return original(self, model, dataset, seed, key, text)
+        return original(self, model, dataset, seed, key, text, folder)
 
     monkeypatch.setattr(Bench, "train_and_evaluate", interrupted_after_two)
     with pytest.raises(KeyboardInterrupt):

@@ -250,7 +250,7 @@ def test_status_tells_a_run_begun_by_the_running_bench_from_one_a_killed_bench_l
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(0)).run()
     first_run = json.loads((tmp_path / "slices" / "suite.json").read_text())["runs"][0]
-    started = tmp_path / "slices" / "runs" / first_run["key"] / "started.json"
+    started = tmp_path / "slices" / "runs" / first_run["folder"] / "started.json"
     started.parent.mkdir(parents=True)
     started.write_text(json.dumps({"git_commit": None, "started_at": "2026-01-01T00:00:00Z"}))
     assert first_run["model"] == "LSTM"
@@ -424,8 +424,8 @@ def test_status_reads_a_folder_written_before_suite_json_listed_its_runs(tmp_pat
     lines = campaign_status(tmp_path).splitlines()
     assert lines[1].startswith("1 runs done (pending runs unknown: this suite.json predates run lists")
     assert lines[2].split()[0] == "done" and "LSTM on synthetic, seed 0: IW-NLL" in lines[2]
-    key = next(d.name for d in (root / "runs").iterdir() if not any(d.name in p.name for p in
-                                                                     (root / "records").iterdir()))
+    trained = {json.loads(p.read_text())["training_folder"] for p in (root / "records").iterdir()}
+    key = next(d.name for d in (root / "runs").iterdir() if d.name not in trained)
     assert lines[3].split()[0] == "training" and f"run {key}: " in lines[3] and "step 5 of 12" in lines[3]
 
 

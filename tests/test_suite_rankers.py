@@ -71,5 +71,5 @@ def test_paper_duc_reports_rouge_2_and_su4_and_the_query_row():
     assert suite.evaluation["rouge"] == "duc"
     assert [c.metric for c in suite.columns] == ["rouge1.recall", "rouge1.precision", "rouge1.f", "rouge2.recall",
                                                  "rougeSU4.recall"]
-    query_row = suite.models[-1]
+    query_row = next(model for model in suite.models if "query" in model.name)
     assert query_row.configs == ("vrae_sa_aux",) and suite.evaluation_for(query_row)["ranker"] == "query"

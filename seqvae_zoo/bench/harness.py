@@ -4,15 +4,18 @@ Layout of ``--out`` (default ``bench-results``)::
 
     <suite>/suite.json          what the tables and ``--status`` need (title, columns, models, references, runs)
     <suite>/records/<run>.json  one run: metrics and full provenance (written atomically)
-    <suite>/runs/<key>/         the run's checkpoints and logs (an interrupted run resumes from here)
+    <suite>/runs/<folder>/      a training's checkpoints and logs (an interrupted run resumes from here)
     <suite>/leaderboard.{md,tex,csv}
     <suite>/bench.lock          held (flock) by the one ``seqvae bench`` writing the folder
 
 A run is identified by the hash of its operative config, its dataset's fingerprint, the metric protocol version, the
-seed and the evaluation settings: a record with that key is a finished run and is not redone. The cheap columns come
-first: a language model's record is written once its bound pass is done (``"complete": false``, shown in the tables
-as incomplete), then again with its IW-NLL, whose pass saves its progress after every batch. A run whose training
-loss diverges gets a record saying at which step and why, and the suite goes on.
+seed and the evaluation settings: a record with that key is a finished run and is not redone. Rows that differ only
+in how they are scored (a summarization ranker, ``checkpoint = "best"``) share one training: its folder is named by
+the hash of what training depends on (config, data, seed, budget), or is the folder such a row began in before
+trainings were shared (named by its record key). The cheap columns come first: a language model's record is
+written once its bound pass is done (``"complete": false``, shown in the tables as incomplete), then again with its
+IW-NLL, whose pass saves its progress after every batch. A run whose training loss diverges gets a record saying at
+which step and why, and the suite goes on.
 
 A :class:`~seqvae_zoo.training.stopping.StopRequest` (``--time-limit``, SIGTERM, SIGUSR1) ends the bench at the next
 checkpoint or evaluation batch with :class:`BenchStopped`; the same command continues from there.
@@ -47,8 +50,8 @@ from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
 from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
                                           evaluate_trained, evaluation_kind, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
-from seqvae_zoo.bench.records import RecordError, check_results_folder, is_complete, read_record
-from seqvae_zoo.bench.suite import ModelSpec, Suite, SuiteError
+from seqvae_zoo.bench.records import RecordError, check_results_folder, is_complete, iw_progress_file, read_record
+from seqvae_zoo.bench.suite import CHECKPOINTS, ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.protocol import scored_as
 from seqvae_zoo.presets import config_hash, parse_config
@@ -58,9 +61,6 @@ from seqvae_zoo.training.trainer import NonFiniteLossError
 
 RECORD_VERSION = 1
 LOCK_FILE = "bench.lock"
-#: A run's saved importance-sampling pass, in its run folder.
-IW_PROGRESS = "iw-progress.json"
-
 
 class BenchStopped(Exception):
     """The bench stopped before its suite was done (a time limit or a signal); running it again continues."""
@@ -101,6 +101,7 @@ class PendingRun:
     seed: int
     key: str
     text: str
+    folder: str
 
 
 class Bench:
@@ -135,10 +136,31 @@ class Bench:
     def run_key(self, model: ModelSpec, dataset: str, seed: int) -> tuple[str, str]:
         """(key, config text) of a run."""
         text = parse_config(model.configs, self.suite.training_bindings(model))
+        evaluation = {name: value for name, value in self.suite.evaluation_for(model).items()
+                      if (name, value) != ("checkpoint", CHECKPOINTS[0])}  # the default: keys from before it hold
         identity = json.dumps({"config": text, "dataset": dataset, "fingerprint": self.corpus(dataset).fingerprint,
                                "protocol": self.protocol_version, "seed": seed, "max_steps": self.suite.max_steps,
-                               "evaluation": self.suite.evaluation_for(model)}, sort_keys=True)
+                               "evaluation": evaluation}, sort_keys=True)
         return hashlib.sha256(identity.encode()).hexdigest()[:16], text
+
+    def training_key(self, text: str, dataset: str, seed: int) -> str:
+        """The hash of what a run's training depends on: its operative config, data, seed and budget."""
+        identity = json.dumps({"config": text, "dataset": dataset, "fingerprint": self.corpus(dataset).fingerprint,
+                               "seed": seed, "max_steps": self.suite.max_steps}, sort_keys=True)
+        return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+    def training_folders(self, keyed: list[tuple[ModelSpec, str, int, str, str]]) -> dict[str, str]:
+        """Each run's training folder under ``runs/``, by record key: one per training, shared by the runs that
+        train alike; where one of them began in a folder of its own record key (before trainings were shared),
+        they all continue there."""
+        trainings: dict[str, list[str]] = {}
+        for model, dataset, seed, key, text in keyed:
+            trainings.setdefault(self.training_key(text, dataset, seed), []).append(key)
+        folders = {}
+        for training, keys in trainings.items():
+            begun = [key for key in keys if (self.root / "runs" / key).is_dir()]
+            folders.update((key, begun[0] if begun else training) for key in keys)
+        return folders
 
     def record_path(self, model: ModelSpec, dataset: str, seed: int, key: str) -> Path:
         return self.root / "records" / f"{_slug(model.name)}-{_slug(dataset)}-seed{seed}-{key}.json"
@@ -154,8 +176,9 @@ class Bench:
         with self.locked():
             runs = self.suite.runs()
             keyed = [(model, dataset, seed, *self.run_key(model, dataset, seed)) for model, dataset, seed in runs]
+            folders = self.training_folders(keyed)
             try:
-                self.write_description(self.record_baselines(), keyed)
+                self.write_description(self.record_baselines(), keyed, folders)
                 pending = []
                 for index, (model, dataset, seed, key, text) in enumerate(keyed, 1):
                     label = f"[{index}/{len(runs)}] {model.name} on {dataset}, seed {seed}"
@@ -164,8 +187,8 @@ class Bench:
                     elif (source := self.reuse_identical_run(model, dataset, seed, key)) is not None:
                         self.log(f"{label}: the same run is recorded in {source}; reused")
                     else:
-                        pending.append(PendingRun(label, model, dataset, seed, key, text))
-                if self.workers == 1 or len(pending) <= 1:
+                        pending.append(PendingRun(label, model, dataset, seed, key, text, folders[key]))
+                if self.workers == 1 or len({run.folder for run in pending}) <= 1:
                     self._run_here(pending)
                 else:
                     self._run_in_workers(pending)
@@ -230,7 +253,7 @@ class Bench:
         """Train and evaluate ``run``, writing its record as its columns land (see the module's docstring)."""
         if self.stop is not None:
             self.stop.check()
-        self.train_and_evaluate(run.model, run.dataset, run.seed, run.key, run.text)
+        self.train_and_evaluate(run.model, run.dataset, run.seed, run.key, run.text, run.folder)
 
     def _run_here(self, pending: list[PendingRun]) -> None:
         durations: list[float] = []
@@ -243,12 +266,17 @@ class Bench:
             durations.append(time.perf_counter() - started)
 
     def _run_in_workers(self, pending: list[PendingRun]) -> None:
-        """Each pending run in one of ``workers`` spawned processes; the first failure cancels the runs not yet
-        started (those under way finish and keep their records) and is raised here."""
-        workers = min(self.workers, len(pending))
+        """Each pending training, with the runs scored from it one after another, in one of ``workers`` spawned
+        processes; the first failure cancels the trainings not yet started (those under way finish and keep their
+        records) and is raised here."""
+        trainings: dict[str, list[PendingRun]] = {}
+        for run in pending:
+            trainings.setdefault(run.folder, []).append(run)
+        workers = min(self.workers, len(trainings))
         threads = max(1, torch.get_num_threads() // workers)
         context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited CUDA or thread state
-        self.log(f"{len(pending)} runs over {workers} worker processes, {threads} torch thread(s) each")
+        self.log(f"{len(pending)} runs ({len(trainings)} trainings) over {workers} worker processes, {threads} torch "
+                 "thread(s) each")
         started = time.perf_counter()
         shared_flag = context.Event()
         if self.stop is not None:  # a signal to this process reaches the workers through the shared flag
@@ -256,25 +284,28 @@ class Bench:
         deadline = self.stop.deadline if self.stop is not None else None
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                  initargs=(context.Value("i", 0), threads, deadline, shared_flag)) as pool:
-            futures = {pool.submit(_complete_in_worker, self.suite, self.out_dir, self.data_dir, self.device, run):
-                       run for run in pending}
+            futures = {pool.submit(_complete_in_worker, self.suite, self.out_dir, self.data_dir, self.device, runs):
+                       runs for runs in trainings.values()}
             remaining = set(futures)
             try:
                 while remaining:
                     finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
                     for future in finished:
                         future.result()
-                        self.log(f"{futures[future].label}: done ({len(futures) - len(remaining)}/{len(futures)}, "
+                        labels = "; ".join(run.label for run in futures[future])
+                        self.log(f"{labels}: done ({len(futures) - len(remaining)}/{len(futures)} trainings, "
                                  f"{(time.perf_counter() - started) / 60:.1f} min)")
             except BaseException:
                 for future in remaining:
                     future.cancel()
                 raise
 
-    def train_and_evaluate(self, model: ModelSpec, dataset: str, seed: int, key: str, text: str) -> dict[str, Any]:
-        """Train (or resume) one run and evaluate it, writing its record after each evaluation phase; return it."""
+    def train_and_evaluate(self, model: ModelSpec, dataset: str, seed: int, key: str, text: str,
+                           folder: str) -> dict[str, Any]:
+        """Train (or resume, or load trained) one run in ``runs/<folder>`` and evaluate it, writing its record
+        after each evaluation phase; return it."""
         record_path = self.record_path(model, dataset, seed, key)
-        run_dir = self.root / "runs" / key
+        run_dir = self.root / "runs" / folder
         resume = (run_dir / CHECKPOINT).is_file()
         if not resume:
             write_json_atomically(run_dir / "started.json", {"git_commit": git_commit(), "started_at": _now()})
@@ -290,6 +321,8 @@ class Bench:
             self.log(f"{model.name}: training diverged at step {error.step} (epoch {error.epoch}); recorded")
             return record
         settings = self.suite.evaluation_for(model)
+        checkpoint = self.suite.scored_checkpoint(model)
+        scored = _load_scored_checkpoint(trained, run_dir, checkpoint, model.name)
         record = read_record(record_path) if record_path.is_file() else None
         if record is None:
             started = time.perf_counter()
@@ -301,14 +334,15 @@ class Bench:
             metrics.update(scored_as(refinement))
             record = {**self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
                       "complete": evaluation_kind(settings) == "summarization",
-                      **self._run_details(model, text, trained, run_dir),
+                      **self._run_details(model, text, trained, run_dir), "scored_checkpoint": scored,
                       "evaluation_seconds": time.perf_counter() - started}
             write_json_atomically(record_path, record)
         if not is_complete(record):
             started = time.perf_counter()
             with trained.procedure.scoring(trained.model):
                 metrics = evaluate_importance_of(settings, trained.model, trained.vocab, trained.corpus, seed,
-                                                 record["metrics"], state_path=run_dir / IW_PROGRESS, stop=self.stop)
+                                                 record["metrics"], stop=self.stop,
+                                                 state_path=run_dir / iw_progress_file(checkpoint))
             record = {**record, **self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
                       "complete": True, "started_commit": record.get("started_commit"),
                       "evaluation_seconds": record["evaluation_seconds"] + time.perf_counter() - started}
@@ -323,6 +357,7 @@ class Bench:
             "config_text": text,
             "config_hash": config_hash(text),
             "started_commit": _started_commit(run_dir),
+            "training_folder": run_dir.name,
             "training": {
                 "epochs": history[-1]["epoch"] if history else 0,
                 "steps": history[-1]["step"] if history else 0,
@@ -395,13 +430,15 @@ class Bench:
         return list(dict.fromkeys(labels))
 
     # -- tables ---------------------------------------------------------------------------------------------------
-    def write_description(self, baseline_labels: list[str], keyed: list[tuple[ModelSpec, str, int, str, str]]) -> None:
+    def write_description(self, baseline_labels: list[str], keyed: list[tuple[ModelSpec, str, int, str, str]],
+                          folders: dict[str, str]) -> None:
         suite = self.suite
         write_json_atomically(self.root / "suite.json", {
             "name": suite.name, "title": suite.title,
             "models": [*baseline_labels, *(m.name for m in suite.models)],
             "columns": [asdict(c) for c in suite.columns], "references": suite.references,
-            "runs": [{"model": model.name, "dataset": dataset, "seed": seed, "key": key,
+            "runs": [{"model": model.name, "dataset": dataset, "seed": seed, "key": key, "folder": folders[key],
+                      "checkpoint": suite.scored_checkpoint(model),
                       "record": self.record_path(model, dataset, seed, key).name}
                      for model, dataset, seed, key, _ in keyed]})
 
@@ -432,9 +469,32 @@ def _start_worker(counter, threads: int, deadline: float | None, shared_flag) ->
         signal.signal(number, _worker_stop.on_signal)
 
 
-def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str, run: PendingRun) -> None:
-    Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None,
-          stop=_worker_stop).complete(run)
+def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str,
+                        runs: list[PendingRun]) -> None:
+    bench = Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None,
+                  stop=_worker_stop)
+    for run in runs:
+        bench.complete(run)
+
+
+def _load_scored_checkpoint(trained, run_dir: Path, checkpoint: str, model_name: str) -> dict[str, Any]:
+    """Put the weights the run is scored with into ``trained.model``, and say which they are: the last epoch's
+    (what training left) or those of ``best.pt``, the epoch of the best validation -ELBO."""
+    if checkpoint == "last":
+        last = trained.history[-1] if trained.history else {}
+        return {"checkpoint": "last", "epoch": last.get("epoch"), "step": last.get("step"),
+                "valid_neg_elbo": last.get("valid_neg_elbo")}
+    from seqvae_zoo.training.checkpoint import read_checkpoint
+
+    path = run_dir / "best.pt"
+    if not path.is_file():
+        raise SuiteError(f"{model_name}: evaluation checkpoint = \"best\" scores the best validation epoch, and "
+                         f"{str(path)!r} does not exist: the run ended before its first epoch did (a max_steps "
+                         "budget under one epoch). Give the suite at least one epoch, or score checkpoint = \"last\"")
+    state = read_checkpoint(path, map_location=next(trained.model.parameters()).device)
+    trained.model.load_state_dict(state["model"])
+    return {"checkpoint": "best", "epoch": state["epoch"], "step": state["step"],
+            "valid_neg_elbo": state["best_valid"]}
 
 
 def _now() -> str:

@@ -35,6 +35,12 @@ def read_record(path: str | Path) -> dict[str, Any]:
     return record
 
 
+def iw_progress_file(checkpoint: str) -> str:
+    """The file in a run's training folder that holds the saved importance-sampling pass of the scored checkpoint
+    (rows of one suite that share a training differ at most in that)."""
+    return "iw-progress.json" if checkpoint == "last" else f"iw-progress-{checkpoint}.json"
+
+
 def is_complete(record: dict[str, Any]) -> bool:
     """Whether a record has every column (records written before the cheap-columns-first order always do)."""
     return bool(record.get("complete", True))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seqvae_zoo.bench.leaderboard import format_number, metric_value
-from seqvae_zoo.bench.records import is_complete, read_record
+from seqvae_zoo.bench.records import is_complete, iw_progress_file, read_record
 from seqvae_zoo.errors import UserError
 
 HEADLINE_COLUMNS = 4
@@ -39,9 +39,9 @@ def _suite_status(root: Path) -> str:
     runs = description.get("runs")
     if runs is None:  # written before suite.json listed the runs: what the folders show
         runs = [{"model": r["model"], "dataset": r["dataset"]["name"], "seed": r.get("seed"), "key": r["run_key"],
-                 "record": p.name} for p in sorted((root / "records").glob("*.json"))
-                if not (r := read_record(p)).get("baseline")]
-        recorded = {run["key"] for run in runs}
+                 "folder": r.get("training_folder", r["run_key"]), "record": p.name}
+                for p in sorted((root / "records").glob("*.json")) if not (r := read_record(p)).get("baseline")]
+        recorded = {run["folder"] for run in runs}
         runs += [{"model": None, "dataset": None, "seed": None, "key": d.name, "record": None}
                  for d in sorted((root / "runs").glob("*")) if d.is_dir() and d.name not in recorded]
     holder, since = _lock(root)
@@ -75,7 +75,7 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
              f"run {run['key']}")
     record_path = root / "records" / run["record"] if run.get("record") else None
     record = read_record(record_path) if record_path is not None and record_path.is_file() else None
-    run_dir = root / "runs" / run["key"]
+    run_dir = root / "runs" / run.get("folder", run["key"])  # suite.json before shared trainings: its own key
     if record is not None and record.get("diverged"):
         diverged = record["diverged"]
         return {"kind": "done", "label": label, "detail": f"diverged at step {diverged['step']} (epoch "
@@ -84,7 +84,8 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
         total = record.get("training", {}).get("wall_seconds", 0.0) + record.get("evaluation_seconds", 0.0)
         return {"kind": "done", "label": label, "detail": _headline(description, record), "total_s": total}
     if record is not None:
-        return {"kind": "evaluating", "label": label, **_evaluation_detail(run_dir, description, record)}
+        return {"kind": "evaluating", "label": label,
+                **_evaluation_detail(run_dir / iw_progress_file(run.get("checkpoint", "last")), description, record)}
     progress_path = run_dir / "progress.json"
     if progress_path.is_file():
         return {"kind": "training", "label": label, **_training_detail(json.loads(progress_path.read_text()))}
@@ -124,8 +125,7 @@ def _training_detail(progress: dict[str, Any]) -> dict[str, Any]:
     return {"detail": detail, "left_s": left, "projected_s": per_step * total_steps if per_step else None}
 
 
-def _evaluation_detail(run_dir: Path, description: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    path = run_dir / "iw-progress.json"
+def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     saved = json.loads(path.read_text()) if path.is_file() else {}
     done, batches = len(saved.get("values", [])), saved.get("batches")
     per_batch = saved["seconds"] / done if done and saved.get("seconds") else None

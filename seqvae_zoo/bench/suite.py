@@ -15,6 +15,11 @@ A suite file (``benchmarks/suites/<name>.toml``, installed as ``seqvae_zoo.suite
     configs = ["vrae_sa_aux"]
     bindings = []                          # this model only
     evaluation = { ranker = "query" }      # this model's summarization ranker, over [evaluation]'s
+    [[models]]
+    name = "VRAE-SA w aux, best validation epoch"
+    configs = ["vrae_sa_aux"]
+    evaluation = { checkpoint = "best" }   # score the best validation epoch, not the last (trains once with
+                                           # every row that trains alike)
     [[columns]]
     header = "IW-NLL"
     metric = "iw.nll"                      # dotted path into a record's "metrics"
@@ -50,7 +55,10 @@ class SuiteError(UserError):
 
 
 #: What a model may change of the suite's [evaluation]: settings that keep the suite's metric protocol.
-MODEL_EVALUATION_KEYS = ("ranker",)
+MODEL_EVALUATION_KEYS = ("ranker", "checkpoint")
+#: Which of a run's checkpoints is scored (``[evaluation] checkpoint``): the last epoch's (the default) or the one
+#: with the best validation -ELBO, as early stopping would keep.
+CHECKPOINTS = ("last", "best")
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,9 @@ class Suite:
     def evaluation_for(self, model: ModelSpec) -> dict[str, Any]:
         """The suite's [evaluation] with the model's own settings over it."""
         return {**self.evaluation, **dict(model.evaluation)}
+
+    def scored_checkpoint(self, model: ModelSpec) -> str:
+        return self.evaluation_for(model).get("checkpoint", CHECKPOINTS[0])
 
     def runs(self) -> list[tuple[ModelSpec, str, int]]:
         """Every (model, dataset, seed) of the suite, in the order they run."""
@@ -148,6 +159,11 @@ def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
             raise SuiteError(f"{where}: model {model.name!r} sets evaluation {', '.join(changed)}; a model may set "
                              f"only {', '.join(MODEL_EVALUATION_KEYS)} (the rest is the suite's, so that its rows "
                              "share one protocol)")
+    for scope, evaluation in [("[evaluation]", raw.get("evaluation", {})),
+                              *((f"model {m.name!r}", dict(m.evaluation)) for m in models)]:
+        if evaluation.get("checkpoint", CHECKPOINTS[0]) not in CHECKPOINTS:
+            raise SuiteError(f"{where}: {scope} sets checkpoint = {evaluation['checkpoint']!r}; use \"last\" (the "
+                             "last epoch's weights, the default) or \"best\" (the best validation epoch's)")
     for reference in raw.get("references", []):
         missing = [key for key in ("model", "source", "values", *(("protocol",) if reference.get("apart") else ()))
                    if key not in reference]
