@@ -4,12 +4,14 @@ once, in one folder; a row scored at its best validation epoch is scored with th
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from seqvae_zoo.bench.evaluations import evaluate_bounds_of
 from seqvae_zoo.bench.harness import Bench
+from seqvae_zoo.bench.status import campaign_status
 from seqvae_zoo.bench.suite import ModelSpec, SuiteError, load_suite
 from seqvae_zoo.cli import main
 from seqvae_zoo.data.loading import load_dataset
@@ -94,8 +96,22 @@ def test_a_best_epoch_row_shares_its_twins_training_and_is_scored_with_best_pt(t
         assert record["metrics"]["iw"]["nll"] <= record["metrics"]["elbo"]["nll"] + 1e-6
     assert best["metrics"]["elbo"]["nll"] != last["metrics"]["elbo"]["nll"]
     assert (run_dir / "iw-progress.json").is_file() and (run_dir / "iw-progress-best.json").is_file()
-    status = main(["bench", "--status", str(out)])
-    assert status == 0
+
+    (out / "scored" / "records" / best_record_name(out)).unlink()  # as if the best row had not been scored yet
+    line = row_status(out, "VRAE, best validation epoch")
+    assert line.split()[0] == "pending" and "scored from the training of VRAE on synthetic, seed 0: only its " \
+        "evaluation is left" in line
+    assert "1 sharing a training at the finished runs' mean evaluation of" in campaign_status(out)
+    shutil.rmtree(run_dir)  # the training is lost: the best row must train again
+    assert row_status(out, "VRAE, best validation epoch").endswith(": not started")
+
+
+def best_record_name(out: Path) -> str:
+    return next(p.name for p in (out / "scored" / "records").glob("vrae--best-validation-epoch-*.json"))
+
+
+def row_status(out: Path, model: str) -> str:
+    return next(line for line in campaign_status(out).splitlines() if f"  {model} on synthetic" in line)
 
 
 def test_scoring_the_last_checkpoint_explicitly_keeps_the_key_runs_had_before_the_setting(tmp_path):

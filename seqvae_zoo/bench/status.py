@@ -45,14 +45,22 @@ def _suite_status(root: Path) -> str:
         runs += [{"model": None, "dataset": None, "seed": None, "key": d.name, "record": None}
                  for d in sorted((root / "runs").glob("*")) if d.is_dir() and d.name not in recorded]
     holder, since = _lock(root)
-    states = [_run_state(root, description, run, since) for run in runs]
+    states = _shared_trainings_once(root, runs, [_run_state(root, description, run, since) for run in runs])
     finished = [s["total_s"] for s in states if s["kind"] == "done" and s.get("total_s")]
     projected = next((s["projected_s"] for s in states if s.get("projected_s")), None)
     per_pending = statistics.fmean(finished) if finished else projected
     basis = (f"pending runs at the finished runs' mean of {_duration(per_pending)}" if finished else
              f"pending runs at the running one's projected {_duration(per_pending)}" if projected else None)
-    left = sum(s.get("left_s") or 0.0 for s in states)
-    pending = sum(s["kind"] == "pending" or s.get("unmeasured", False) for s in states)
+    evaluations = [s["evaluation_s"] for s in states if s["kind"] == "done" and s.get("evaluation_s")]
+    scoring_only = sum(bool(s.get("scoring_only")) for s in states)
+    if scoring_only:
+        per_scoring = statistics.fmean(evaluations) if evaluations else 0.0
+        basis = ", ".join(filter(None, [basis, f"{scoring_only} sharing a training at the finished runs' mean "
+                                               f"evaluation of {_duration(per_scoring)}"]))
+    left = sum(s.get("left_s") or 0.0 for s in states) + scoring_only * (
+        statistics.fmean(evaluations) if evaluations else 0.0)
+    pending = sum((s["kind"] == "pending" and not s.get("scoring_only")) or s.get("unmeasured", False)
+                  for s in states)
     done = sum(s["kind"] == "done" for s in states)
     counted = (f"{done} of {len(states)} runs done" if "runs" in description else
                f"{done} runs done (pending runs unknown: this suite.json predates run lists; the next `seqvae bench` "
@@ -65,8 +73,24 @@ def _suite_status(root: Path) -> str:
         lines.append("time left: unknown until a run has measured its rate")
     elif pending or left:
         lines.append(f"time left: about {_duration(left + pending * (per_pending or 0.0))}"
-                     + (f" ({basis})" if pending and basis else ""))
+                     + (f" ({basis})" if (pending or scoring_only) and basis else ""))
     return "\n".join(lines)
+
+
+def _shared_trainings_once(root: Path, runs: list[dict[str, Any]], states: list[dict[str, Any]]
+                           ) -> list[dict[str, Any]]:
+    """Rows that share a training folder (scored differently) show its training once, on the first of them; the
+    others, until their own evaluation begins, are pending with only their evaluation left (unless the first is
+    done and its folder is gone: then the training is theirs to do again)."""
+    first_of_folder: dict[str, dict[str, Any]] = {}
+    for run, state in zip(runs, states):
+        folder = run.get("folder", run["key"])
+        twin = first_of_folder.setdefault(folder, state)
+        trained = twin["kind"] != "done" or (root / "runs" / folder / "progress.json").is_file()
+        if twin is not state and state["kind"] in ("training", "pending") and trained:
+            state.update(kind="pending", scoring_only=True, left_s=None, projected_s=None, unmeasured=False,
+                         detail=f"scored from the training of {twin['label']}: only its evaluation is left")
+    return states
 
 
 def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], bench_since: float | None
@@ -82,7 +106,8 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
                 f"{diverged['epoch']}): {diverged['reason']}"}
     if record is not None and is_complete(record):
         total = record.get("training", {}).get("wall_seconds", 0.0) + record.get("evaluation_seconds", 0.0)
-        return {"kind": "done", "label": label, "detail": _headline(description, record), "total_s": total}
+        return {"kind": "done", "label": label, "detail": _headline(description, record), "total_s": total,
+                "evaluation_s": record.get("evaluation_seconds")}
     if record is not None:
         return {"kind": "evaluating", "label": label,
                 **_evaluation_detail(run_dir / iw_progress_file(run.get("checkpoint", "last")), description, record)}
