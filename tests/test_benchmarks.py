@@ -133,3 +133,39 @@ def test_iw_nll_clocks_every_part_of_the_estimate_and_leaves_the_model_as_it_was
 def test_iw_nll_refuses_a_baseline_that_is_not_a_checkout(iw_nll, tmp_path):
     with pytest.raises(SystemExit, match="is not a checkout of this repository"):
         iw_nll.load_baseline(tmp_path)
+
+
+def precision_record(folder, preset: str, precision: str, seed: int, iw_nll: float | None, ppl: float,
+                     tokens_per_s: float) -> None:
+    """A record of the precision-ptb suite with what the equivalence script reads; ``iw_nll`` None: IW pending."""
+    import json
+
+    metrics = {"paper": {"ppl": ppl}, **({"iw": {"nll": iw_nll}} if iw_nll is not None else {})}
+    record = {"model": f"{preset} {precision}", "dataset": {"name": "ptb"}, "protocol_version": "1",
+              "suite": "precision-ptb", "seed": seed, "configs": [preset], "complete": iw_nll is not None,
+              "bindings": ["kl_schedules.linear.warmup_epochs = 1.0",
+                           f'training.TrainingSettings.precision = "{precision}"'],
+              "metrics": metrics, "training": {"precision": precision, "tokens_per_s": tokens_per_s}}
+    (folder / "records").mkdir(parents=True, exist_ok=True)
+    (folder / "records" / f"{preset}-{precision}-{seed}.json").write_text(json.dumps(record))
+
+
+def test_precision_equivalence_compares_the_difference_of_means_with_the_spread_between_seeds(
+        benchmark_script, tmp_path, capsys):
+    script = benchmark_script("precision_equivalence")
+    for precision, seed, iw, ppl, rate in (("fp32", 0, 100.0, 200.0, 1000), ("fp32", 1, 101.0, 204.0, 1100),
+                                           ("bf16", 0, 100.2, 210.0, 1400), ("bf16", 1, 101.4, 211.0, 1500)):
+        precision_record(tmp_path, "vrae", precision, seed, iw, ppl, rate)
+    precision_record(tmp_path, "vrae_sa_aux", "fp32", 0, None, 300.0, 900)
+    assert script.main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    iw = next(line for line in lines if "| vrae " in line and "IW-NLL" in line)
+    assert "100.00, 101.00" in iw and "+0.30" in iw and "1.20" in iw and "within" in iw  # |0.3| < 1.2 (bf16's)
+    ppl = next(line for line in lines if "| vrae " in line and "recon. PPL" in line)
+    assert "+8.50" in ppl and "4.00" in ppl and "OUTSIDE" in ppl
+    rate = next(line for line in lines if "| vrae " in line and "tokens/s" in line)
+    assert "1.38x" in rate  # 1450 / 1050
+    pending = next(line for line in lines if "vrae_sa_aux" in line and "IW-NLL" in line)
+    assert "pending" in pending and "needs two seeds of each precision" in pending
+    assert script.main([str(tmp_path / "nothing")]) == 2
+    assert "no records in" in capsys.readouterr().err
