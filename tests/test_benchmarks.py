@@ -169,3 +169,30 @@ def test_precision_equivalence_compares_the_difference_of_means_with_the_spread_
     assert "pending" in pending and "needs two seeds of each precision" in pending
     assert script.main([str(tmp_path / "nothing")]) == 2
     assert "no records in" in capsys.readouterr().err
+
+
+def test_summary_lengths_leaves_out_each_summarys_cut_sentence_and_compares_with_the_candidates(
+        benchmark_script, tmp_path, capsys):
+    script = benchmark_script("summary_lengths")
+    from seqvae_zoo.data.loading import load_dataset
+    from seqvae_zoo.summarization.pipeline import nist_name, topics_of
+
+    topics = topics_of(load_dataset("duc2007"))[:2]
+    system = tmp_path / "mine"
+    system.mkdir()
+    (system / nist_name(topics[0], "mine", 250)).write_text("one two three four .\nfive six .\ncut here\n")
+    (system / nist_name(topics[1], "mine", 250)).write_text("a b c d e f .\ncut\n")
+    [row] = script.length_rows(tmp_path, topics_of(load_dataset("duc2007")), 250, min_words=8)
+    name, summarized, sentences, whole, median, pool, ratio = row
+    assert (name, summarized, sentences) == ("mine", 2, 2.5)
+    assert whole == (5 + 3 + 7) / 3 and median == 5  # the last line of each summary is not counted
+    candidates = [s.word_count for topic in topics for s in topic.sentences() if s.word_count >= 8
+                  and s.text.rstrip("'\")")[-1:] in ".?!"]
+    assert pool == pytest.approx(sum(candidates) / len(candidates)) and ratio == pytest.approx(whole / pool)
+
+    (system / nist_name(topics[0], "mine", 250)).rename(system / "D0701.M.100.A.mine")
+    (system / nist_name(topics[1], "mine", 250)).unlink()
+    assert script.main([str(tmp_path)]) == 2
+    assert "holds no summary of this dataset's topics at 250 words" in capsys.readouterr().err
+    assert script.main([str(tmp_path / "mine")]) == 2
+    assert "no system folders in" in capsys.readouterr().err
