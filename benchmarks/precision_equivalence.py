@@ -26,9 +26,10 @@ METRICS = (("iw.nll", "IW-NLL"), ("paper.ppl", "recon. PPL (paper)"))
 PRECISIONS = ("fp32", "bf16")
 
 
-def preset_of(record: dict) -> str:
-    """The preset and bindings of a run, less its precision: what two precisions' rows share."""
-    bindings = [b for b in record.get("bindings", []) if "TrainingSettings.precision" not in b]
+def preset_of(record: dict, common: set[str]) -> str:
+    """The preset and bindings of a run, less its precision and the bindings every run of the suite has: what two
+    precisions' rows share, and what tells the presets apart."""
+    bindings = [b for b in record.get("bindings", []) if "TrainingSettings.precision" not in b and b not in common]
     return " + ".join(record["configs"]) + (f" ({'; '.join(bindings)})" if bindings else "")
 
 
@@ -38,11 +39,11 @@ def gather(folder: Path) -> dict[str, dict[str, list[dict]]]:
     if not paths:
         raise UserError(f"no records in {str(folder / 'records')!r}: give the precision-ptb folder of a bench "
                         "(`seqvae bench precision-ptb --out DIR` writes DIR/precision-ptb)")
+    records = [record for record in map(read_record, paths) if "training" in record]
+    common = set.intersection(*(set(record.get("bindings", [])) for record in records)) if records else set()
     runs: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for path in paths:
-        record = read_record(path)
-        if "training" in record:
-            runs[preset_of(record)][record["training"]["precision"]].append(record)
+    for record in records:
+        runs[preset_of(record, common)][record["training"]["precision"]].append(record)
     for by_precision in runs.values():
         for records in by_precision.values():
             records.sort(key=lambda r: r["seed"])
@@ -53,14 +54,14 @@ def rows(runs: dict[str, dict[str, list[dict]]]) -> list[list[str]]:
     table = []
     for preset, by_precision in runs.items():
         for metric, header in METRICS:
-            values = {p: [metric_value(r, metric) for r in by_precision.get(p, []) if is_complete(r)]
-                      for p in PRECISIONS}
-            values = {p: [v for v in vs if v is not None] for p, vs in values.items()}
-            shown = {p: ", ".join(f"{v:.2f}" for v in vs) or "pending" for p, vs in values.items()}
-            spreads = [max(vs) - min(vs) for vs in values.values() if len(vs) >= 2]
-            if all(values.values()) and spreads:
+            by_seed = {p: [metric_value(r, metric) if is_complete(r) or metric != "iw.nll" else None
+                           for r in by_precision.get(p, [])] for p in PRECISIONS}
+            shown = {p: ", ".join("pending" if v is None else f"{v:.2f}" for v in vs) or "-"
+                     for p, vs in by_seed.items()}
+            values = {p: [v for v in vs if v is not None] for p, vs in by_seed.items()}
+            if all(len(vs) >= 2 for vs in values.values()):
                 difference = statistics.fmean(values["bf16"]) - statistics.fmean(values["fp32"])
-                spread = max(spreads)
+                spread = max(max(vs) - min(vs) for vs in values.values())
                 verdict = "within" if abs(difference) < spread else "OUTSIDE"
                 cells = [f"{difference:+.2f}", f"{spread:.2f}", verdict]
             else:
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(tabulate(rows(runs), headers=["preset", "metric", "fp32 (by seed)", "bf16 (by seed)",
-                                        "bf16 - fp32 (means)", "seed spread", "equivalent"], tablefmt="github"))
+                                        "bf16 - fp32 (means)", "seed spread", "equivalent"], tablefmt="github",
+                   disable_numparse=True))
     return 0
 
 

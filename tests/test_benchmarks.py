@@ -157,6 +157,8 @@ def test_precision_equivalence_compares_the_difference_of_means_with_the_spread_
                                            ("bf16", 0, 100.2, 210.0, 1400), ("bf16", 1, 101.4, 211.0, 1500)):
         precision_record(tmp_path, "vrae", precision, seed, iw, ppl, rate)
     precision_record(tmp_path, "vrae_sa_aux", "fp32", 0, None, 300.0, 900)
+    precision_record(tmp_path, "vrae_sa_aux", "fp32", 1, 120.0, 301.0, 900)
+    precision_record(tmp_path, "vrae_sa_aux", "bf16", 0, 121.0, 302.0, 900)
     assert script.main([str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     iw = next(line for line in lines if "| vrae " in line and "IW-NLL" in line)
@@ -165,8 +167,11 @@ def test_precision_equivalence_compares_the_difference_of_means_with_the_spread_
     assert "+8.50" in ppl and "4.00" in ppl and "OUTSIDE" in ppl
     rate = next(line for line in lines if "| vrae " in line and "tokens/s" in line)
     assert "1.38x" in rate  # 1450 / 1050
-    pending = next(line for line in lines if "vrae_sa_aux" in line and "IW-NLL" in line)
-    assert "pending" in pending and "needs two seeds of each precision" in pending
+    for metric in ("IW-NLL", "recon. PPL"):  # one bf16 seed, and one fp32 seed's IW-NLL pending: no verdict yet
+        line = next(line for line in lines if "| vrae_sa_aux " in line and metric in line)
+        assert "needs two seeds of each precision" in line
+    assert "pending" in next(line for line in lines if "| vrae_sa_aux " in line and "IW-NLL" in line)
+    assert "warmup_epochs" not in "\n".join(lines)  # a binding every run has does not name a preset
     assert script.main([str(tmp_path / "nothing")]) == 2
     assert "no records in" in capsys.readouterr().err
 
