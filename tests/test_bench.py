@@ -284,3 +284,29 @@ def test_a_single_runs_95_percent_interval_stands_beside_its_mean(tmp_path):
     csv_lines = render(load_results(tmp_path), "csv").splitlines()
     assert csv_lines[0].endswith("R-1 F,R-1 F std,R-1 F 95% low,R-1 F 95% high")
     assert csv_lines[1].endswith(",0.4027,,0.3929,0.4132") and csv_lines[2].endswith(",,")
+
+
+def test_a_record_calls_its_checkout_dirty_for_a_changed_source_not_for_tables_written_into_it(tmp_path,
+                                                                                               monkeypatch):
+    """benchmarks/campaign.sh copies tables into the checkout it runs from: that is not a change to the code."""
+    import subprocess
+
+    from seqvae_zoo.bench import harness
+
+    root = tmp_path / "checkout"
+    source = root / "seqvae_zoo" / "bench" / "harness.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("# the harness\n")
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    (root / "benchmarks" / "results" / "leaderboard.md").write_text("| model |\n")
+    git = ["git", "-C", str(root), "-c", "user.email=ci@example.org", "-c", "user.name=ci"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "c"]):
+        subprocess.run([*git, *command], check=True)
+    monkeypatch.setattr(harness, "__file__", str(source))  # git_commit() reads the checkout its module is in
+
+    clean = harness.git_commit()
+    assert clean is not None and len(clean) == 40
+    (root / "benchmarks" / "results" / "leaderboard.md").write_text("| model | IW-NLL |\n")
+    assert harness.git_commit() == clean
+    source.write_text("# the harness, changed\n")
+    assert harness.git_commit() == clean + "+dirty"

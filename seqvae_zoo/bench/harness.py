@@ -74,13 +74,20 @@ class BenchLockedError(UserError):
     """Another live ``seqvae bench`` is writing the same suite folder."""
 
 
+#: What makes a record's numbers, relative to the checkout's root: the package, its presets and suites, its metadata.
+SOURCES = ("seqvae_zoo", "configs", "benchmarks/suites", "pyproject.toml")
+
+
 def git_commit() -> str | None:
-    """The commit of the seqvae_zoo source in use, with "+dirty" for uncommitted changes; None outside git."""
-    source = Path(__file__).resolve().parent
+    """The commit of the seqvae_zoo source in use, with "+dirty" when what makes the numbers (:data:`SOURCES`) has
+    uncommitted changes (tables and records written into the checkout, as benchmarks/campaign.sh does, do not
+    count); None outside git."""
+    package = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                *(str(package.parent / path) for path in SOURCES)], cwd=package,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
