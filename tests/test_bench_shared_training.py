@@ -164,3 +164,15 @@ def test_a_best_epoch_row_of_a_budget_under_one_epoch_says_why_it_cannot_be_scor
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "scores the best validation epoch" in err and "before its first epoch" in err
     assert not list((out / "scored" / "records").glob("*.json"))
+
+
+def test_a_last_checkpoint_past_an_epochs_end_names_its_step_and_no_epochs_validation(tmp_path):
+    """A budget of 8 steps with 6 to an epoch: the weights scored are those of step 8, not of epoch 1's end."""
+    text = SUITE.replace("epochs = 3", "max_steps = 8")
+    text = text[:text.index("[[models]]")] + '[[models]]\nname = "LSTM"\nconfigs = ["lstm"]\n\n' + \
+        text[text.index("[[columns]]"):]
+    out = tmp_path / "out"
+    Bench(load_suite(str(write_suite(tmp_path, text))), out, progress=False, log=lambda _: None).run()
+    record = records_by_model(out)["LSTM"]
+    assert record["training"]["history"][-1]["step"] == 6
+    assert record["scored_checkpoint"] == {"checkpoint": "last", "epoch": 1, "step": 8, "valid_neg_elbo": None}

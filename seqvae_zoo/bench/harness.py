@@ -485,12 +485,15 @@ def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, devic
 
 
 def _load_scored_checkpoint(trained, run_dir: Path, checkpoint: str, model_name: str) -> dict[str, Any]:
-    """Put the weights the run is scored with into ``trained.model``, and say which they are: the last epoch's
-    (what training left) or those of ``best.pt``, the epoch of the best validation -ELBO."""
+    """Put the weights the run is scored with into ``trained.model``, and say which they are: what training left
+    (the epochs it completed, the step it reached, and that epoch's validation -ELBO when it stopped at an epoch's
+    end) or those of ``best.pt``, the epoch of the best validation -ELBO."""
     if checkpoint == "last":
         last = trained.history[-1] if trained.history else {}
-        return {"checkpoint": "last", "epoch": last.get("epoch"), "step": last.get("step"),
-                "valid_neg_elbo": last.get("valid_neg_elbo")}
+        progress = run_dir / "progress.json"
+        step = json.loads(progress.read_text())["step"] if progress.is_file() else last.get("step")
+        return {"checkpoint": "last", "epoch": last.get("epoch"), "step": step,
+                "valid_neg_elbo": last.get("valid_neg_elbo") if last.get("step") == step else None}
     from seqvae_zoo.training.checkpoint import read_checkpoint
 
     path = run_dir / "best.pt"
