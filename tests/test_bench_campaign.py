@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,8 +79,8 @@ def suite_file(tmp_path: Path) -> Path:
     return path
 
 
-def quiet_bench(suite_file: Path, out: Path, stop: StopRequest | None = None) -> Bench:
-    return Bench(load_suite(str(suite_file)), out, progress=False, log=lambda _: None, stop=stop)
+def quiet_bench(suite_file: Path, out: Path, stop: StopRequest | None = None, log=lambda _: None) -> Bench:
+    return Bench(load_suite(str(suite_file)), out, progress=False, log=log, stop=stop)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -120,11 +121,11 @@ def test_a_suite_stopped_at_every_kind_of_point_gives_the_records_of_one_uninter
     whole = tmp_path / "whole"
     quiet_bench(suite_file, whole).run()
     sliced = tmp_path / "sliced"
-    slices, stopped_in_evaluation = 0, False
+    slices, stopped_in_evaluation, logged = 0, False, []
     # run start | LSTM to step 5 | on to its first IW batch | LSTM done, VRAE-SA to step 5 | to step 9 | two IW batches
     for checks in (0, 5, 9, 8, 4, 6):
         try:
-            quiet_bench(suite_file, sliced, StopAfter(checks)).run()
+            quiet_bench(suite_file, sliced, StopAfter(checks), log=logged.append).run()
             break
         except BenchStopped as stopped:
             slices += 1
@@ -132,8 +133,12 @@ def test_a_suite_stopped_at_every_kind_of_point_gives_the_records_of_one_uninter
             for record in records_of(sliced).values():
                 stopped_in_evaluation |= not record["complete"]
     else:
-        quiet_bench(suite_file, sliced).run()
+        quiet_bench(suite_file, sliced, log=logged.append).run()
     assert slices == 6 and stopped_in_evaluation
+    # each slice's line for the run it starts says what that run has left
+    starts = [line.split(", seed 0: ")[1] for line in logged if line.startswith("[")]
+    assert starts[0] == "training" and "IW-NLL (its other columns are recorded)" in starts
+    assert any(re.fullmatch(r"resuming training at step \d+ of 12", start) for start in starts)
     assert {k: comparable(v) for k, v in records_of(sliced).items()} == \
            {k: comparable(v) for k, v in records_of(whole).items()}
     assert (sliced / "slices" / "leaderboard.md").read_text() == (whole / "slices" / "leaderboard.md").read_text()

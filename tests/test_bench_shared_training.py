@@ -141,6 +141,8 @@ def test_a_row_added_later_continues_in_the_folder_its_twin_began_in_before_trai
     assert best["training"]["history"] == last["training"]["history"]
     assert (runs / last["run_key"] / "checkpoint.pt").read_bytes() == before
     assert sum("cached" in line for line in logged) == 1  # the VRAE row; LSTM is new, the best row scores only
+    assert any(line.endswith("VRAE, best validation epoch on synthetic, seed 0: evaluating (trained)")
+               for line in logged)
     assert sorted(d.name for d in runs.iterdir()) == sorted({last["run_key"],
                                                              records_by_model(out)["LSTM"]["training_folder"]})
 

@@ -267,10 +267,26 @@ class Bench:
         for done, run in enumerate(pending):
             left = len(pending) - done
             eta = f", about {sum(durations) / len(durations) * left / 60:.1f} min left" if durations else ""
-            self.log(f"{run.label}: training{eta}")
+            self.log(f"{run.label}: {self.work_left(run)}{eta}")
             started = time.perf_counter()
             self.complete(run)
             durations.append(time.perf_counter() - started)
+
+    def work_left(self, run: PendingRun) -> str:
+        """What ``run`` has left, for the line that starts it: its training (new or resumed), only its evaluation
+        (its training, or a twin's it is scored from, is finished), or only its IW-NLL (the rest is recorded)."""
+        if self.record_path(run.model, run.dataset, run.seed, run.key).is_file():
+            return "IW-NLL (its other columns are recorded)"
+        progress_path = self.root / "runs" / run.folder / "progress.json"
+        if not progress_path.is_file():
+            return "training"
+        progress = json.loads(progress_path.read_text())
+        total = progress["epochs"] * progress["steps_per_epoch"]
+        if self.suite.max_steps is not None:
+            total = min(total, self.suite.max_steps)
+        if progress["step"] >= total:
+            return "evaluating (trained)"
+        return f"resuming training at step {progress['step']:,} of {total:,}"
 
     def _run_in_workers(self, pending: list[PendingRun]) -> None:
         """Each pending training, with the runs scored from it one after another, in one of ``workers`` spawned
