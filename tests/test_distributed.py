@@ -16,6 +16,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -364,7 +365,9 @@ def test_bench_with_two_workers_writes_the_records_of_one(tmp_path, capsys):
         assert main(["bench", str(suite), "--out", str(tmp_path / "two"), "--quiet", "--workers", "2"]) == 0
     finally:
         torch.set_num_threads(threads)
-    assert "2 runs (2 trainings) over 2 worker processes, 1 torch thread(s) each" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 runs (2 trainings) over 2 worker processes, 1 torch thread(s) each" in out
+    assert len(re.findall(r": training(, about [\d.]+ min left)?\n", out)) == 4  # each run's start, both benches
 
     def records(folder: Path) -> dict[str, dict]:
         return {p.name: json.loads(p.read_text()) for p in (folder / "tiny" / "records").glob("*.json")}

@@ -300,6 +300,8 @@ class Bench:
         context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited CUDA or thread state
         self.log(f"{len(pending)} runs ({len(trainings)} trainings) over {workers} worker processes, {threads} torch "
                  "thread(s) each")
+        for run in pending:
+            self.log(f"{run.label}: {self.work_left(run)}")
         started = time.perf_counter()
         shared_flag = context.Event()
         if self.stop is not None:  # a signal to this process reaches the workers through the shared flag
