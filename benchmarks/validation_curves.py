@@ -7,7 +7,8 @@ are drawn from the committed records alone, without the run folders and their ch
 
 Left: the reconstruction NLL per sentence (the ELBO's first term); right: the -ELBO per sentence. Solid lines are
 the validation split, dashed lines of the same colour the training epoch's running mean, so the gap between the two
-shows how far a model overfits. Several seeds of a model are drawn as one line of their mean. A panel whose values
+shows how far a model overfits. Several seeds of a model are drawn as one line of their mean; a row scored from
+another row's training (at its best validation epoch) is not drawn again. A panel whose values
 span more than a factor of WIDE_RANGE (a run that ran away beside runs that did not) has a logarithmic axis, so that
 the others are not flattened into one line.
 """
@@ -49,6 +50,20 @@ def mean_curve(histories: list[list[dict]], key: str) -> tuple[list[int], list[f
             [statistics.fmean(float(history[e][key]) for history in histories) for e in range(epochs)])
 
 
+def curves_of(models: list[str], trained: list[dict], dataset: str) -> list[tuple[str, list[list[dict]]]]:
+    """Each model's epoch histories on ``dataset``, in the suite's order. A row scored from trainings an earlier row
+    already shows (a best-epoch row beside its last-epoch twin: the same ``training_folder``) is left out: its
+    curve is its twin's."""
+    curves, shown = [], set()
+    for model in models:
+        runs = [r for r in trained if r["model"] == model and r["dataset"]["name"] == dataset]
+        trainings = {r.get("training_folder") or r.get("run_key") or id(r) for r in runs}
+        if runs and not trainings <= shown:
+            curves.append((model, [r["training"]["history"] for r in runs]))
+        shown |= trainings
+    return curves
+
+
 def draw(results_dir: Path) -> list[Path]:
     written = []
     for description, records in load_results(results_dir):
@@ -56,11 +71,7 @@ def draw(results_dir: Path) -> list[Path]:
         for dataset in dict.fromkeys(r["dataset"]["name"] for r in trained):
             figure, axes = plt.subplots(1, len(PANELS), figsize=(13, 4))
             drawn: list[list[float]] = [[] for _ in PANELS]
-            for model in description["models"]:
-                histories = [r["training"]["history"] for r in trained
-                             if r["model"] == model and r["dataset"]["name"] == dataset]
-                if not histories:
-                    continue
+            for model, histories in curves_of(description["models"], trained, dataset):
                 for axis, values, (valid_key, train_key, _) in zip(axes, drawn, PANELS):
                     valid, train = mean_curve(histories, valid_key), mean_curve(histories, train_key)
                     (line,) = axis.plot(*valid, marker="o", markersize=3, label=f"{model} (valid)")

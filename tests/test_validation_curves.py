@@ -10,9 +10,9 @@ def curves(benchmark_script):
     return benchmark_script("validation_curves")
 
 
-def record(model: str, seed: int, history: list[tuple[float, float]] | None) -> dict:
+def record(model: str, seed: int, history: list[tuple[float, float]] | None, folder: str | None = None) -> dict:
     body = {"model": model, "seed": seed, "suite": "s", "dataset": {"name": "ptb"}, "metrics": {},
-            "protocol_version": "1"}
+            "protocol_version": "1", "training_folder": folder or f"{model}-{seed}"}
     if history is None:
         return {**body, "diverged": {"step": 3, "epoch": 1, "reason": "the training loss became nan"}}
     rows = [{"epoch": e + 1, "valid_nll": nll, "valid_neg_elbo": elbo, "train_nll": nll - 5, "train_neg_elbo": elbo - 5}
@@ -46,3 +46,14 @@ def test_a_panel_with_a_run_that_ran_away_is_drawn_on_a_log_scale(curves):
     assert curves.y_scale([92.3, 108.9, 117.5]) == "linear"
     assert curves.y_scale([92.3, 108.9, 868.7]) == "log"  # the literal eq. 13 row beside the paper's four
     assert curves.y_scale([-0.5, 2.0]) == "linear"
+
+
+def test_a_row_scored_from_another_rows_training_is_drawn_once(curves):
+    """A best-epoch row shares its twin's training, so its curve is its twin's: one line, under the twin's name;
+    a row with a training of its own is drawn, whatever its name."""
+    history = [(110.0, 111.0), (108.0, 109.0)]
+    trained = [record("VRAE", 0, history, "t1"), record("VRAE, best validation epoch", 0, history, "t1"),
+               record("VRAE-SA", 0, history, "t2")]
+    drawn = curves.curves_of(["VRAE", "VRAE, best validation epoch", "VRAE-SA"], trained, "ptb")
+    assert [model for model, _ in drawn] == ["VRAE", "VRAE-SA"]
+    assert [len(histories) for _, histories in drawn] == [1, 1]
