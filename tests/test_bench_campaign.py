@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 from seqvae_zoo.bench.harness import Bench, BenchLockedError, BenchStopped
+from seqvae_zoo.bench.records import planned_steps
 from seqvae_zoo.bench.status import campaign_status
 from seqvae_zoo.bench.suite import load_suite
 from seqvae_zoo.cli import main
@@ -175,6 +177,26 @@ def test_status_lists_done_in_progress_and_pending_runs_and_changes_nothing(tmp_
     training = next(line for line in lines if "VRAE-SA on synthetic" in line)
     assert training.split()[0] == "training" and "epoch 1 of 2, step 5 of 12" in training and "left" in training
     assert lines[-1].startswith("time left: about")
+
+
+def test_status_and_the_resuming_line_count_the_steps_that_the_suites_max_steps_allows(tmp_path):
+    suite_file = tmp_path / "capped.toml"
+    suite_file.write_text(SUITE.replace("epochs = 2", "epochs = 2\nmax_steps = 8").replace('title = "slices"',
+                                                                                            'title = "capped"'))
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(1 + 8 + 3 + 1 + 4)).run()  # LSTM done, VRAE-SA in training
+    training = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA on synthetic" in line)
+    assert re.search(r"epoch 1 of 2, step [1-7] of 8,", training)
+    starts = []
+    quiet_bench(suite_file, tmp_path, log=starts.append).run()
+    assert any(re.search(r"resuming training at step [1-7] of 8$", line) for line in starts)
+
+
+def test_progress_files_without_a_planned_total_count_epochs_times_steps_per_epoch():
+    written_before = {"step": 5, "epoch": 0, "epochs": 2, "steps_per_epoch": 6}
+    assert planned_steps(written_before) == 12
+    assert planned_steps(written_before, max_steps=8) == 8
+    assert planned_steps({**written_before, "total_steps": 8}) == 8
 
 
 def test_status_of_a_suite_not_started_and_of_a_folder_without_results(tmp_path, suite_file):
@@ -398,6 +420,21 @@ def test_train_stopped_by_a_request_resumes_to_the_parameters_of_an_uninterrupte
         train_run(["vrae_sa_aux"], "synthetic", tmp_path / "sliced", stop=StopAfter(6), **options)
     assert read_checkpoint(tmp_path / "sliced" / "checkpoint.pt")["step"] == 7
     train_run([], "synthetic", tmp_path / "sliced", resume=True, progress=False)
+    whole, sliced = (read_checkpoint(tmp_path / run / "checkpoint.pt")["model"] for run in ("whole", "sliced"))
+    assert all(torch.equal(whole[name], sliced[name]) for name in whole)
+
+
+def test_a_run_stopped_after_its_epochs_last_batch_resumes_without_warnings_to_the_uninterrupted_parameters(
+        tmp_path):
+    options = {"bindings": TRAIN[7::2], "progress": False, "epochs": 2}
+    train_run(["vrae_sa_aux"], "synthetic", tmp_path / "whole", **options)
+    steps_per_epoch = json.loads((tmp_path / "whole" / "progress.json").read_text())["steps_per_epoch"]
+    with pytest.raises(StopRequested, match=f"stopped at step {steps_per_epoch} \\(epoch 1\\)"):
+        train_run(["vrae_sa_aux"], "synthetic", tmp_path / "sliced", stop=StopAfter(steps_per_epoch - 1), **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_run([], "synthetic", tmp_path / "sliced", resume=True, progress=False)
+    assert [str(warning.message) for warning in caught] == []
     whole, sliced = (read_checkpoint(tmp_path / run / "checkpoint.pt")["model"] for run in ("whole", "sliced"))
     assert all(torch.equal(whole[name], sliced[name]) for name in whole)
 

@@ -50,7 +50,8 @@ from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
 from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
                                           evaluate_trained, evaluation_kind, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
-from seqvae_zoo.bench.records import RecordError, check_results_folder, is_complete, iw_progress_file, read_record
+from seqvae_zoo.bench.records import (RecordError, check_results_folder, is_complete, iw_progress_file,
+                                     planned_steps, read_record)
 from seqvae_zoo.bench.suite import CHECKPOINTS, ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.protocol import scored_as
@@ -281,9 +282,7 @@ class Bench:
         if not progress_path.is_file():
             return "training"
         progress = json.loads(progress_path.read_text())
-        total = progress["epochs"] * progress["steps_per_epoch"]
-        if self.suite.max_steps is not None:
-            total = min(total, self.suite.max_steps)
+        total = planned_steps(progress, self.suite.max_steps)
         if progress["step"] >= total:
             return "evaluating (trained)"
         return f"resuming training at step {progress['step']:,} of {total:,}"

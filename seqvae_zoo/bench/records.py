@@ -41,6 +41,13 @@ def iw_progress_file(checkpoint: str) -> str:
     return "iw-progress.json" if checkpoint == "last" else f"iw-progress-{checkpoint}.json"
 
 
+def planned_steps(progress: dict[str, Any], max_steps: int | None = None) -> int:
+    """The steps a training will take in all, from its ``progress.json`` (files written before it recorded
+    ``total_steps`` give epochs times steps per epoch, capped by the suite's ``max_steps`` when the caller knows it)."""
+    total = progress.get("total_steps", progress["epochs"] * progress["steps_per_epoch"])
+    return total if max_steps is None else min(total, max_steps)
+
+
 def is_complete(record: dict[str, Any]) -> bool:
     """Whether a record has every column (records written before the cheap-columns-first order always do)."""
     return bool(record.get("complete", True))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seqvae_zoo.bench.leaderboard import format_number, metric_value
-from seqvae_zoo.bench.records import is_complete, iw_progress_file, read_record
+from seqvae_zoo.bench.records import is_complete, iw_progress_file, planned_steps, read_record
 from seqvae_zoo.errors import UserError
 
 HEADLINE_COLUMNS = 4
@@ -138,7 +138,7 @@ def _headline(description: dict[str, Any], record: dict[str, Any]) -> str:
 
 
 def _training_detail(progress: dict[str, Any]) -> dict[str, Any]:
-    total_steps = progress["epochs"] * progress["steps_per_epoch"]
+    total_steps = planned_steps(progress)
     per_step = progress["train_seconds"] / progress["step"] if progress["step"] else None
     left = (total_steps - progress["step"]) * per_step if per_step else None
     valid = progress.get("last_valid_nll")

@@ -16,7 +16,9 @@ is exact, each process continuing its own random stream.
 from __future__ import annotations
 
 import math
+import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -207,6 +209,7 @@ class Trainer:
         self.stop = stop
         self._slowest_step_s = 0.0
         self._slowest_save_s = 0.0
+        self._max_steps: int | None = None  # train()'s limit: progress.json says how many steps are planned
         self._batches = iter(())  # the epoch's batch stream, while an epoch is under way
         self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])  # (epoch, its batches), for random_batch
         self._bar = tqdm(disable=True)
@@ -295,8 +298,12 @@ class Trainer:
         epoch_seconds = time.perf_counter() - self.epoch_started
         seconds = sum(row["seconds"] for row in self.history) + (epoch_seconds if self.epoch < self.settings.epochs
                                                                   else 0.0)
+        total_steps = self.settings.epochs * len(self.sampler)
+        if self._max_steps is not None:
+            total_steps = min(total_steps, self._max_steps)
         return {"step": self.step, "epoch": self.epoch, "epochs": self.settings.epochs,
-                "steps_per_epoch": len(self.sampler), "train_seconds": seconds, "precision": self.settings.precision,
+                "steps_per_epoch": len(self.sampler), "total_steps": total_steps, "train_seconds": seconds,
+                "precision": self.settings.precision,
                 "last_valid_nll": self.history[-1]["valid_nll"] if self.history else None,
                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -305,6 +312,7 @@ class Trainer:
         """Train until the configured epochs are done or ``max_steps`` steps in all; return the epoch history."""
         settings = self.settings
         steps_per_epoch = len(self.sampler)
+        self._max_steps = max_steps
         try:
             while self.epoch < settings.epochs:
                 if max_steps is not None and self.step >= max_steps:
@@ -474,7 +482,12 @@ class Trainer:
         row.update(self.validate().summary("valid_"))
         self.epoch += 1
         row.update(self.procedure.end_epoch(self))
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # A run resumed from a checkpoint taken after its epoch's last batch steps the schedule before this
+            # process's first optimizer step; the schedule's position came from the checkpoint, so torch's warning
+            # about a skipped first value does not apply.
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+            self.scheduler.step()
         self.history.append(row)
         self.log.epoch(row, self.history)
         if row["valid_neg_elbo"] < self.best_valid:
