@@ -120,25 +120,29 @@ def test_interrupted_bench_resumes_without_redoing_finished_runs(tmp_path, suite
     trained: list[str] = []
     original = Bench.train_and_evaluate
 
-    def interrupted_after_two(self, model, dataset, seed, key, text, folder):
-        if len(trained) == 2:
+    def interrupted_after_two(self, model, dataset, seed, key, text, folder, importance=True):
+        if importance and len(trained) == 2:  # every run has its cheap columns; two have their IW-NLL
             raise KeyboardInterrupt
-        trained.append(f"{model.name}/{seed}")
-        return original(self, model, dataset, seed, key, text, folder)
+        if importance:
+            trained.append(f"{model.name}/{seed}")
+        return original(self, model, dataset, seed, key, text, folder, importance)
 
     monkeypatch.setattr(Bench, "train_and_evaluate", interrupted_after_two)
     with pytest.raises(KeyboardInterrupt):
         Bench(suite, tmp_path, progress=False, log=lambda _: None).run()
     records = tmp_path / "tiny" / "records"
-    finished = {p.name: p.read_bytes() for p in records.glob("*.json")}
-    assert len(finished) == 2
+    written = {p.name: json.loads(p.read_text()) for p in records.glob("*.json")}
+    assert len(written) == 4 and sum(record["complete"] for record in written.values()) == 2
+    finished = {p.name: p.read_bytes() for p in records.glob("*.json") if written[p.name]["complete"]}
     assert not list(records.glob(".*.tmp"))  # no torn record
 
-    trained.clear()
-    monkeypatch.setattr(Bench, "train_and_evaluate", lambda self, *a: (trained.append(a[0].name), original(self, *a))[1])
+    calls: list[tuple[str, int, bool]] = []
+    monkeypatch.setattr(Bench, "train_and_evaluate", lambda self, *a, **k: (
+        calls.append((a[0].name, a[2], k["importance"])), original(self, *a, **k))[1])
     logged: list[str] = []
     Bench(suite, tmp_path, progress=False, log=logged.append).run()
-    assert len(trained) == 2  # only the two runs that had not finished
+    unfinished = {(written[name]["model"], written[name]["seed"]) for name in written if name not in finished}
+    assert sorted(calls) == sorted((model, seed, True) for model, seed in unfinished)  # only their IW passes
     assert sum("cached" in line for line in logged) == 2
     for name, content in finished.items():
         assert (records / name).read_bytes() == content
@@ -154,7 +158,8 @@ def test_a_run_two_suites_share_trains_once_and_the_copy_names_its_source(tmp_pa
     second = load_suite(str(tmp_path / "other.toml"))
     trained: list[str] = []
     original = Bench.train_and_evaluate
-    monkeypatch.setattr(Bench, "train_and_evaluate", lambda self, *a: (trained.append(a[0].name), original(self, *a))[1])
+    monkeypatch.setattr(Bench, "train_and_evaluate", lambda self, *a, **k: (
+        trained.append(a[0].name) if not k["importance"] else None, original(self, *a, **k))[1])
     logged: list[str] = []
     Bench(second, tmp_path, progress=False, log=logged.append).run()
     assert trained == ["VRAE", "VRAE"]  # the LSTM runs (same key) are not trained again; VRAE's binding differs

@@ -14,7 +14,9 @@ in how they are scored (a summarization ranker, ``checkpoint = "best"``) share o
 the hash of what training depends on (config, data, seed, budget), or is the folder such a row began in before
 trainings were shared (named by its record key). The cheap columns come first: a language model's record is
 written once its bound pass is done (``"complete": false``, shown in the tables as incomplete), then again with its
-IW-NLL, whose pass saves its progress after every batch. A run whose training loss diverges gets a record saying at
+IW-NLL, whose pass saves its progress after every batch; and every run of the suite is trained and given its cheap
+columns before the first IW pass begins, so that a suite run in slices shows all its rows long before its last IW
+pass (hours per latent model on a large test split) is done. A run whose training loss diverges gets a record saying at
 which step and why, and the suite goes on.
 
 A :class:`~seqvae_zoo.training.stopping.StopRequest` (``--time-limit``, SIGTERM, SIGUSR1) ends the bench at the next
@@ -257,26 +259,37 @@ class Bench:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
 
-    def complete(self, run: PendingRun) -> None:
-        """Train and evaluate ``run``, writing its record as its columns land (see the module's docstring)."""
+    def complete(self, run: PendingRun, importance: bool = True) -> None:
+        """Train and evaluate ``run``, writing its record as its columns land (see the module's docstring); without
+        ``importance``, stop before its IW pass."""
         if self.stop is not None:
             self.stop.check()
-        self.train_and_evaluate(run.model, run.dataset, run.seed, run.key, run.text, run.folder)
+        self.train_and_evaluate(run.model, run.dataset, run.seed, run.key, run.text, run.folder,
+                                importance=importance)
+
+    def has_done(self, run: PendingRun, importance: bool) -> bool:
+        """Whether ``run`` has its record with every column (``importance``) or at least its cheap columns."""
+        if importance:
+            return self.recorded(run.model, run.dataset, run.seed, run.key)
+        return self.record_path(run.model, run.dataset, run.seed, run.key).is_file()
 
     def _run_here(self, pending: list[PendingRun]) -> None:
-        durations: list[float] = []
-        for done, run in enumerate(pending):
-            left = len(pending) - done
-            eta = f", about {sum(durations) / len(durations) * left / 60:.1f} min left" if durations else ""
-            self.log(f"{run.label}: {self.work_left(run)}{eta}")
-            started = time.perf_counter()
-            self.complete(run)
-            durations.append(time.perf_counter() - started)
+        """Every pending run's training and cheap columns, in the suite's order; then their IW passes."""
+        for importance in (False, True):
+            runs = [run for run in pending if not self.has_done(run, importance)]
+            durations: list[float] = []
+            for done, run in enumerate(runs):
+                left = len(runs) - done
+                eta = f", about {sum(durations) / len(durations) * left / 60:.1f} min left" if durations else ""
+                self.log(f"{run.label}: {self.work_left(run)}{eta}")
+                started = time.perf_counter()
+                self.complete(run, importance)
+                durations.append(time.perf_counter() - started)
 
     def work_left(self, run: PendingRun) -> str:
         """What ``run`` has left, for the line that starts it: its training (new or resumed), only its evaluation
         (its training, or a twin's it is scored from, is finished), or only its IW-NLL (the rest is recorded)."""
-        if self.record_path(run.model, run.dataset, run.seed, run.key).is_file():
+        if self.has_done(run, importance=False):
             return "IW-NLL (its other columns are recorded)"
         progress_path = self.root / "runs" / run.folder / "progress.json"
         if not progress_path.is_file():
@@ -289,8 +302,9 @@ class Bench:
 
     def _run_in_workers(self, pending: list[PendingRun]) -> None:
         """Each pending training, with the runs scored from it one after another, in one of ``workers`` spawned
-        processes; the first failure cancels the trainings not yet started (those under way finish and keep their
-        records) and is raised here."""
+        processes: first as a task that trains it and gives its runs their cheap columns, then, queued when that
+        task is done (so behind every training not yet begun), a task for their IW passes. The first failure
+        cancels the tasks not yet started (those under way finish and keep their records) and is raised here."""
         trainings: dict[str, list[PendingRun]] = {}
         for run in pending:
             trainings.setdefault(run.folder, []).append(run)
@@ -308,26 +322,40 @@ class Bench:
         deadline = self.stop.deadline if self.stop is not None else None
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                  initargs=(context.Value("i", 0), threads, deadline, shared_flag)) as pool:
-            futures = {pool.submit(_complete_in_worker, self.suite, self.out_dir, self.data_dir, self.device, runs):
-                       runs for runs in trainings.values()}
-            remaining = set(futures)
+            def submit(runs: list[PendingRun], importance: bool):
+                return pool.submit(_complete_in_worker, self.suite, self.out_dir, self.data_dir, self.device, runs,
+                                   importance)
+
+            futures = {}
+            for runs in trainings.values():
+                importance = all(self.has_done(run, False) for run in runs)
+                futures[submit(runs, importance)] = (runs, importance)
+            remaining, done = set(futures), 0
             try:
                 while remaining:
                     finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
                     for future in finished:
                         future.result()
-                        labels = "; ".join(run.label for run in futures[future])
-                        self.log(f"{labels}: done ({len(futures) - len(remaining)}/{len(futures)} trainings, "
-                                 f"{(time.perf_counter() - started) / 60:.1f} min)")
+                        runs, importance = futures[future]
+                        labels = "; ".join(run.label for run in runs)
+                        minutes = f"{(time.perf_counter() - started) / 60:.1f} min"
+                        if importance:
+                            done += 1
+                            self.log(f"{labels}: done ({done}/{len(trainings)} trainings, {minutes})")
+                            continue
+                        self.log(f"{labels}: trained, cheap columns recorded ({minutes})")
+                        following = submit(runs, True)
+                        futures[following] = (runs, True)
+                        remaining.add(following)
             except BaseException:
                 for future in remaining:
                     future.cancel()
                 raise
 
     def train_and_evaluate(self, model: ModelSpec, dataset: str, seed: int, key: str, text: str,
-                           folder: str) -> dict[str, Any]:
+                           folder: str, importance: bool = True) -> dict[str, Any]:
         """Train (or resume, or load trained) one run in ``runs/<folder>`` and evaluate it, writing its record
-        after each evaluation phase; return it."""
+        after each evaluation phase (the IW pass only with ``importance``); return it."""
         record_path = self.record_path(model, dataset, seed, key)
         run_dir = self.root / "runs" / folder
         resume = (run_dir / CHECKPOINT).is_file()
@@ -361,7 +389,7 @@ class Bench:
                       **self._run_details(model, text, trained, run_dir), "scored_checkpoint": scored,
                       "evaluation_seconds": time.perf_counter() - started}
             write_json_atomically(record_path, record)
-        if not is_complete(record):
+        if importance and not is_complete(record):
             started = time.perf_counter()
             with trained.procedure.scoring(trained.model):
                 metrics = evaluate_importance_of(settings, trained.model, trained.vocab, trained.corpus, seed,
@@ -494,11 +522,12 @@ def _start_worker(counter, threads: int, deadline: float | None, shared_flag) ->
 
 
 def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str,
-                        runs: list[PendingRun]) -> None:
+                        runs: list[PendingRun], importance: bool) -> None:
     bench = Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None,
                   stop=_worker_stop)
     for run in runs:
-        bench.complete(run)
+        if not bench.has_done(run, importance):
+            bench.complete(run, importance)
 
 
 def _load_scored_checkpoint(trained, run_dir: Path, checkpoint: str, model_name: str) -> dict[str, Any]:
