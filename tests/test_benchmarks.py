@@ -201,3 +201,41 @@ def test_summary_lengths_leaves_out_each_summarys_cut_sentence_and_compares_with
     assert "holds no summary of this dataset's topics at 250 words" in capsys.readouterr().err
     assert script.main([str(tmp_path / "mine")]) == 2
     assert "no system folders in" in capsys.readouterr().err
+
+
+def test_ranker_signal_scores_a_ranking_by_relevance_as_one_and_its_reverse_as_minus_one(benchmark_script, tmp_path,
+                                                                                       capsys):
+    script = benchmark_script("ranker_signal")
+    from seqvae_zoo.data.loading import load_dataset
+    from seqvae_zoo.summarization.pipeline import Summarizer, topics_of
+    from seqvae_zoo.summarization.rankers.base import Ranker
+    from seqvae_zoo.summarization.selection import SelectionSettings
+
+    assert script.ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
+    assert script.spearman([1, 2, 3, 4], [10, 20, 40, 30]) == pytest.approx(0.8)
+
+    class ByRelevance(Ranker):
+        """Ranks by each sentence's own ROUGE-1 precision against its topic's references (or its reverse)."""
+
+        uses_representation = False
+
+        def __init__(self, sign: int):
+            self.sign = sign
+
+        def rank(self, item):
+            references = [script.tokens(r.text, 250) for r in item.topic.references]
+            return sorted(item.candidates, key=lambda i: -self.sign * script.relevance(item.sentences[i].text,
+                                                                                        references))
+
+    corpus = load_dataset("duc2007")
+    topics = [topic for topic in topics_of(corpus) if topic.references][:2]
+    rows = script.signal_rows([Summarizer("best", "best", ByRelevance(1)), Summarizer("worst", "worst",
+                                                                                   ByRelevance(-1))],
+                              topics, corpus, SelectionSettings())
+    oracle, best, worst = rows
+    assert oracle[1] == 2 and oracle[2] == pytest.approx(1.0, abs=1e-3)  # ties in relevance keep it under 1
+    assert best[1:5] == oracle[1:5]
+    assert worst[2] == pytest.approx(-1.0, abs=1e-3) and worst[3] == 0 and worst[4] < 1.0 < best[4]
+
+    assert script.main([str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist: give a run folder's checkpoint.pt or best.pt" in capsys.readouterr().err
