@@ -159,6 +159,20 @@ def test_every_run_is_trained_and_given_its_cheap_columns_before_the_first_iw_pa
     assert all(record["complete"] for record in records_of(tmp_path).values())
 
 
+def test_status_counts_the_iw_passes_not_yet_begun_in_the_time_left(tmp_path, suite_file):
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(2 * (1 + 12))).run()  # both trained, no IW pass begun
+    assert campaign_status(tmp_path).splitlines()[-1] == \
+        "time left: unknown until a run has finished its evaluation (2 awaiting their IW pass)"
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(1 + 3)).run()  # the LSTM's IW pass (3 batches), then stopped
+    lines = campaign_status(tmp_path).splitlines()
+    assert lines[1] == "1 of 2 runs done; no bench running"
+    assert next(line for line in lines if "VRAE-SA" in line).split()[0] == "evaluating"
+    assert lines[-1].startswith("time left: about ") and \
+        "1 awaiting their IW pass at the finished runs' mean evaluation of" in lines[-1]
+
+
 def test_cheap_columns_are_recorded_and_shown_as_incomplete_before_the_iw_pass(tmp_path, suite_file):
     suite = load_suite(str(suite_file))
     suite.models = suite.models[1:]  # the latent model: its IW pass has several batches to stop between

@@ -52,13 +52,18 @@ def _suite_status(root: Path) -> str:
     basis = (f"pending runs at the finished runs' mean of {_duration(per_pending)}" if finished else
              f"pending runs at the running one's projected {_duration(per_pending)}" if projected else None)
     evaluations = [s["evaluation_s"] for s in states if s["kind"] == "done" and s.get("evaluation_s")]
-    scoring_only = sum(bool(s.get("scoring_only")) for s in states)
-    if scoring_only:
-        per_scoring = statistics.fmean(evaluations) if evaluations else 0.0
-        basis = ", ".join(filter(None, [basis, f"{scoring_only} sharing a training at the finished runs' mean "
-                                               f"evaluation of {_duration(per_scoring)}"]))
-    left = sum(s.get("left_s") or 0.0 for s in states) + scoring_only * (
-        statistics.fmean(evaluations) if evaluations else 0.0)
+    per_evaluation = statistics.fmean(evaluations) if evaluations else 0.0
+    left = sum(s.get("left_s") or 0.0 for s in states)
+    # runs with only evaluation work left and no rate of their own: a row scored from another's training, and a
+    # trained row whose IW pass has not begun (a bench trains every run before the first IW pass)
+    evaluation_only = 0
+    for flag, what in (("scoring_only", "sharing a training"), ("iw_unmeasured", "awaiting their IW pass")):
+        count = sum(bool(s.get(flag)) for s in states)
+        evaluation_only += count
+        if count:
+            left += count * per_evaluation
+            at = f" at the finished runs' mean evaluation of {_duration(per_evaluation)}" if evaluations else ""
+            basis = ", ".join(filter(None, [basis, f"{count} {what}{at}"]))
     pending = sum((s["kind"] == "pending" and not s.get("scoring_only")) or s.get("unmeasured", False)
                   for s in states)
     done = sum(s["kind"] == "done" for s in states)
@@ -71,9 +76,11 @@ def _suite_status(root: Path) -> str:
     lines += [f"  {s['kind']:<{width}}  {s['label']}: {s['detail']}" for s in states]
     if pending and per_pending is None:
         lines.append("time left: unknown until a run has measured its rate")
+    elif evaluation_only and not evaluations:
+        lines.append(f"time left: unknown until a run has finished its evaluation ({basis})")
     elif pending or left:
         lines.append(f"time left: about {_duration(left + pending * (per_pending or 0.0))}"
-                     + (f" ({basis})" if (pending or scoring_only) and basis else ""))
+                     + (f" ({basis})" if (pending or evaluation_only) and basis else ""))
     return "\n".join(lines)
 
 
@@ -157,7 +164,8 @@ def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str
     left = (batches - done) * per_batch if per_batch and batches else None
     where = f"batch {done} of {batches}" if batches else "not started"
     timing = f", about {_duration(left)} left" if left is not None else ""
-    return {"detail": f"{_headline(description, record)}; IW-NLL {where}{timing}", "left_s": left}
+    return {"detail": f"{_headline(description, record)}; IW-NLL {where}{timing}", "left_s": left,
+            "iw_unmeasured": left is None}
 
 
 def _lock(root: Path) -> tuple[str | None, float | None]:
