@@ -1,6 +1,7 @@
 """Shared test setup: the real corpora are read from ../shared/data beside the checkout unless SEQVAE_DATA says
 otherwise; ``tiny_run_dir`` is a run folder of a tiny ``vrae_sa_aux`` trained for one step, for CLI tests;
-``benchmark_script`` imports a script of benchmarks/."""
+``benchmark_script`` imports a script of benchmarks/; ``own_ptb_layout`` is a data folder holding a corpus that is not
+PTB in PTB's layout."""
 
 import importlib
 import os
@@ -36,3 +37,16 @@ def benchmark_script():
         finally:
             sys.path.remove(folder)
     return load
+
+
+@pytest.fixture
+def own_ptb_layout(tmp_path):
+    """A data folder whose ``ptb/`` holds a corpus that is not PTB under PTB's file names: the first 300 / 40 / 40
+    lines of each split with a word appended."""
+    shared = Path(os.environ["SEQVAE_DATA"]) / "ptb"
+    folder = tmp_path / "own-data" / "ptb"
+    folder.mkdir(parents=True)
+    for name, count in (("ptb.train.txt", 300), ("ptb.valid.txt", 40), ("ptb.test.txt", 40)):
+        lines = (shared / name).read_text().split("\n")[:count]
+        (folder / name).write_text("".join(f"{line} extra\n" for line in lines))
+    return folder.parent

@@ -315,3 +315,34 @@ def test_a_record_calls_its_checkout_dirty_for_a_changed_source_not_for_tables_w
     assert harness.git_commit() == clean
     source.write_text("# the harness, changed\n")
     assert harness.git_commit() == clean + "+dirty"
+
+
+def test_a_suite_reads_ones_own_files_in_ptbs_layout_and_its_records_say_so(own_ptb_layout, tmp_path):
+    """`verify = false` under the suite's [dataset_options.ptb]: the bench trains and scores on the files as they
+    are, and each record names the files' own checksums and every way they differ from the published PTB."""
+    suite = tmp_path / "own.toml"
+    suite.write_text("""
+title = "own corpus"
+datasets = ["ptb"]
+epochs = 1
+max_steps = 2
+bindings = ["EMBEDDING = 8", "HIDDEN = 8", "training.TrainingSettings.checkpoint_every = 0"]
+[dataset_options.ptb]
+verify = false
+[evaluation]
+iw_samples = 2
+[[models]]
+name = "LSTM"
+configs = ["lstm"]
+[[columns]]
+header = "IW-NLL"
+metric = "iw.nll"
+""")
+    with pytest.warns(UserWarning, match="verify is off"):
+        assert main(["bench", str(suite), "--out", str(tmp_path / "out"), "--data-dir", str(own_ptb_layout),
+                     "--quiet"]) == 0
+    record, = [json.loads(p.read_text()) for p in (tmp_path / "out" / "own" / "records").glob("*.json")]
+    dataset = record["dataset"]
+    assert dataset["options"] == {"verify": False} and len(dataset["departures_from_published"]) == 6
+    assert dataset["checksums"]["ptb.test.txt"] != "8b80168b89c18661a38ef683c0dc3721"
+    assert record["metrics"]["sentences"] == 40

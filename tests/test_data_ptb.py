@@ -2,6 +2,7 @@
 missing."""
 
 import os
+import warnings
 import shutil
 from pathlib import Path
 
@@ -111,3 +112,43 @@ def test_unknown_dataset_and_option_are_clear_errors():
         load_dataset("ptbb")
     with pytest.raises(DataError, match="dataset 'ptb' has no option lowercase"):
         load_dataset("ptb", lowercase=True)
+
+
+def test_a_corpus_of_ones_own_in_ptbs_layout_is_refused_saying_how_to_read_it(own_ptb_layout):
+    with pytest.raises(DataError) as error:
+        load_dataset("ptb", data_dir=str(own_ptb_layout))
+    message = str(error.value)
+    assert "ptb.train.txt has md5" in message and "Replace it with the original" in message
+    assert "--gin 'datasets.ptb.verify = False'" in message and "verify = false under [dataset_options.ptb]" in message
+
+
+def test_verify_off_reads_ones_own_files_in_ptbs_layout_as_they_are(own_ptb_layout, ptb):
+    with pytest.warns(UserWarning, match="verify is off") as caught:
+        corpus = load_dataset("ptb", data_dir=str(own_ptb_layout), verify=False)
+    assert len(caught) == 1  # one warning naming every difference
+    assert [corpus.sentence_count(split) for split in ("train", "valid", "test")] == [300, 40, 40]
+    assert all(words[-1] == "extra" for split in corpus.splits.values() for words in split)
+    departures = corpus.metadata["departures_from_published"]
+    assert len(departures) == 6 and "ptb.test.txt has 40 lines, expected 3,761" in "; ".join(departures)
+    assert set(corpus.checksums) == set(ptb.checksums) and corpus.checksums != ptb.checksums
+    assert corpus.fingerprint != ptb.fingerprint
+    # the published files read with the checks off are the same corpus as with them on, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset("ptb", verify=False).fingerprint == ptb.fingerprint
+
+
+def test_seqvae_train_on_ones_own_files_in_ptbs_layout(own_ptb_layout, tmp_path, capsys):
+    from seqvae_zoo.cli import main
+
+    small = ["--gin", "EMBEDDING = 8", "--gin", "HIDDEN = 8", "--max-steps", "2", "--quiet"]
+    refused = tmp_path / "refused"
+    assert main(["train", "lstm", "--data", "ptb", "--data-dir", str(own_ptb_layout), "--out", str(refused),
+                 *small]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ptb: ") and "datasets.ptb.verify = False" in error and not refused.exists()
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="verify is off"):
+        assert main(["train", "lstm", "--data", "ptb", "--data-dir", str(own_ptb_layout), "--out", str(out),
+                     "--gin", "datasets.ptb.verify = False", *small]) == 0
+    assert (out / "checkpoint.pt").is_file()

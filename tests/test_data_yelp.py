@@ -53,3 +53,22 @@ def test_line_without_label_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(yelp.Yelp13Reduced, "files", (unchecked, yelp.TEST))
     with pytest.raises(DataError, match="line 2 of .*valid.txt is not '<label 0-4> words...'"):
         load_dataset("yelp13_reduced", data_dir=str(tmp_path), heldout=1)
+
+
+def test_reviews_of_ones_own_in_yelps_layout_read_with_verify_off(tmp_path):
+    folder = tmp_path / "yelp"
+    folder.mkdir()
+    for name, count in (("train.txt", 30), ("valid.txt", 8), ("test.txt", 8)):
+        (folder / name).write_text("".join(f"{i % 5} review number {i} of {name}\n" for i in range(count)))
+    with pytest.raises(DataError, match=r"yelp13: .*valid\.txt has md5 \w+, expected d896e291874f9e06ceff2c53fb4f44eb"
+                                        r".*--gin 'datasets\.yelp13\.verify = False'"):
+        load_dataset("yelp13", data_dir=str(tmp_path))
+    with pytest.warns(UserWarning, match="verify is off") as caught:
+        corpus = load_dataset("yelp13", data_dir=str(tmp_path), verify=False)
+    assert len(caught) == 1 and "train.txt has 30 lines, expected 62,522" in str(caught[0].message)
+    assert [corpus.sentence_count(split) for split in ("train", "valid", "test")] == [30, 8, 8]
+    assert corpus.splits["test"][3] == ["review", "number", "3", "of", "test.txt"]
+    assert corpus.extras["label"]["test"][:6] == [0, 1, 2, 3, 4, 0]
+    with pytest.warns(UserWarning, match="verify is off"):
+        reduced = load_dataset("yelp13_reduced", data_dir=str(tmp_path), verify=False, heldout=2)
+    assert [reduced.sentence_count(split) for split in ("train", "valid", "test")] == [6, 2, 8]

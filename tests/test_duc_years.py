@@ -179,8 +179,8 @@ def test_duc2005_counts_its_fifty_topics(tmp_path):
 def test_a_topic_folder_with_a_document_too_few_is_named(tmp_path):
     root = write_copy(tmp_path / "duc2006", 2006)
     (root / "docs" / "D0602B" / "APW19990701.0181").unlink()
-    with pytest.raises(DataError, match=r"topic D0602B has 2 documents \(.*docs/D0602B\), expected 3 in duc2006: "
-                                        r"copy the topic's complete folder"):
+    with pytest.raises(DataError, match=r"topic D0602B has 2 documents \(.*docs/D0602B\), expected 3 in duc2006\. "
+                                        r"Copy the topic's complete folder"):
         SmallDuc2006(data_dir=str(tmp_path)).topics()
 
 
@@ -224,3 +224,22 @@ def test_a_copy_summarizes_and_scores_with_ducs_rouge(tmp_path, year, small):
     assert record["intervals"]["rouge2"]["recall"]["low"] <= record["rouge2"]["recall"] <= \
         record["intervals"]["rouge2"]["recall"]["high"]
     assert render_table([score], 20).startswith("DUC's ROUGE-1.5.5 (-n 2 -m -2 4 -u -f A -l 20")
+
+
+def test_a_collection_of_ones_own_in_ducs_layout_summarizes_with_verify_off(tmp_path):
+    """Two topics of three documents in DUC 2006's layout are not DUC 2006: the registered loader refuses them,
+    saying how to read them anyway, and reads and summarizes them with its checks off."""
+    from seqvae_zoo.data import load_dataset
+    from seqvae_zoo.summarization import baseline_summarizers, run_systems
+    from seqvae_zoo.summarization.selection import SelectionSettings
+
+    write_copy(tmp_path / "duc2006", 2006)
+    with pytest.raises(DataError, match=r"duc2006: .*duc2006_topics\.sgml has md5 .*datasets\.duc2006\.verify = False"):
+        load_dataset("duc2006", data_dir=str(tmp_path))
+    with pytest.warns(UserWarning, match="verify is off") as caught:
+        corpus = load_dataset("duc2006", data_dir=str(tmp_path), holdout_every=4, verify=False)
+    message = str(caught[0].message)
+    assert len(caught) == 1 and "has 2 topics, expected 50" in message and "has 3 documents" in message
+    assert corpus.metadata["topics"] == 2 and len(corpus.metadata["departures_from_published"]) == 4
+    score, = run_systems(baseline_summarizers(["lead"]), corpus, SelectionSettings(words=20), tmp_path / "out")
+    assert score.as_dict()["topics_scored"] == 2

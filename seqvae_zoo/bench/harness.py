@@ -442,7 +442,9 @@ class Bench:
             "suite": self.suite.name,
             "model": model,
             "dataset": {"name": dataset, "options": self.suite.dataset_options.get(dataset, {}),
-                        "fingerprint": corpus.fingerprint, "checksums": corpus.checksums},
+                        "fingerprint": corpus.fingerprint, "checksums": corpus.checksums,
+                        **{key: corpus.metadata[key] for key in ("departures_from_published",)
+                           if key in corpus.metadata}},
             "protocol_version": self.protocol_version,
             "seed": seed,
             "metrics": metrics,

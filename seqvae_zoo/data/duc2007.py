@@ -420,11 +420,11 @@ class DucDataset(FileDataset):
     documents_per_topic: tuple[int, int]
     references_per_topic: tuple[int, int]
 
-    def __init__(self, data_dir: str | None = None, holdout_every: int = 40):
+    def __init__(self, data_dir: str | None = None, holdout_every: int = 40, verify: bool = True):
         if holdout_every < 2:
             raise DataError(f"{self.registry_name}: holdout_every must be at least 2 (one sentence in that many is "
                             f"held out); got {holdout_every}")
-        super().__init__(data_dir, holdout_every=holdout_every)
+        super().__init__(data_dir, verify, holdout_every=holdout_every)
         self.holdout_every = holdout_every
 
     @property
@@ -442,21 +442,23 @@ class DucDataset(FileDataset):
     def _check_layout(self, topics: list[Topic]) -> None:
         where = self.directory()
         if len(topics) != self.topic_count:
-            raise DataError(f"{where / self.topics_file} has {len(topics)} topics, expected {self.topic_count}")
+            self.departs(f"{where / self.topics_file} has {len(topics)} topics, expected {self.topic_count}",
+                         f"Use the topics file of the DUC distribution ({self.source})")
         fewest, most = self.documents_per_topic
         for topic in topics:
             if not fewest <= len(topic.documents) <= most:
                 expected = f"{fewest}" if fewest == most else f"{fewest} to {most}"
-                raise DataError(f"topic {topic.id} has {len(topic.documents)} documents ({where / 'docs' / topic.id}"
-                                f"), expected {expected} in {self.registry_name}: copy the topic's complete folder "
-                                f"from the DUC distribution (and only its documents)")
+                self.departs(f"topic {topic.id} has {len(topic.documents)} documents ({where / 'docs' / topic.id}), "
+                             f"expected {expected} in {self.registry_name}",
+                             "Copy the topic's complete folder from the DUC distribution (and only its documents)")
             fewest_references, most_references = self.references_per_topic
             if topic.references and not fewest_references <= len(topic.references) <= most_references:
                 names = ", ".join(reference.name for reference in topic.references)
-                raise DataError(f"topic {topic.id} has {len(topic.references)} references in {where / 'refs'} "
-                                f"({names}), expected {fewest_references}"
-                                + (f" to {most_references}" if most_references != fewest_references else "")
-                                + ": a reference file is missing or belongs elsewhere")
+                self.departs(f"topic {topic.id} has {len(topic.references)} references in {where / 'refs'} "
+                             f"({names}), expected {fewest_references}"
+                             + (f" to {most_references}" if most_references != fewest_references else ""),
+                             "A reference file is missing or belongs elsewhere: copy the topic's references from "
+                             "the DUC distribution")
 
     def load(self) -> Corpus:
         topics = self.topics()

@@ -4,7 +4,9 @@ missing or wrong.
 The data directory is the ``--data-dir`` flag, else the ``SEQVAE_DATA`` environment variable, else a user cache
 directory (``$XDG_CACHE_HOME/seqvae_zoo`` or ``~/.cache/seqvae_zoo``); each dataset has its folder inside it
 (``ptb/``, ``yelp/``, ``duc2007/``, ...). Missing files are downloaded when the dataset has a public address, unless
-``SEQVAE_OFFLINE`` is set; every file is checked against its MD5 before it is read.
+``SEQVAE_OFFLINE`` is set; every file is checked against its MD5 before it is read. ``verify=False`` reads files of
+one's own in a dataset's layout as they are: what differs from the published dataset is then warned about and kept
+in the corpus's metadata instead of stopping the load (the checksums, and so the fingerprint, are the files' own).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import hashlib
 import os
 import shutil
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvae_zoo.data.base import Dataset, DataError
+from seqvae_zoo.data.base import Corpus, Dataset, DataError
 
 DATA_ENV = "SEQVAE_DATA"
 OFFLINE_ENV = "SEQVAE_OFFLINE"
@@ -79,12 +82,38 @@ class FileDataset(Dataset):
     """A dataset read from files in its folder of the data directory.
 
     Subclasses set ``folder``, ``files`` (what :meth:`fetch` ensures and verifies) and ``source`` (where a user
-    gets the files by hand: said in the error when they are missing and cannot be downloaded).
+    gets the files by hand: said in the error when they are missing and cannot be downloaded), and take ``verify``
+    as an option of their own (so that gin and suites can set it): with it off, the files are read as they are, for
+    a corpus of one's own in the published layout.
     """
 
     folder: str = ""
     files: tuple[DataFile, ...] = ()
     source: str = ""
+
+    def __init__(self, data_dir: str | None = None, verify: bool = True, **options):
+        super().__init__(data_dir, **options)
+        self.verify = verify
+        self.departures: list[str] = []
+
+    def departs(self, difference: str, remedy: str) -> None:
+        """The files differ from the published dataset by ``difference``: an error saying ``remedy`` and how to
+        read them as they are, or, with ``verify`` off, a departure the corpus notes."""
+        if self.verify:
+            raise DataError(f"{self.registry_name}: {difference}. {remedy}; or, to read files of your own in this "
+                            f"layout as they are, turn the checks off: --gin 'datasets.{self.registry_name}.verify "
+                            f"= False' (in a suite: verify = false under [dataset_options.{self.registry_name}])")
+        self.departures.append(difference)
+
+    def make_corpus(self, splits: dict[str, list[list[str]]], checksums: dict[str, str],
+                    metadata: dict | None = None, extras: dict | None = None) -> Corpus:
+        """The corpus (:meth:`Dataset.make_corpus`), warning once of the departures from the published dataset
+        that ``verify=False`` let through and listing them in its metadata."""
+        if self.departures:
+            warnings.warn(f"{self.registry_name}: verify is off and these files are not the published dataset's, "
+                          f"read as they are: {'; '.join(self.departures)}", stacklevel=2)
+            metadata = {**(metadata or {}), "departures_from_published": list(self.departures)}
+        return super().make_corpus(splits, checksums, metadata, extras)
 
     def directory(self) -> Path:
         return resolve_data_dir(self.data_dir) / self.folder
@@ -102,10 +131,9 @@ class FileDataset(Dataset):
             path = directory / file.name
             checksums[file.name] = file_md5(path)
             if file.md5 and checksums[file.name] != file.md5:
-                raise DataError(
-                    f"{self.registry_name}: {path} has md5 {checksums[file.name]}, expected {file.md5}: the file "
-                    f"is damaged or a different version. Replace it with the original ({self.source}) or delete "
-                    f"it to download it again.")
+                self.departs(f"{path} has md5 {checksums[file.name]}, expected {file.md5}: the file is damaged or "
+                             f"a different version", f"Replace it with the original ({self.source}) or delete it to "
+                             f"download it again")
         return checksums
 
     def read_lines(self, file: DataFile) -> list[str]:
@@ -113,8 +141,8 @@ class FileDataset(Dataset):
         path = self.directory() / file.name
         lines = read_lines(path, self.registry_name)
         if file.lines is not None and len(lines) != file.lines:
-            raise DataError(f"{self.registry_name}: {path} has {len(lines):,} lines, expected {file.lines:,}: "
-                            f"the file is truncated or a different version ({self.source})")
+            self.departs(f"{path} has {len(lines):,} lines, expected {file.lines:,}: the file is truncated or a "
+                         f"different version", f"Replace it with the original ({self.source})")
         return lines
 
     def _download(self, missing: list[DataFile], directory: Path) -> None:

@@ -46,8 +46,8 @@ class Yelp13(YelpFiles):
 
     files = (TRAIN, VALID, TEST)
 
-    def __init__(self, data_dir: str | None = None):
-        super().__init__(data_dir)
+    def __init__(self, data_dir: str | None = None, verify: bool = True):
+        super().__init__(data_dir, verify)
 
     def load(self) -> Corpus:
         checksums = self.fetch()
@@ -64,8 +64,8 @@ class Yelp13Reduced(YelpFiles):
 
     files = (VALID, TEST)
 
-    def __init__(self, data_dir: str | None = None, heldout: int = 773, seed: int = 0):
-        super().__init__(data_dir, heldout=heldout, seed=seed)
+    def __init__(self, data_dir: str | None = None, heldout: int = 773, seed: int = 0, verify: bool = True):
+        super().__init__(data_dir, verify, heldout=heldout, seed=seed)
         self.heldout, self.seed = heldout, seed
 
     def load(self) -> Corpus:
