@@ -120,6 +120,9 @@ def test_a_corpus_of_ones_own_in_ptbs_layout_is_refused_saying_how_to_read_it(ow
     message = str(error.value)
     assert "ptb.train.txt has md5" in message and "Replace it with the original" in message
     assert "--gin 'datasets.ptb.verify = False'" in message and "verify = false under [dataset_options.ptb]" in message
+    with pytest.raises(DataError, match=r"ptb: verify is True \(check .*\) or False \(read them as they are\), "
+                                        r"not 'no'"):
+        load_dataset("ptb", data_dir=str(own_ptb_layout), verify="no")
 
 
 def test_verify_off_reads_ones_own_files_in_ptbs_layout_as_they_are(own_ptb_layout, ptb):

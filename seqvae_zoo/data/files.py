@@ -92,6 +92,9 @@ class FileDataset(Dataset):
     source: str = ""
 
     def __init__(self, data_dir: str | None = None, verify: bool = True, **options):
+        if not isinstance(verify, bool):
+            raise DataError(f"{self.registry_name}: verify is True (check the files against the published dataset) "
+                            f"or False (read them as they are), not {verify!r}")
         super().__init__(data_dir, **options)
         self.verify = verify
         self.departures: list[str] = []
