@@ -212,7 +212,24 @@ def test_status_lists_done_in_progress_and_pending_runs_and_changes_nothing(tmp_
     assert done.split()[0] == "done" and "IW-NLL" in done and "ELBO-NLL" in done
     training = next(line for line in lines if "VRAE-SA on synthetic" in line)
     assert training.split()[0] == "training" and "epoch 1 of 2, step 5 of 12" in training and "left" in training
-    assert lines[-1].startswith("time left: about")
+    assert lines[-1].startswith("time left: about") and \
+        "1 to be evaluated after training at the finished runs' mean evaluation of" in lines[-1]
+
+
+def test_status_does_not_pass_the_trainings_alone_for_the_time_left(tmp_path, suite_file):
+    """With no evaluation finished yet (a suite's IW passes can cost more than its trainings), the time left is
+    unknown, and the line gives what the trainings alone have left."""
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(1 + 4)).run()  # the LSTM's start, four steps
+    assert re.fullmatch(r"time left: unknown until a run has finished its evaluation \(the trainings alone: about "
+                        r"[^;]+; pending runs at the running one's projected [^,]+, 1 to be evaluated after "
+                        r"training\)", campaign_status(tmp_path).splitlines()[-1])
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(7 + 1)).run()  # the LSTM's last 7 steps, VRAE-SA's start
+    # the trained LSTM's measured training, not a projection, stands for the pending run
+    assert re.fullmatch(r"time left: unknown until a run has finished its evaluation \(the trainings alone: about "
+                        r"[^;]+; pending runs at the trained runs' mean training of [^,]+, 1 awaiting their IW "
+                        r"pass\)", campaign_status(tmp_path).splitlines()[-1])
 
 
 def test_status_and_the_resuming_line_count_the_steps_that_the_suites_max_steps_allows(tmp_path):

@@ -47,25 +47,33 @@ def _suite_status(root: Path) -> str:
     holder, since = _lock(root)
     states = _shared_trainings_once(root, runs, [_run_state(root, description, run, since) for run in runs])
     finished = [s["total_s"] for s in states if s["kind"] == "done" and s.get("total_s")]
+    trained = [s["trained_s"] for s in states if s.get("trained_s")]
     projected = next((s["projected_s"] for s in states if s.get("projected_s")), None)
-    per_pending = statistics.fmean(finished) if finished else projected
-    basis = (f"pending runs at the finished runs' mean of {_duration(per_pending)}" if finished else
-             f"pending runs at the running one's projected {_duration(per_pending)}" if projected else None)
+    per_pending = (statistics.fmean(finished) if finished else statistics.fmean(trained) if trained else
+                   projected)
+    pending = sum((s["kind"] == "pending" and not s.get("scoring_only")) or s.get("unmeasured", False)
+                  for s in states)
+    basis = None if not pending or per_pending is None else (
+        f"pending runs at the finished runs' mean of {_duration(per_pending)}" if finished else
+        f"pending runs at the trained runs' mean training of {_duration(per_pending)}" if trained else
+        f"pending runs at the running one's projected {_duration(per_pending)}")
     evaluations = [s["evaluation_s"] for s in states if s["kind"] == "done" and s.get("evaluation_s")]
     per_evaluation = statistics.fmean(evaluations) if evaluations else 0.0
     left = sum(s.get("left_s") or 0.0 for s in states)
-    # runs with only evaluation work left and no rate of their own: a row scored from another's training, and a
-    # trained row whose IW pass has not begun (a bench trains every run before the first IW pass)
-    evaluation_only = 0
-    for flag, what in (("scoring_only", "sharing a training"), ("iw_unmeasured", "awaiting their IW pass")):
+    trainings_left = left + pending * (per_pending or 0.0)
+    # evaluations with no rate of their own: a row scored from another's training, a trained row whose IW pass has
+    # not begun (a bench trains every run before the first IW pass), and a run in training, evaluated after it
+    for state in states:
+        state["evaluated_after"] = state["kind"] == "training"
+    evaluations_unmeasured = 0
+    for flag, what in (("scoring_only", "sharing a training"), ("iw_unmeasured", "awaiting their IW pass"),
+                       ("evaluated_after", "to be evaluated after training")):
         count = sum(bool(s.get(flag)) for s in states)
-        evaluation_only += count
+        evaluations_unmeasured += count
         if count:
             left += count * per_evaluation
             at = f" at the finished runs' mean evaluation of {_duration(per_evaluation)}" if evaluations else ""
             basis = ", ".join(filter(None, [basis, f"{count} {what}{at}"]))
-    pending = sum((s["kind"] == "pending" and not s.get("scoring_only")) or s.get("unmeasured", False)
-                  for s in states)
     done = sum(s["kind"] == "done" for s in states)
     counted = (f"{done} of {len(states)} runs done" if "runs" in description else
                f"{done} runs done (pending runs unknown: this suite.json predates run lists; the next `seqvae bench` "
@@ -76,11 +84,12 @@ def _suite_status(root: Path) -> str:
     lines += [f"  {s['kind']:<{width}}  {s['label']}: {s['detail']}" for s in states]
     if pending and per_pending is None:
         lines.append("time left: unknown until a run has measured its rate")
-    elif evaluation_only and not evaluations:
-        lines.append(f"time left: unknown until a run has finished its evaluation ({basis})")
+    elif (evaluations_unmeasured or pending) and not evaluations:
+        alone = f"the trainings alone: about {_duration(trainings_left)}; " if trainings_left else ""
+        lines.append(f"time left: unknown until a run has finished its evaluation ({alone}{basis})")
     elif pending or left:
         lines.append(f"time left: about {_duration(left + pending * (per_pending or 0.0))}"
-                     + (f" ({basis})" if (pending or evaluation_only) and basis else ""))
+                     + (f" ({basis})" if basis else ""))
     return "\n".join(lines)
 
 
@@ -116,7 +125,7 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
         return {"kind": "done", "label": label, "detail": _headline(description, record), "total_s": total,
                 "evaluation_s": record.get("evaluation_seconds")}
     if record is not None:
-        return {"kind": "evaluating", "label": label,
+        return {"kind": "evaluating", "label": label, "trained_s": record.get("training", {}).get("wall_seconds"),
                 **_evaluation_detail(run_dir / iw_progress_file(run.get("checkpoint", "last")), description, record)}
     progress_path = run_dir / "progress.json"
     if progress_path.is_file():
