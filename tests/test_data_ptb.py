@@ -6,6 +6,7 @@ import warnings
 import shutil
 from pathlib import Path
 
+import gin
 import pytest
 
 from seqvae_zoo.data import DataError, load_dataset, resolve_data_dir
@@ -119,6 +120,7 @@ def test_a_corpus_of_ones_own_in_ptbs_layout_is_refused_saying_how_to_read_it(ow
         load_dataset("ptb", data_dir=str(own_ptb_layout))
     message = str(error.value)
     assert "ptb.train.txt has md5" in message and "Replace it with the original" in message
+    assert "SEQVAE_VERIFY=0 in the environment" in message
     assert "--gin 'datasets.ptb.verify = False'" in message and "verify = false under [dataset_options.ptb]" in message
     with pytest.raises(DataError, match=r"ptb: verify is True \(check .*\) or False \(read them as they are\), "
                                         r"not 'no'"):
@@ -151,7 +153,23 @@ def test_seqvae_train_on_ones_own_files_in_ptbs_layout(own_ptb_layout, tmp_path,
     error = capsys.readouterr().err
     assert error.startswith("error: ptb: ") and "datasets.ptb.verify = False" in error and not refused.exists()
     out = tmp_path / "run"
-    with pytest.warns(UserWarning, match="verify is off"):
-        assert main(["train", "lstm", "--data", "ptb", "--data-dir", str(own_ptb_layout), "--out", str(out),
-                     "--gin", "datasets.ptb.verify = False", *small]) == 0
+    try:
+        with pytest.warns(UserWarning, match="verify is off"):
+            assert main(["train", "lstm", "--data", "ptb", "--data-dir", str(own_ptb_layout), "--out", str(out),
+                         "--gin", "datasets.ptb.verify = False", *small]) == 0
+    finally:
+        gin.clear_config()  # the binding stays in gin until the next config is parsed: not into later tests
     assert (out / "checkpoint.pt").is_file()
+
+
+def test_seqvae_verify_0_turns_the_checks_off_for_every_dataset_and_a_bad_value_is_named(own_ptb_layout,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("SEQVAE_VERIFY", "0")
+    with pytest.warns(UserWarning, match="verify is off"):
+        assert load_dataset("ptb", data_dir=str(own_ptb_layout)).sentence_count("test") == 40
+    with pytest.raises(DataError, match="has md5"):  # a dataset's own verify = True still checks
+        load_dataset("ptb", data_dir=str(own_ptb_layout), verify=True)
+    monkeypatch.setenv("SEQVAE_VERIFY", "no")
+    with pytest.raises(DataError, match=r"SEQVAE_VERIFY must be 0 \(read datasets' files as they are\) or 1 "
+                                        r"\(check them against the published datasets, the default\), not 'no'"):
+        load_dataset("ptb", data_dir=str(own_ptb_layout))

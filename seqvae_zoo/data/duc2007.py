@@ -420,7 +420,7 @@ class DucDataset(FileDataset):
     documents_per_topic: tuple[int, int]
     references_per_topic: tuple[int, int]
 
-    def __init__(self, data_dir: str | None = None, holdout_every: int = 40, verify: bool = True):
+    def __init__(self, data_dir: str | None = None, holdout_every: int = 40, verify: bool | None = None):
         if holdout_every < 2:
             raise DataError(f"{self.registry_name}: holdout_every must be at least 2 (one sentence in that many is "
                             f"held out); got {holdout_every}")

@@ -4,9 +4,10 @@ missing or wrong.
 The data directory is the ``--data-dir`` flag, else the ``SEQVAE_DATA`` environment variable, else a user cache
 directory (``$XDG_CACHE_HOME/seqvae_zoo`` or ``~/.cache/seqvae_zoo``); each dataset has its folder inside it
 (``ptb/``, ``yelp/``, ``duc2007/``, ...). Missing files are downloaded when the dataset has a public address, unless
-``SEQVAE_OFFLINE`` is set; every file is checked against its MD5 before it is read. ``verify=False`` reads files of
-one's own in a dataset's layout as they are: what differs from the published dataset is then warned about and kept
-in the corpus's metadata instead of stopping the load (the checksums, and so the fingerprint, are the files' own).
+``SEQVAE_OFFLINE`` is set; every file is checked against its MD5 before it is read. A dataset's ``verify=False`` (or
+``SEQVAE_VERIFY=0`` for every dataset, every command and its worker processes) reads files of one's own in a
+dataset's layout as they are: what differs from the published dataset is then warned about and kept in the corpus's
+metadata instead of stopping the load (the checksums, and so the fingerprint, are the files' own).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from seqvae_zoo.data.base import Corpus, Dataset, DataError
 
 DATA_ENV = "SEQVAE_DATA"
 OFFLINE_ENV = "SEQVAE_OFFLINE"
+VERIFY_ENV = "SEQVAE_VERIFY"
 DOWNLOAD_TIMEOUT_S = 60
 
 
@@ -38,6 +40,16 @@ def resolve_data_dir(flag: str | os.PathLike | None = None) -> Path:
 
 def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def verify_by_default() -> bool:
+    """Whether datasets check their files against the published ones when not told (``SEQVAE_VERIFY``, on by
+    default)."""
+    switch = os.environ.get(VERIFY_ENV, "1")
+    if switch not in ("0", "1"):
+        raise DataError(f"{VERIFY_ENV} must be 0 (read datasets' files as they are) or 1 (check them against the "
+                        f"published datasets, the default), not {switch!r}: set it to one of those or unset it")
+    return switch == "1"
 
 
 def file_md5(path: Path) -> str:
@@ -83,15 +95,16 @@ class FileDataset(Dataset):
 
     Subclasses set ``folder``, ``files`` (what :meth:`fetch` ensures and verifies) and ``source`` (where a user
     gets the files by hand: said in the error when they are missing and cannot be downloaded), and take ``verify``
-    as an option of their own (so that gin and suites can set it): with it off, the files are read as they are, for
-    a corpus of one's own in the published layout.
+    as an option of their own (so that gin and suites can set it; None: ``SEQVAE_VERIFY`` decides): with it off, the
+    files are read as they are, for a corpus of one's own in the published layout.
     """
 
     folder: str = ""
     files: tuple[DataFile, ...] = ()
     source: str = ""
 
-    def __init__(self, data_dir: str | None = None, verify: bool = True, **options):
+    def __init__(self, data_dir: str | None = None, verify: bool | None = None, **options):
+        verify = verify_by_default() if verify is None else verify
         if not isinstance(verify, bool):
             raise DataError(f"{self.registry_name}: verify is True (check the files against the published dataset) "
                             f"or False (read them as they are), not {verify!r}")
@@ -104,8 +117,9 @@ class FileDataset(Dataset):
         read them as they are, or, with ``verify`` off, a departure the corpus notes."""
         if self.verify:
             raise DataError(f"{self.registry_name}: {difference}. {remedy}; or, to read files of your own in this "
-                            f"layout as they are, turn the checks off: --gin 'datasets.{self.registry_name}.verify "
-                            f"= False' (in a suite: verify = false under [dataset_options.{self.registry_name}])")
+                            f"layout as they are, turn the checks off: {VERIFY_ENV}=0 in the environment, or "
+                            f"--gin 'datasets.{self.registry_name}.verify = False' (in a suite: verify = false under "
+                            f"[dataset_options.{self.registry_name}])")
         self.departures.append(difference)
 
     def make_corpus(self, splits: dict[str, list[list[str]]], checksums: dict[str, str],

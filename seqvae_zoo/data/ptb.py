@@ -22,7 +22,7 @@ class PennTreebank(FileDataset):
         DataFile("ptb.test.txt", "8b80168b89c18661a38ef683c0dc3721", 3761, (_MIRROR + "ptb.test.txt",)),
     )
 
-    def __init__(self, data_dir: str | None = None, verify: bool = True):
+    def __init__(self, data_dir: str | None = None, verify: bool | None = None):
         super().__init__(data_dir, verify)
 
     def load(self) -> Corpus:

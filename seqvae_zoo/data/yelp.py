@@ -46,7 +46,7 @@ class Yelp13(YelpFiles):
 
     files = (TRAIN, VALID, TEST)
 
-    def __init__(self, data_dir: str | None = None, verify: bool = True):
+    def __init__(self, data_dir: str | None = None, verify: bool | None = None):
         super().__init__(data_dir, verify)
 
     def load(self) -> Corpus:
@@ -64,7 +64,7 @@ class Yelp13Reduced(YelpFiles):
 
     files = (VALID, TEST)
 
-    def __init__(self, data_dir: str | None = None, heldout: int = 773, seed: int = 0, verify: bool = True):
+    def __init__(self, data_dir: str | None = None, heldout: int = 773, seed: int = 0, verify: bool | None = None):
         super().__init__(data_dir, verify, heldout=heldout, seed=seed)
         self.heldout, self.seed = heldout, seed
 
