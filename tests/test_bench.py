@@ -346,3 +346,5 @@ metric = "iw.nll"
     assert dataset["options"] == {"verify": False} and len(dataset["departures_from_published"]) == 6
     assert dataset["checksums"]["ptb.test.txt"] != "8b80168b89c18661a38ef683c0dc3721"
     assert record["metrics"]["sentences"] == 40
+    table = (tmp_path / "out" / "own" / "leaderboard.md").read_text()
+    assert table.startswith("### own corpus: ptb read from files that are not the published ones (its checks off;")

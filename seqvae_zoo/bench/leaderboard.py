@@ -138,7 +138,11 @@ def render(results: list[tuple[dict[str, Any], list[dict[str, Any]]]], fmt: str 
         protocols = sorted({str(r.get("protocol_version")) for r in records})
         for dataset in datasets:
             rows = table_rows(description, records, dataset)
-            title = (f"{description['title']}: {dataset} (metric protocol {', '.join(protocols)}; "
+            unpublished = any(r["dataset"].get("departures_from_published") for r in records
+                              if r["dataset"]["name"] == dataset)
+            shown = (f"{dataset} read from files that are not the published ones (its checks off; the records' "
+                     f"dataset.departures_from_published say how they differ)" if unpublished else dataset)
+            title = (f"{description['title']}: {shown} (metric protocol {', '.join(protocols)}; "
                      f"mean ± std over seeds where there are several)")
             if fmt == "csv":
                 parts.append(_csv(description, rows, dataset))
