@@ -338,6 +338,11 @@ configs = ["lstm"]
 header = "IW-NLL"
 metric = "iw.nll"
 """)
+    checked = tmp_path / "checked.toml"
+    checked.write_text(suite.read_text().replace("[dataset_options.ptb]\nverify = false\n", ""))
+    assert main(["bench", str(checked), "--out", str(tmp_path / "refused"), "--data-dir", str(own_ptb_layout),
+                 "--quiet"]) == 2
+    assert not (tmp_path / "refused").exists()  # refused before the folder was made
     with pytest.warns(UserWarning, match="verify is off"):
         assert main(["bench", str(suite), "--out", str(tmp_path / "out"), "--data-dir", str(own_ptb_layout),
                      "--quiet"]) == 0

@@ -4,6 +4,8 @@ missing."""
 import os
 import warnings
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import gin
@@ -160,6 +162,14 @@ def test_seqvae_train_on_ones_own_files_in_ptbs_layout(own_ptb_layout, tmp_path,
     finally:
         gin.clear_config()  # the binding stays in gin until the next config is parsed: not into later tests
     assert (out / "checkpoint.pt").is_file()
+    # as a user meets it: SEQVAE_VERIFY=0, and the warning as one line of the command's own
+    done = subprocess.run([sys.executable, "-m", "seqvae_zoo.cli", "train", "lstm", "--data", "ptb", "--data-dir",
+                           str(own_ptb_layout), "--out", str(tmp_path / "run2"), *small],
+                          env={**os.environ, "SEQVAE_VERIFY": "0", "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("warning: ptb: verify is off and these files are not the published dataset's, "
+                                  "read as they are: ") and "UserWarning" not in done.stderr
 
 
 def test_seqvae_verify_0_turns_the_checks_off_for_every_dataset_and_a_bad_value_is_named(own_ptb_layout,
@@ -173,3 +183,8 @@ def test_seqvae_verify_0_turns_the_checks_off_for_every_dataset_and_a_bad_value_
     with pytest.raises(DataError, match=r"SEQVAE_VERIFY must be 0 \(read datasets' files as they are\) or 1 "
                                         r"\(check them against the published datasets, the default\), not 'no'"):
         load_dataset("ptb", data_dir=str(own_ptb_layout))
+    from seqvae_zoo.cli import main
+
+    out = own_ptb_layout.parent / "out"
+    assert main(["bench", "quick", "--out", str(out)]) == 2  # before anything is written, whatever the data
+    assert not out.exists()

@@ -179,10 +179,13 @@ class Bench:
     def run(self) -> str:
         """Run every run not already recorded; return the leaderboard in Markdown (also written as md/tex/csv).
 
-        The folder is checked (another suite's records, a corrupt record) and locked before anything is written;
-        a stop request ends the bench with :class:`BenchStopped` after the tables are written.
+        The folder is checked (another suite's records, a corrupt record), the corpora loaded and the folder locked
+        before anything is written; a stop request ends the bench with :class:`BenchStopped` after the tables are
+        written.
         """
         check_results_folder(self.out_dir, self.suite.name)
+        for dataset in self.suite.datasets:  # data that do not load stop the bench before it writes anything
+            self.corpus(dataset)
         with self.locked():
             runs = self.suite.runs()
             keyed = [(model, dataset, seed, *self.run_key(model, dataset, seed)) for model, dataset, seed in runs]

@@ -12,7 +12,9 @@ import os
 import pkgutil
 import re
 import sys
+import warnings
 
+from seqvae_zoo.data.files import verify_by_default
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.kernels.matmul import onednn_linear_available
 from seqvae_zoo.training.memory import keep_freed_memory
@@ -41,11 +43,28 @@ def on_one_line(message: str) -> str:
     return f"{message} (gin call: {' > '.join(reversed(calls))})" if calls else message
 
 
+#: This package's folder: warnings raised from it are the user's to read, one line each.
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def one_line_warnings(format_warning):
+    """``warnings.formatwarning`` for the command line: a warning raised by this package as ``warning: message``
+    (no source line, no category: it is about the user's input), any other as ``format_warning`` gives it."""
+    def format(message, category, filename, lineno, line=None):
+        if os.path.abspath(filename).startswith(PACKAGE_DIR + os.sep):
+            return f"warning: {message}\n"
+        return format_warning(message, category, filename, lineno, line)
+    return format
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    format_warning, warnings.formatwarning = warnings.formatwarning, one_line_warnings(warnings.formatwarning)
     try:
-        onednn_linear_available()  # a bad SEQVAE_ONEDNN_MATMUL stops the command before it writes anything
+        # a bad SEQVAE_ONEDNN_MATMUL or SEQVAE_VERIFY stops the command before it writes anything
+        onednn_linear_available()
+        verify_by_default()
         return args.run(args) or 0
     except UserError as error:
         print(f"error: {on_one_line(str(error))}", file=sys.stderr)
@@ -56,3 +75,5 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `seqvae presets | head`: the reader has what it wanted; no traceback at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # what a shell reports for a command ended by SIGPIPE
+    finally:
+        warnings.formatwarning = format_warning
