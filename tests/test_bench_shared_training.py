@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from seqvae_zoo.bench.evaluations import evaluate_bounds_of
-from seqvae_zoo.bench.harness import Bench
+from seqvae_zoo.bench.harness import Bench, BenchStopped
 from seqvae_zoo.bench.status import campaign_status
 from seqvae_zoo.bench.suite import ModelSpec, SuiteError, load_suite
 from seqvae_zoo.cli import main
 from seqvae_zoo.data.loading import load_dataset
 from seqvae_zoo.training.checkpoint import load_checkpoint
+from test_bench_campaign import StopAfter  # asks to stop at its n-th consultation
 
 SUITE = """
 title = "scored"
@@ -104,6 +105,10 @@ def test_a_best_epoch_row_shares_its_twins_training_and_is_scored_with_best_pt(t
     assert "1 sharing a training at the finished runs' mean evaluation of" in campaign_status(out)
     shutil.rmtree(run_dir)  # the training is lost: the best row must train again
     assert row_status(out, "VRAE, best validation epoch").endswith(": not started")
+    with pytest.raises(BenchStopped):
+        Bench(suite, out, progress=False, log=lambda _: None, stop=StopAfter(1 + 2)).run()
+    line = row_status(out, "VRAE, best validation epoch")  # its training again, in progress: not its twin's
+    assert line.split()[0] == "training" and ", step 3 of 18," in line
 
 
 def best_record_name(out: Path) -> str:

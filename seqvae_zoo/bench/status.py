@@ -97,16 +97,25 @@ def _shared_trainings_once(root: Path, runs: list[dict[str, Any]], states: list[
                            ) -> list[dict[str, Any]]:
     """Rows that share a training folder (scored differently) show its training once, on the first of them; the
     others, until their own evaluation begins, are pending with only their evaluation left (unless the first is
-    done and its folder is gone: then the training is theirs to do again)."""
+    done and its folder is gone, or holds a training begun again: then the training is theirs to do, or doing)."""
     first_of_folder: dict[str, dict[str, Any]] = {}
     for run, state in zip(runs, states):
         folder = run.get("folder", run["key"])
         twin = first_of_folder.setdefault(folder, state)
-        trained = twin["kind"] != "done" or (root / "runs" / folder / "progress.json").is_file()
+        trained = twin["kind"] != "done" or _training_finished(root / "runs" / folder)
         if twin is not state and state["kind"] in ("training", "pending") and trained:
             state.update(kind="pending", scoring_only=True, left_s=None, projected_s=None, unmeasured=False,
                          detail=f"scored from the training of {twin['label']}: only its evaluation is left")
     return states
+
+
+def _training_finished(run_dir: Path) -> bool:
+    """Whether the run folder holds a whole training (not one begun again after its folder was lost)."""
+    progress_path = run_dir / "progress.json"
+    if not progress_path.is_file():
+        return False
+    progress = json.loads(progress_path.read_text())
+    return progress["step"] >= planned_steps(progress)
 
 
 def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], bench_since: float | None
