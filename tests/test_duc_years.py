@@ -241,5 +241,8 @@ def test_a_collection_of_ones_own_in_ducs_layout_summarizes_with_verify_off(tmp_
     message = str(caught[0].message)
     assert len(caught) == 1 and "has 2 topics, expected 50" in message and "has 3 documents" in message
     assert corpus.metadata["topics"] == 2 and len(corpus.metadata["departures_from_published"]) == 4
+    dataset = DATASETS.get("duc2006")(data_dir=str(tmp_path), holdout_every=4, verify=False)
+    dataset.topics()  # read twice by one instance: its departures are counted once
+    assert len(dataset.load().metadata["departures_from_published"]) == 4
     score, = run_systems(baseline_summarizers(["lead"]), corpus, SelectionSettings(words=20), tmp_path / "out")
     assert score.as_dict()["topics_scored"] == 2

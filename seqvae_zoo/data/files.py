@@ -144,6 +144,7 @@ class FileDataset(Dataset):
         """Make sure the files (all of ``files`` by default) are present and intact: download what is missing
         where possible, verify every MD5. Returns file name -> md5."""
         files = self.files if files is None else files
+        self.departures = []  # each load notes its own
         directory = self.directory()
         missing = [file for file in files if not (directory / file.name).is_file()]
         if missing:
