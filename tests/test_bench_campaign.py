@@ -187,7 +187,27 @@ def test_cheap_columns_are_recorded_and_shown_as_incomplete_before_the_iw_pass(t
     saved = json.loads(next((tmp_path / "slices" / "runs").glob("*/iw-progress.json")).read_text())
     assert len(saved["values"]) == 1 and saved["batches"] == 3
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
-    assert line.split()[0] == "evaluating" and "ELBO-NLL" in line and "IW-NLL batch 1 of 3, about" in line
+    assert line.split()[0] == "evaluating" and "ELBO-NLL" in line and "IW-NLL batch 1 of 3 (" in line
+    assert "% of the tokens), about" in line
+    assert len(saved["batch_tokens"]) == 3 and sum(saved["batch_tokens"]) == record["metrics"]["tokens"]
+
+
+def test_status_counts_the_iw_time_left_by_tokens_not_batches(tmp_path, suite_file):
+    """The protocol's batches run from the shortest sentences to the longest: the first batch's time, times the
+    batches left, would promise the rest too soon."""
+    suite = load_suite(str(suite_file))
+    suite.models = suite.models[1:]
+    with pytest.raises(BenchStopped):
+        Bench(suite, tmp_path, progress=False, log=lambda _: None, stop=StopAfter(1 + 2 * 6 + 1 + 1)).run()
+    path = next((tmp_path / "slices" / "runs").glob("*/iw-progress.json"))
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60]}))
+    line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
+    assert "IW-NLL batch 1 of 3 (10% of the tokens), about 9 min left" in line  # 60 s per 10 tokens, 90 left
+    del saved["batch_tokens"]  # as a pass saved before token counts were kept: by batches
+    path.write_text(json.dumps({**saved, "seconds": 60.0}))
+    line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
+    assert "IW-NLL batch 1 of 3, about 2 min left" in line
 
 
 def lstm_done_and_vrae_sa_at_step_5(suite_file: Path, out: Path) -> None:

@@ -329,3 +329,27 @@ def test_no_sentences_and_misaligned_truth_are_refused():
         evaluate(small_model("vrae"), [], iw_samples=2)
     with pytest.raises(EvaluationError, match="3 values of the true NLL for 64 sentences"):
         evaluate(small_model("vrae"), toy_batches()[0], iw_samples=2, true_nll=[1.0, 2.0, 3.0])
+
+
+def test_an_iw_pass_expects_each_batch_to_take_its_tokens_at_the_slowest_rate_so_far(vrae_model, monkeypatch):
+    """The protocol's batches run from the shortest sentences to the longest, so the time the next batch needs
+    (what a time limit is checked against) is its tokens at the rate per token so far, not the last batch's time."""
+    from seqvae_zoo.evaluation import protocol
+    from seqvae_zoo.training.stopping import StopRequest
+
+    class Recording(StopRequest):
+        def __init__(self):
+            super().__init__()
+            self.asked: list[float] = []
+
+        def reason(self, next_unit_s: float = 0.0) -> str | None:
+            self.asked.append(next_unit_s)
+            return None
+
+    clock = iter(range(0, 1000, 1))  # every batch takes one second on this clock, whatever its length
+    monkeypatch.setattr(protocol.time, "perf_counter", lambda: float(next(clock)))
+    sentences = [["w0_0"] * length for length in (2, 2, 4, 4, 8, 8)]  # batches of 2: 6, 10, 18 tokens with EOS
+    batches = [collate(VOCAB.encode_all(sentences[i:i + 2]), VOCAB.pad_id) for i in range(0, 6, 2)]
+    stop = Recording()
+    protocol.importance_nll(vrae_model, batches, iw_samples=2, stop=stop)
+    assert stop.asked == [0.0, pytest.approx(10 / 6), pytest.approx(18 / 6)]

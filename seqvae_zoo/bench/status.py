@@ -178,9 +178,13 @@ def _training_detail(progress: dict[str, Any]) -> dict[str, Any]:
 def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     saved = json.loads(path.read_text()) if path.is_file() else {}
     done, batches = len(saved.get("values", [])), saved.get("batches")
-    per_batch = saved["seconds"] / done if done and saved.get("seconds") else None
-    left = (batches - done) * per_batch if per_batch and batches else None
+    work = saved.get("batch_tokens") or [1] * (batches or 0)  # a pass saved before tokens were: by batches
+    work_done = sum(work[:done])
+    rate = saved["seconds"] / work_done if work_done and saved.get("seconds") else None
+    left = rate * sum(work[done:]) if rate and batches else None
     where = f"batch {done} of {batches}" if batches else "not started"
+    if "batch_tokens" in saved:
+        where += f" ({work_done / sum(work):.0%} of the tokens)"
     timing = f", about {_duration(left)} left" if left is not None else ""
     return {"detail": f"{_headline(description, record)}; IW-NLL {where}{timing}", "left_s": left,
             "iw_unmeasured": left is None}

@@ -150,23 +150,26 @@ def importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Te
                    state_path: str | Path | None = None, stop: StopRequest | None = None) -> list[float]:
     """The IW-NLL of every sentence, batch by batch, each batch with random draws of its own seed.
 
-    With ``state_path``, the values so far are saved there after every batch, and a later call with the same
-    settings continues after the last saved batch with the same result as an uninterrupted pass; ``stop`` is
-    consulted before each batch and ends the pass with :class:`StopRequested`.
+    With ``state_path``, the values so far are saved there after every batch, with each batch's tokens (the
+    protocol's batches go from the shortest sentences to the longest, so the time left is the tokens left at the
+    rate so far, not the batches left), and a later call with the same settings continues after the last saved batch
+    with the same result as an uninterrupted pass; ``stop`` is consulted before each batch and ends the pass with
+    :class:`StopRequested`.
     """
     check_iw_samples(iw_samples)
     device = next(model.parameters()).device
     identity = {"iw_samples": iw_samples, "seed": seed, "batches": len(batches),
                 "sentences": sum(len(lengths) for _, lengths in batches)}
+    batch_tokens = [int(lengths.sum()) for _, lengths in batches]
     done, seconds = _saved_importance(state_path, identity)
-    slowest = 0.0
-    with evaluating(model):
-        for index, (tokens, lengths) in enumerate(tqdm(batches, desc=f"IW-NLL, K={iw_samples}", unit="batch",
-                                                       disable=not progress)):
-            if index < len(done):
-                continue
+    slowest_per_token = 0.0  # a batch's time is about its tokens times this: the next one is longer
+    with evaluating(model), tqdm(total=sum(batch_tokens), initial=sum(batch_tokens[:len(done)]),
+                                 desc=f"IW-NLL, K={iw_samples}", unit="token",
+                                 disable=not progress) as bar:
+        for index in range(len(done), len(batches)):
             if stop is not None:
-                stop.check(next_unit_s=slowest)
+                stop.check(next_unit_s=slowest_per_token * batch_tokens[index])
+            tokens, lengths = batches[index]
             started = time.perf_counter()
             with seeded(seed * 1_000_003 + index, device):
                 log_likelihood = importance_log_likelihood(model, tokens.to(device), lengths.to(device), iw_samples,
@@ -175,8 +178,10 @@ def importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Te
             elapsed = time.perf_counter() - started
             seconds += elapsed
             if state_path is not None:
-                write_json_atomically(state_path, {**identity, "values": done, "seconds": seconds})
-            slowest = max(slowest, elapsed)
+                write_json_atomically(state_path, {**identity, "values": done, "seconds": seconds,
+                                                   "batch_tokens": batch_tokens})
+            slowest_per_token = max(slowest_per_token, elapsed / batch_tokens[index])
+            bar.update(batch_tokens[index])
     return [value for batch in done for value in batch]
 
 
