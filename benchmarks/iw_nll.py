@@ -1,7 +1,8 @@
-"""Where the importance-weighted NLL's time goes, and how long the whole PTB test split takes at K samples.
+"""Where the importance-weighted NLL's time goes, and how long a whole test split takes at K samples.
 
 A preset at the paper's sizes (untrained: the work does not depend on the weights) scores a few of the protocol's
-length-sorted PTB test batches of 64 (evenly spread over lengths, as ``throughput.py`` picks them) with
+length-sorted test batches of 64 (PTB's, or ``--dataset``'s: the vocabulary of its train split, as training builds
+it; evenly spread over lengths, as ``throughput.py`` picks them) with
 ``importance_log_likelihood``. A clock around each part gives its exclusive time (a part called inside another is
 counted in its own row only):
 
@@ -16,8 +17,9 @@ counted in its own row only):
 
 The whole test split's time is extrapolated from the batches by tokens (end-of-sentence counted), beside its
 ceiling: the model's matmul FLOPs for K samples (``throughput.py``'s count: the output layer alone is 5.1 MFLOP per
-token and sample at the paper's sizes) at the float32 matmul rate of a 2048 x 2048 product timed before each pass,
-and the fraction of that ceiling reached, which moves less with the machine's load than the time does. With
+token and sample at the paper's sizes and PTB's vocabulary) at the float32 matmul rate of a 2048 x 2048 product
+timed before each pass, and the fraction of that ceiling reached, which moves less with the machine's load than the
+time does. With
 ``--baseline CHECKOUT`` (a checkout of the code before a change, e.g. ``git worktree add /tmp/before main``) the
 baseline's ``seqvae_zoo/evaluation/importance.py`` runs alternately with this checkout's on the same batches, each
 round both ways, and the ratio of their times is printed: the machine's load moves between runs, the ratio measured
@@ -42,7 +44,7 @@ from typing import Callable, Iterator
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import forward_flops, matmul_rates, ptb_batches  # noqa: E402  (a script beside this one)
+from throughput import corpus_batches, forward_flops, matmul_rates  # noqa: E402  (a script beside this one)
 
 from seqvae_zoo import build_model, parse_config  # noqa: E402
 from seqvae_zoo.evaluation import importance  # noqa: E402
@@ -132,7 +134,8 @@ def run(implementation, model, batches, samples: int, budget: int, seed: int) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="vrae_sa_aux")
-    parser.add_argument("--data-dir", default=None, help="PTB's folder's parent (default: $SEQVAE_DATA)")
+    parser.add_argument("--dataset", default="ptb", help="whose test split (default: ptb; e.g. yelp13_reduced)")
+    parser.add_argument("--data-dir", default=None, help="the corpora's folder (default: $SEQVAE_DATA)")
     parser.add_argument("--batches", type=int, default=3, help="test batches of 64, evenly spread over lengths")
     parser.add_argument("--samples", type=int, default=DEFAULT_IW_SAMPLES)
     parser.add_argument("--memory-budget-mb", type=int, default=DEFAULT_MEMORY_BUDGET_MB)
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    vocab, _, batches, _, test_tokens = ptb_batches(args.data_dir, 0, args.batches, args.seed)
+    vocab, _, batches, _, test_tokens = corpus_batches(args.data_dir, 0, args.batches, args.seed, args.dataset)
     parse_config([args.preset])
     model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id).eval()
     tokens = sum(int(batch.lengths.sum()) for batch in batches)
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for name, implementation in implementations.items():
             runs[name].append(run(implementation, model, batches, args.samples, budget, args.seed))
-    report = {"preset": args.preset, "samples": args.samples, "batches": len(batches), "tokens": tokens,
+    report = {"preset": args.preset, "dataset": args.dataset, "samples": args.samples, "batches": len(batches), "tokens": tokens,
               "test_tokens": test_tokens, "threads": args.threads, "runs": runs}
     if args.baseline is not None:
         report["speedup"] = [before["seconds"] / after["seconds"]
@@ -164,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.preset}, K={args.samples}, {len(batches)} test batches ({tokens} tokens), {args.threads} thread(s)")
+    print(f"{args.preset} on {args.dataset}, K={args.samples}, {len(batches)} test batches ({tokens} tokens), "
+          f"{args.threads} thread(s)")
     scale = test_tokens / tokens / 60
     print(f"{'':<16}" + "".join(f"{part:>13}" for part in (*PARTS, "total s", "test min", "ceiling min",
                                                           "fraction", "GFLOP/s")))

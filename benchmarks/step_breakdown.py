@@ -46,7 +46,7 @@ import torch
 from tabulate import tabulate
 from torch.profiler import ProfilerActivity, profile
 
-from throughput import BATCH_SIZE, CLIP_NORM, PRESETS, ptb_batches
+from throughput import BATCH_SIZE, CLIP_NORM, PRESETS, corpus_batches
 from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.kernels.latent_heads import AttentiveHead
@@ -146,7 +146,7 @@ def breakdown(preset: str, data_dir: str | None, batches: int, repeats: int, bin
     precision, also ``"<part> ratio"``: the median over the repetitions of the part's time in the first precision
     over its time in each other one. Each precision trains its own copy of the model (the same initialization), and
     the precisions alternate within every repetition, so that a ratio compares passes that met the same load."""
-    vocab, train, *_ = ptb_batches(data_dir, batches, 0, 0)
+    vocab, train, *_ = corpus_batches(data_dir, batches, 0, 0)
     parse_config([preset], bindings)
     clocks = Clocks()
     runs = {}

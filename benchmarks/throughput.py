@@ -170,11 +170,11 @@ def forward_flops(model: SeqVAE, lengths: Sequence[int], samples: int = 1) -> fl
 
 
 # -- data --------------------------------------------------------------------------------------------------------
-def ptb_batches(data_dir: str | None, train_batches: int, iw_batches: int, seed: int):
+def corpus_batches(data_dir: str | None, train_batches: int, iw_batches: int, seed: int, dataset: str = "ptb"):
     """The first ``train_batches`` length-bucketed training batches of an epoch (shuffled as in training), and
     ``iw_batches`` of the protocol's length-sorted test batches, evenly spread over lengths; with the training and
     test splits' token counts (end-of-sentence counted)."""
-    corpus = load_dataset("ptb", data_dir=data_dir)
+    corpus = load_dataset(dataset, data_dir=data_dir)
     vocab = Vocabulary.build(corpus.splits["train"])
     loader = make_loader(vocab.encode_all(corpus.splits["train"]), BATCH_SIZE, vocab.pad_id, seed=seed)
     train = [batch for batch, _ in zip(loader, range(train_batches))]
@@ -230,7 +230,7 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(options["threads"])
     device = torch.device(options["device"])
     torch.manual_seed(options["seed"])
-    vocab, train, iw_batches, epoch_tokens, test_tokens = ptb_batches(options["data_dir"],
+    vocab, train, iw_batches, epoch_tokens, test_tokens = corpus_batches(options["data_dir"],
                                                                       options["batches"] + options["unseen_batches"],
                                                                       options["iw_batches"], options["seed"])
     train, unseen = train[:options["batches"]], train[options["batches"]:]

@@ -86,7 +86,10 @@ def test_throughput_counts_a_ptb_epoch_with_its_ends_of_sentence_and_tables_its_
     options = dict(data_dir=None, device="cpu", threads=0, batches=1, repeats=1, warmup=0, unseen_batches=0,
                    iw_batches=0, iw_samples=500, adam="trainer", malloc="tuned", precisions=precisions, seed=0)
     # an epoch is PTB's training split, 887,521 words and 42,068 ends of sentence
-    assert throughput.ptb_batches(None, 1, 0, 0)[3] == 929_589
+    assert throughput.corpus_batches(None, 1, 0, 0)[3] == 929_589
+    # another corpus's test split, in the protocol's batches: Yelp 2013's 8,671 reviews, 420,450 tokens
+    vocab, _, picked, _, test_tokens = throughput.corpus_batches(None, 0, 2, 0, "yelp13_reduced")
+    assert test_tokens == 420_450 and len(picked) == 2 and vocab.size > 10_002
     result = throughput.measure_preset("lstm", options)
     training = result["training"]
     assert 0 < training["fraction_of_ceiling"] <= training["fraction_of_torch_mm_ceiling"]
