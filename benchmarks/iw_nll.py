@@ -1,6 +1,8 @@
 """Where the importance-weighted NLL's time goes, and how long a whole test split takes at K samples.
 
-A preset at the paper's sizes (untrained: the work does not depend on the weights) scores a few of the protocol's
+A preset at the paper's sizes (untrained: the work does not depend on the weights; or, with ``--checkpoint``, a
+trained model, whose mean IW-NLL over the batches then says how much the estimate moves with K) scores a few of the
+protocol's
 length-sorted test batches of 64 (PTB's, or ``--dataset``'s: the vocabulary of its train split, as training builds
 it; evenly spread over lengths, as ``throughput.py`` picks them) with
 ``importance_log_likelihood``. A clock around each part gives its exclusive time (a part called inside another is
@@ -49,6 +51,8 @@ from throughput import corpus_batches, forward_flops, matmul_rates  # noqa: E402
 from seqvae_zoo import build_model, parse_config  # noqa: E402
 from seqvae_zoo.evaluation import importance  # noqa: E402
 from seqvae_zoo.evaluation.protocol import DEFAULT_IW_SAMPLES, DEFAULT_MEMORY_BUDGET_MB  # noqa: E402
+from seqvae_zoo.errors import UserError  # noqa: E402
+from seqvae_zoo.training.checkpoint import load_checkpoint  # noqa: E402
 
 PARTS = ("encoder", "sampling", "recurrence", "output layer", "densities", "log-sum-exp", "other")
 
@@ -79,14 +83,18 @@ class PartClock:
 def clocked_parts(model, clock: PartClock, tokens: torch.Tensor, lengths: torch.Tensor) -> Iterator[None]:
     """Within the block, the model's parts (and ``torch.logsumexp``) run under ``clock``."""
     decoder = model.decoder
-    with torch.inference_mode():
-        posterior_type = type(model.encoder(tokens[:1], lengths[:1]).posterior)
+    posterior_type = None  # a model with per-step latents only has no encoder to run
+    if model.encoder is not None:
+        with torch.inference_mode():
+            posterior_type = type(model.encoder(tokens[:1], lengths[:1]).posterior)
+    # the stochastic decoders' packed recurrence, or a deterministic decoder's library LSTM; parts a decoder lacks
+    # (per-step densities and noise) are left out
     patches = [(model.encoder, "forward", "encoder"), (decoder, "_recurrence", "recurrence"),
-               (decoder, "_output", "densities"), (model, "_token_nll", "output layer"),
-               (model.latent_prior, "log_prob", "densities"), (posterior_type, "log_prob", "densities"),
-               (posterior_type, "rsample", "sampling"), (torch, "logsumexp", "log-sum-exp")]
-    if hasattr(decoder, "_draw_noise"):
-        patches.append((decoder, "_draw_noise", "sampling"))
+               (getattr(decoder, "rnn", None), "forward", "recurrence"), (decoder, "_output", "densities"),
+               (model, "_token_nll", "output layer"), (model.latent_prior, "log_prob", "densities"),
+               (posterior_type, "log_prob", "densities"), (posterior_type, "rsample", "sampling"),
+               (torch, "logsumexp", "log-sum-exp"), (decoder, "_draw_noise", "sampling")]
+    patches = [(owner, name, part) for owner, name, part in patches if owner is not None and hasattr(owner, name)]
     saved = [(owner, name, name in vars(owner), vars(owner).get(name)) for owner, name, _ in patches]
     for owner, name, part in patches:
         setattr(owner, name, clock.wrap(part, getattr(owner, name)))
@@ -134,6 +142,8 @@ def run(implementation, model, batches, samples: int, budget: int, seed: int) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="vrae_sa_aux")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a trained model's checkpoint or run folder, in place of an untrained --preset")
     parser.add_argument("--dataset", default="ptb", help="whose test split (default: ptb; e.g. yelp13_reduced)")
     parser.add_argument("--data-dir", default=None, help="the corpora's folder (default: $SEQVAE_DATA)")
     parser.add_argument("--batches", type=int, default=3, help="test batches of 64, evenly spread over lengths")
@@ -147,9 +157,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    vocab, _, batches, _, test_tokens = corpus_batches(args.data_dir, 0, args.batches, args.seed, args.dataset)
-    parse_config([args.preset])
-    model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id).eval()
+    try:
+        if args.checkpoint is not None:
+            loaded = load_checkpoint(args.checkpoint)
+            model, vocab, args.preset = loaded.model, loaded.vocab, args.checkpoint
+        else:
+            parse_config([args.preset])
+            vocab = None
+        vocab, _, batches, _, test_tokens = corpus_batches(args.data_dir, 0, args.batches, args.seed, args.dataset,
+                                                           vocab)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.checkpoint is None:
+        model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id).eval()
+    if not importance.has_latents(model):
+        print(f"error: {args.preset} has no latent to sample: its IW-NLL is its exact NLL, one pass (time `seqvae "
+              "eval` instead)", file=sys.stderr)
+        return 2
     tokens = sum(int(batch.lengths.sum()) for batch in batches)
     implementations = {"this checkout": importance}
     if args.baseline is not None:

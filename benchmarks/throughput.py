@@ -170,12 +170,14 @@ def forward_flops(model: SeqVAE, lengths: Sequence[int], samples: int = 1) -> fl
 
 
 # -- data --------------------------------------------------------------------------------------------------------
-def corpus_batches(data_dir: str | None, train_batches: int, iw_batches: int, seed: int, dataset: str = "ptb"):
+def corpus_batches(data_dir: str | None, train_batches: int, iw_batches: int, seed: int, dataset: str = "ptb",
+                   vocab: Vocabulary | None = None):
     """The first ``train_batches`` length-bucketed training batches of an epoch (shuffled as in training), and
     ``iw_batches`` of the protocol's length-sorted test batches, evenly spread over lengths; with the training and
-    test splits' token counts (end-of-sentence counted)."""
+    test splits' token counts (end-of-sentence counted). The vocabulary is the train split's unless given (a trained
+    model's)."""
     corpus = load_dataset(dataset, data_dir=data_dir)
-    vocab = Vocabulary.build(corpus.splits["train"])
+    vocab = vocab or Vocabulary.build(corpus.splits["train"])
     loader = make_loader(vocab.encode_all(corpus.splits["train"]), BATCH_SIZE, vocab.pad_id, seed=seed)
     train = [batch for batch, _ in zip(loader, range(train_batches))]
     test = list(make_loader(vocab.encode_all(corpus.splits["test"]), EVALUATION_BATCH_SIZE, vocab.pad_id,

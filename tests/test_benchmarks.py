@@ -133,6 +133,29 @@ def test_iw_nll_clocks_every_part_of_the_estimate_and_leaves_the_model_as_it_was
     assert "_token_nll" not in vars(model) and torch.logsumexp is logsumexp
 
 
+def test_iw_nll_clocks_the_library_lstm_of_a_deterministic_decoder(iw_nll, monkeypatch):
+    from seqvae_zoo import build_model, parse_config
+    from seqvae_zoo.data.batching import collate
+    from seqvae_zoo.evaluation import importance
+
+    parse_config(["vrae"], TINY)
+    model = build_model(11, 0, 1, 3, 2).eval()
+    batch = collate([[4, 5, 6, 2], [7, 2], [8, 9, 10, 5, 2]], 0)
+    monkeypatch.setattr(iw_nll, "matmul_rates", lambda device: {"best": 1e9})
+    monkeypatch.setattr(iw_nll.time, "perf_counter", TickingClock())
+    parts = iw_nll.run(importance, model, [batch], samples=3, budget=2 ** 30, seed=0)["parts"]
+    assert all(parts[part] > 0 for part in ("encoder", "sampling", "recurrence", "output layer", "densities"))
+    assert "forward" not in vars(model.decoder.rnn)
+
+
+def test_iw_nll_refuses_a_missing_checkpoint_and_an_unknown_dataset_in_one_line(iw_nll, tmp_path, capsys):
+    assert iw_nll.main(["--checkpoint", str(tmp_path / "nowhere.pt"), "--batches", "1"]) == 2
+    assert iw_nll.main(["--dataset", "no_such_corpus", "--batches", "1"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and "nowhere.pt" in errors[0] and "no_such_corpus" in errors[1]
+    assert all(line.startswith("error: ") for line in errors)
+
+
 def test_iw_nll_refuses_a_baseline_that_is_not_a_checkout(iw_nll, tmp_path):
     with pytest.raises(SystemExit, match="is not a checkout of this repository"):
         iw_nll.load_baseline(tmp_path)
