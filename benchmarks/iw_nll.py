@@ -2,11 +2,9 @@
 
 A preset at the paper's sizes (untrained: the work does not depend on the weights; or, with ``--checkpoint``, a
 trained model, whose mean IW-NLL over the batches then says how much the estimate moves with K) scores a few of the
-protocol's
-length-sorted test batches of 64 (PTB's, or ``--dataset``'s: the vocabulary of its train split, as training builds
-it; evenly spread over lengths, as ``throughput.py`` picks them) with
-``importance_log_likelihood``. A clock around each part gives its exclusive time (a part called inside another is
-counted in its own row only):
+protocol's length-sorted test batches of 64 (PTB's, or ``--dataset``'s with the vocabulary of its train split, as
+training builds it; evenly spread over lengths, as ``throughput.py`` picks them) with ``importance_log_likelihood``.
+A clock around each part gives its exclusive time (a part called inside another is counted in its own row only):
 
 - encoder: the encoder's forward pass;
 - sampling: drawing the per-step noise (z_t, c~_t) and z_enc from q(z_enc | x);
@@ -21,11 +19,10 @@ The whole test split's time is extrapolated from the batches by tokens (end-of-s
 ceiling: the model's matmul FLOPs for K samples (``throughput.py``'s count: the output layer alone is 5.1 MFLOP per
 token and sample at the paper's sizes and PTB's vocabulary) at the float32 matmul rate of a 2048 x 2048 product
 timed before each pass, and the fraction of that ceiling reached, which moves less with the machine's load than the
-time does. With
-``--baseline CHECKOUT`` (a checkout of the code before a change, e.g. ``git worktree add /tmp/before main``) the
-baseline's ``seqvae_zoo/evaluation/importance.py`` runs alternately with this checkout's on the same batches, each
-round both ways, and the ratio of their times is printed: the machine's load moves between runs, the ratio measured
-within one run much less.
+time does. With ``--baseline CHECKOUT`` (a checkout of the code before a change, e.g. ``git worktree add /tmp/before
+main``) the baseline's ``seqvae_zoo/evaluation/importance.py`` runs alternately with this checkout's on the same
+batches, each round both ways, and the ratio of their times is printed: the machine's load moves between runs, the
+ratio measured within one run much less.
 
     SEQVAE_DATA=../shared/data python benchmarks/iw_nll.py --baseline /tmp/before --batches 3 --rounds 2
 """
@@ -49,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import corpus_batches, forward_flops, matmul_rates  # noqa: E402  (a script beside this one)
 
 from seqvae_zoo import build_model, parse_config  # noqa: E402
+from seqvae_zoo.errors import UserError  # noqa: E402
 from seqvae_zoo.evaluation import importance  # noqa: E402
 from seqvae_zoo.evaluation.protocol import DEFAULT_IW_SAMPLES, DEFAULT_MEMORY_BUDGET_MB  # noqa: E402
-from seqvae_zoo.errors import UserError  # noqa: E402
 from seqvae_zoo.training.checkpoint import load_checkpoint  # noqa: E402
 
 PARTS = ("encoder", "sampling", "recurrence", "output layer", "densities", "log-sum-exp", "other")
@@ -184,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for name, implementation in implementations.items():
             runs[name].append(run(implementation, model, batches, args.samples, budget, args.seed))
-    report = {"preset": args.preset, "dataset": args.dataset, "samples": args.samples, "batches": len(batches), "tokens": tokens,
-              "test_tokens": test_tokens, "threads": args.threads, "runs": runs}
+    report = {"preset": args.preset, "dataset": args.dataset, "samples": args.samples, "batches": len(batches),
+              "tokens": tokens, "test_tokens": test_tokens, "threads": args.threads, "runs": runs}
     if args.baseline is not None:
         report["speedup"] = [before["seconds"] / after["seconds"]
                              for before, after in zip(runs["baseline"], runs["this checkout"])]

@@ -233,8 +233,8 @@ def measure_preset(preset: str, options: dict[str, Any]) -> dict[str, Any]:
     device = torch.device(options["device"])
     torch.manual_seed(options["seed"])
     vocab, train, iw_batches, epoch_tokens, test_tokens = corpus_batches(options["data_dir"],
-                                                                      options["batches"] + options["unseen_batches"],
-                                                                      options["iw_batches"], options["seed"])
+                                                                         options["batches"] + options["unseen_batches"],
+                                                                         options["iw_batches"], options["seed"])
     train, unseen = train[:options["batches"]], train[options["batches"]:]
     parse_config([preset])
     model = build_model(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unk_id, vocab.eos_id).to(device)
