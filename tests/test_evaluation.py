@@ -353,3 +353,44 @@ def test_an_iw_pass_expects_each_batch_to_take_its_tokens_at_the_slowest_rate_so
     stop = Recording()
     protocol.importance_nll(vrae_model, batches, iw_samples=2, stop=stop)
     assert stop.asked == [0.0, pytest.approx(10 / 6), pytest.approx(18 / 6)]
+
+
+def test_a_resumed_iw_pass_checks_its_first_batch_against_the_time_limit(vrae_model, monkeypatch, tmp_path):
+    """A pass continued from its saved state knows the rate of the batches it already ran, so a time limit nearer
+    than its next batch's expected time stops it before that batch (whose work would be lost), not after."""
+    import json
+
+    from seqvae_zoo.evaluation import protocol
+    from seqvae_zoo.training.stopping import StopRequest, StopRequested
+
+    class StopAfterOne(StopRequest):
+        def __init__(self):
+            super().__init__()
+            self.asked: list[float] = []
+
+        def reason(self, next_unit_s: float = 0.0) -> str | None:
+            self.asked.append(next_unit_s)
+            return "a stop signal was received" if len(self.asked) > 1 else None
+
+    clock = iter(range(0, 1000, 1))  # every batch takes one second on this clock, whatever its length
+    monkeypatch.setattr(protocol.time, "perf_counter", lambda: float(next(clock)))
+    sentences = [["w0_0"] * length for length in (2, 2, 4, 4, 8, 8)]  # batches of 2: 6, 10, 18 tokens with EOS
+    batches = [collate(VOCAB.encode_all(sentences[i:i + 2]), VOCAB.pad_id) for i in range(0, 6, 2)]
+    state = tmp_path / "iw_state.json"
+    with pytest.raises(StopRequested):
+        protocol.importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=StopAfterOne())
+
+    resumed = StopAfterOne()
+    resumed.asked.append(0.0)  # the next question is answered "stop"
+    with pytest.raises(StopRequested):
+        protocol.importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=resumed)
+    assert resumed.asked[1] == pytest.approx(10 / 6)
+
+    saved = json.loads(state.read_text())  # a state saved before the slowest rate was kept: its mean rate
+    del saved["slowest_seconds_per_token"]
+    state.write_text(json.dumps(saved))
+    older = StopAfterOne()
+    older.asked.append(0.0)
+    with pytest.raises(StopRequested):
+        protocol.importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=older)
+    assert older.asked[1] == pytest.approx(10 / 6)

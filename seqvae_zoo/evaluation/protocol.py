@@ -161,8 +161,8 @@ def importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Te
     identity = {"iw_samples": iw_samples, "seed": seed, "batches": len(batches),
                 "sentences": sum(len(lengths) for _, lengths in batches)}
     batch_tokens = [int(lengths.sum()) for _, lengths in batches]
-    done, seconds = _saved_importance(state_path, identity)
-    slowest_per_token = 0.0  # a batch's time is about its tokens times this: the next one is longer
+    # a batch's time is about its tokens times the slowest rate per token so far: the next batch is longer
+    done, seconds, slowest_per_token = _saved_importance(state_path, identity, batch_tokens)
     with evaluating(model), tqdm(total=sum(batch_tokens), initial=sum(batch_tokens[:len(done)]),
                                  desc=f"IW-NLL, K={iw_samples}", unit="token",
                                  disable=not progress) as bar:
@@ -177,10 +177,11 @@ def importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Te
             done.append((-log_likelihood).double().cpu().tolist())
             elapsed = time.perf_counter() - started
             seconds += elapsed
+            slowest_per_token = max(slowest_per_token, elapsed / batch_tokens[index])
             if state_path is not None:
                 write_json_atomically(state_path, {**identity, "values": done, "seconds": seconds,
-                                                   "batch_tokens": batch_tokens})
-            slowest_per_token = max(slowest_per_token, elapsed / batch_tokens[index])
+                                                   "batch_tokens": batch_tokens,
+                                                   "slowest_seconds_per_token": slowest_per_token})
             bar.update(batch_tokens[index])
     return [value for batch in done for value in batch]
 
@@ -199,17 +200,24 @@ def with_importance(result: dict, iw_nll: Sequence[float], iw_samples: int,
     return completed
 
 
-def _saved_importance(state_path: str | Path | None, identity: dict) -> tuple[list[list[float]], float]:
-    """The per-batch values a previous pass with the same settings saved, and the seconds it spent; or none."""
+def _saved_importance(state_path: str | Path | None, identity: dict,
+                      batch_tokens: Sequence[int]) -> tuple[list[list[float]], float, float]:
+    """The per-batch values a previous pass with the same settings saved, the seconds it spent and its slowest
+    seconds per token (so a resumed pass checks its first batch against a time limit too); or none. A state saved
+    before the slowest rate was kept gives its mean rate instead."""
     if state_path is None or not Path(state_path).is_file():
-        return [], 0.0
+        return [], 0.0, 0.0
     try:
         saved = json.loads(Path(state_path).read_text())
     except (OSError, ValueError):
-        return [], 0.0  # written atomically, so only a foreign file gets here: start over
+        return [], 0.0, 0.0  # written atomically, so only a foreign file gets here: start over
     if not isinstance(saved, dict) or {k: saved.get(k) for k in identity} != identity:
-        return [], 0.0
-    return [list(map(float, batch)) for batch in saved.get("values", [])], float(saved.get("seconds", 0.0))
+        return [], 0.0, 0.0
+    done = [list(map(float, batch)) for batch in saved.get("values", [])]
+    seconds = float(saved.get("seconds", 0.0))
+    tokens_done = sum(batch_tokens[:len(done)])
+    mean_per_token = seconds / tokens_done if tokens_done else 0.0
+    return done, seconds, float(saved.get("slowest_seconds_per_token", mean_per_token))
 
 
 @contextmanager
