@@ -1,6 +1,7 @@
 """The evaluation protocol on small models: bounds in the right order, exact agreement where the likelihood is exact,
 the paper's reconstruction PPL recomputed independently, and the latent metrics at their known extremes."""
 
+import json
 import math
 
 import pytest
@@ -13,8 +14,10 @@ from seqvae_zoo.data.vocab import SPECIALS, Vocabulary
 from seqvae_zoo.evaluation import (PROTOCOL_VERSION, EvaluationError, evaluate, evaluate_corpus, format_result)
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.latent import active_units, mutual_information
+from seqvae_zoo.evaluation.protocol import importance_nll
 from seqvae_zoo.evaluation.synthetic import latent_probe, nll_gap
 from seqvae_zoo.latents.gaussian import GaussianLatent
+from seqvae_zoo.training.stopping import StopRequest, StopRequested
 
 SMALL = ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4"]
 CLUSTERS, WORDS_PER_CLUSTER = 4, 6
@@ -331,66 +334,56 @@ def test_no_sentences_and_misaligned_truth_are_refused():
         evaluate(small_model("vrae"), toy_batches()[0], iw_samples=2, true_nll=[1.0, 2.0, 3.0])
 
 
+class RecordedStop(StopRequest):
+    """Records the expected time of every unit of work it is asked about; answers "stop" from question
+    ``stop_at`` (counting from 1) on."""
+
+    def __init__(self, stop_at: int | None = None, asked: int = 0):
+        super().__init__()
+        self.stop_at = stop_at
+        self.asked: list[float] = [0.0] * asked
+
+    def reason(self, next_unit_s: float = 0.0) -> str | None:
+        self.asked.append(next_unit_s)
+        return "a stop signal was received" if self.stop_at and len(self.asked) >= self.stop_at else None
+
+
+def batches_of_rising_length(monkeypatch):
+    """Three batches of 6, 10 and 18 tokens (EOS included), each taking one second on the protocol's clock."""
+    from seqvae_zoo.evaluation import protocol
+
+    clock = iter(range(0, 1000, 1))
+    monkeypatch.setattr(protocol.time, "perf_counter", lambda: float(next(clock)))
+    sentences = [["w0_0"] * length for length in (2, 2, 4, 4, 8, 8)]
+    return [collate(VOCAB.encode_all(sentences[i:i + 2]), VOCAB.pad_id) for i in range(0, 6, 2)]
+
+
 def test_an_iw_pass_expects_each_batch_to_take_its_tokens_at_the_slowest_rate_so_far(vrae_model, monkeypatch):
     """The protocol's batches run from the shortest sentences to the longest, so the time the next batch needs
     (what a time limit is checked against) is its tokens at the rate per token so far, not the last batch's time."""
-    from seqvae_zoo.evaluation import protocol
-    from seqvae_zoo.training.stopping import StopRequest
-
-    class Recording(StopRequest):
-        def __init__(self):
-            super().__init__()
-            self.asked: list[float] = []
-
-        def reason(self, next_unit_s: float = 0.0) -> str | None:
-            self.asked.append(next_unit_s)
-            return None
-
-    clock = iter(range(0, 1000, 1))  # every batch takes one second on this clock, whatever its length
-    monkeypatch.setattr(protocol.time, "perf_counter", lambda: float(next(clock)))
-    sentences = [["w0_0"] * length for length in (2, 2, 4, 4, 8, 8)]  # batches of 2: 6, 10, 18 tokens with EOS
-    batches = [collate(VOCAB.encode_all(sentences[i:i + 2]), VOCAB.pad_id) for i in range(0, 6, 2)]
-    stop = Recording()
-    protocol.importance_nll(vrae_model, batches, iw_samples=2, stop=stop)
+    batches = batches_of_rising_length(monkeypatch)
+    stop = RecordedStop()
+    importance_nll(vrae_model, batches, iw_samples=2, stop=stop)
     assert stop.asked == [0.0, pytest.approx(10 / 6), pytest.approx(18 / 6)]
 
 
 def test_a_resumed_iw_pass_checks_its_first_batch_against_the_time_limit(vrae_model, monkeypatch, tmp_path):
     """A pass continued from its saved state knows the rate of the batches it already ran, so a time limit nearer
     than its next batch's expected time stops it before that batch (whose work would be lost), not after."""
-    import json
-
-    from seqvae_zoo.evaluation import protocol
-    from seqvae_zoo.training.stopping import StopRequest, StopRequested
-
-    class StopAfterOne(StopRequest):
-        def __init__(self):
-            super().__init__()
-            self.asked: list[float] = []
-
-        def reason(self, next_unit_s: float = 0.0) -> str | None:
-            self.asked.append(next_unit_s)
-            return "a stop signal was received" if len(self.asked) > 1 else None
-
-    clock = iter(range(0, 1000, 1))  # every batch takes one second on this clock, whatever its length
-    monkeypatch.setattr(protocol.time, "perf_counter", lambda: float(next(clock)))
-    sentences = [["w0_0"] * length for length in (2, 2, 4, 4, 8, 8)]  # batches of 2: 6, 10, 18 tokens with EOS
-    batches = [collate(VOCAB.encode_all(sentences[i:i + 2]), VOCAB.pad_id) for i in range(0, 6, 2)]
+    batches = batches_of_rising_length(monkeypatch)
     state = tmp_path / "iw_state.json"
     with pytest.raises(StopRequested):
-        protocol.importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=StopAfterOne())
+        importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=RecordedStop(stop_at=2))
 
-    resumed = StopAfterOne()
-    resumed.asked.append(0.0)  # the next question is answered "stop"
+    resumed = RecordedStop(stop_at=2, asked=1)
     with pytest.raises(StopRequested):
-        protocol.importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=resumed)
+        importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=resumed)
     assert resumed.asked[1] == pytest.approx(10 / 6)
 
     saved = json.loads(state.read_text())  # a state saved before the slowest rate was kept: its mean rate
     del saved["slowest_seconds_per_token"]
     state.write_text(json.dumps(saved))
-    older = StopAfterOne()
-    older.asked.append(0.0)
+    older = RecordedStop(stop_at=2, asked=1)
     with pytest.raises(StopRequested):
-        protocol.importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=older)
+        importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=older)
     assert older.asked[1] == pytest.approx(10 / 6)
