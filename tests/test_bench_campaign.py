@@ -163,7 +163,7 @@ def test_status_counts_the_iw_passes_not_yet_begun_in_the_time_left(tmp_path, su
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(2 * (1 + 12))).run()  # both trained, no IW pass begun
     assert campaign_status(tmp_path).splitlines()[-1] == \
-        "time left: unknown until a run has finished its evaluation (2 awaiting their IW pass)"
+        "time left: unknown until an IW pass has measured its rate (2 awaiting their IW pass)"
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(1 + 3)).run()  # the LSTM's IW pass (3 batches), then stopped
     lines = campaign_status(tmp_path).splitlines()
@@ -210,6 +210,20 @@ def test_status_counts_the_iw_time_left_by_tokens_not_batches(tmp_path, suite_fi
     assert "IW-NLL batch 1 of 3, about 2 min left" in line
 
 
+def test_status_counts_the_iw_passes_to_come_at_the_rate_of_one_in_progress(tmp_path, suite_file):
+    """Before any evaluation has finished (a long suite's first IW pass can take hours), a pass in progress tells
+    what a whole one costs: its rate per token so far times the split's tokens."""
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(2 * (1 + 12) + 1 + 1)).run()  # both trained, one IW batch
+    (path,) = (tmp_path / "slices" / "runs").glob("*/iw-progress.json")
+    saved = json.loads(path.read_text())
+    assert len(saved["values"]) == 1
+    path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60]}))  # 60 s per 10 tokens
+    # 9 minutes left of the pass in progress, 10 for the whole pass still to come
+    assert campaign_status(tmp_path).splitlines()[-1] == \
+        "time left: about 19 min (1 awaiting their IW pass at the IW pass in progress's projected whole pass of 10 min)"
+
+
 def lstm_done_and_vrae_sa_at_step_5(suite_file: Path, out: Path) -> None:
     """The LSTM row recorded in full by an earlier bench of the LSTM alone, VRAE-SA stopped at step 5 of 12 (a bench
     trains every run before the first IW pass, so one bench of both never leaves a row done and one training)."""
@@ -241,13 +255,13 @@ def test_status_does_not_pass_the_trainings_alone_for_the_time_left(tmp_path, su
     unknown, and the line gives what the trainings alone have left."""
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(1 + 4)).run()  # the LSTM's start, four steps
-    assert re.fullmatch(r"time left: unknown until a run has finished its evaluation \(the trainings alone: about "
+    assert re.fullmatch(r"time left: unknown until an IW pass has measured its rate \(the trainings alone: about "
                         r"[^;]+; pending runs at the running one's projected [^,]+, 1 to be evaluated after "
                         r"training\)", campaign_status(tmp_path).splitlines()[-1])
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(7 + 1)).run()  # the LSTM's last 7 steps, VRAE-SA's start
     # the trained LSTM's measured training, not a projection, stands for the pending run
-    assert re.fullmatch(r"time left: unknown until a run has finished its evaluation \(the trainings alone: about "
+    assert re.fullmatch(r"time left: unknown until an IW pass has measured its rate \(the trainings alone: about "
                         r"[^;]+; pending runs at the trained runs' mean training of [^,]+, 1 awaiting their IW "
                         r"pass\)", campaign_status(tmp_path).splitlines()[-1])
 

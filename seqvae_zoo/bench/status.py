@@ -58,7 +58,12 @@ def _suite_status(root: Path) -> str:
         f"pending runs at the trained runs' mean training of {_duration(per_pending)}" if trained else
         f"pending runs at the running one's projected {_duration(per_pending)}")
     evaluations = [s["evaluation_s"] for s in states if s["kind"] == "done" and s.get("evaluation_s")]
-    per_evaluation = statistics.fmean(evaluations) if evaluations else 0.0
+    # before any evaluation has finished, a pass in progress tells what a whole one takes at its rate
+    projections = [s["iw_projected_s"] for s in states if s.get("iw_projected_s")]
+    per_evaluation = statistics.fmean(evaluations or projections) if evaluations or projections else 0.0
+    evaluation_basis = ("the finished runs' mean evaluation" if evaluations else
+                        "the IW pass in progress's projected whole pass" if len(projections) == 1 else
+                        "the IW passes in progress's mean projected whole pass")
     left = sum(s.get("left_s") or 0.0 for s in states)
     trainings_left = left + pending * (per_pending or 0.0)
     # evaluations with no rate of their own: a row scored from another's training, a trained row whose IW pass has
@@ -72,7 +77,7 @@ def _suite_status(root: Path) -> str:
         evaluations_unmeasured += count
         if count:
             left += count * per_evaluation
-            at = f" at the finished runs' mean evaluation of {_duration(per_evaluation)}" if evaluations else ""
+            at = f" at {evaluation_basis} of {_duration(per_evaluation)}" if per_evaluation else ""
             basis = ", ".join(filter(None, [basis, f"{count} {what}{at}"]))
     done = sum(s["kind"] == "done" for s in states)
     counted = (f"{done} of {len(states)} runs done" if "runs" in description else
@@ -84,9 +89,9 @@ def _suite_status(root: Path) -> str:
     lines += [f"  {s['kind']:<{width}}  {s['label']}: {s['detail']}" for s in states]
     if pending and per_pending is None:
         lines.append("time left: unknown until a run has measured its rate")
-    elif (evaluations_unmeasured or pending) and not evaluations:
+    elif (evaluations_unmeasured or pending) and not per_evaluation:
         alone = f"the trainings alone: about {_duration(trainings_left)}; " if trainings_left else ""
-        lines.append(f"time left: unknown until a run has finished its evaluation ({alone}{basis})")
+        lines.append(f"time left: unknown until an IW pass has measured its rate ({alone}{basis})")
     elif pending or left:
         lines.append(f"time left: about {_duration(left + pending * (per_pending or 0.0))}"
                      + (f" ({basis})" if basis else ""))
@@ -182,12 +187,13 @@ def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str
     work_done = sum(work[:done])
     rate = saved["seconds"] / work_done if work_done and saved.get("seconds") else None
     left = rate * sum(work[done:]) if rate and batches else None
+    projected = rate * sum(work) if rate and batches else None
     where = f"batch {done} of {batches}" if batches else "not started"
     if "batch_tokens" in saved:
         where += f" ({work_done / sum(work):.0%} of the tokens)"
     timing = f", about {_duration(left)} left" if left is not None else ""
     return {"detail": f"{_headline(description, record)}; IW-NLL {where}{timing}", "left_s": left,
-            "iw_unmeasured": left is None}
+            "iw_projected_s": projected, "iw_unmeasured": left is None}
 
 
 def _lock(root: Path) -> tuple[str | None, float | None]:
