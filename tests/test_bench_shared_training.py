@@ -102,7 +102,7 @@ def test_a_best_epoch_row_shares_its_twins_training_and_is_scored_with_best_pt(t
     line = row_status(out, "VRAE, best validation epoch")
     assert line.split()[0] == "pending" and "scored from the training of VRAE on synthetic, seed 0: only its " \
         "evaluation is left" in line
-    assert "1 sharing a training at the finished runs' mean evaluation of" in campaign_status(out)
+    assert "1 sharing a training at the finished latent models' mean evaluation of" in campaign_status(out)
     shutil.rmtree(run_dir)  # the training is lost: the best row must train again
     assert row_status(out, "VRAE, best validation epoch").endswith(": not started")
     with pytest.raises(BenchStopped):

@@ -58,27 +58,24 @@ def _suite_status(root: Path) -> str:
         f"pending runs at the trained runs' mean training of {_duration(per_pending)}" if trained else
         f"pending runs at the running one's projected {_duration(per_pending)}")
     evaluations = [s["evaluation_s"] for s in states if s["kind"] == "done" and s.get("evaluation_s")]
-    # before any evaluation has finished, a pass in progress tells what a whole one takes at its rate
-    projections = [s["iw_projected_s"] for s in states if s.get("iw_projected_s")]
-    per_evaluation = statistics.fmean(evaluations or projections) if evaluations or projections else 0.0
-    evaluation_basis = ("the finished runs' mean evaluation" if evaluations else
-                        "the IW pass in progress's projected whole pass" if len(projections) == 1 else
-                        "the IW passes in progress's mean projected whole pass")
     left = sum(s.get("left_s") or 0.0 for s in states)
     trainings_left = left + pending * (per_pending or 0.0)
     # evaluations with no rate of their own: a row scored from another's training, a trained row whose IW pass has
     # not begun (a bench trains every run before the first IW pass), and a run in training, evaluated after it
     for state in states:
         state["evaluated_after"] = state["kind"] == "training"
-    evaluations_unmeasured = 0
+    estimate = _evaluation_estimates(states)
+    evaluations_unknown = 0
     for flag, what in (("scoring_only", "sharing a training"), ("iw_unmeasured", "awaiting their IW pass"),
                        ("evaluated_after", "to be evaluated after training")):
-        count = sum(bool(s.get(flag)) for s in states)
-        evaluations_unmeasured += count
-        if count:
-            left += count * per_evaluation
-            at = f" at {evaluation_basis} of {_duration(per_evaluation)}" if per_evaluation else ""
-            basis = ", ".join(filter(None, [basis, f"{count} {what}{at}"]))
+        counts: dict[str, int] = {}
+        for state in filter(lambda s: s.get(flag), states):
+            seconds, at = estimate(state.get("exact", False))
+            left += seconds or 0.0
+            evaluations_unknown += seconds is None
+            described = what if seconds is None else f"{what} at {at} of {_duration(seconds)}"
+            counts[described] = counts.get(described, 0) + 1
+        basis = ", ".join(filter(None, [basis, *(f"{count} {described}" for described, count in counts.items())]))
     done = sum(s["kind"] == "done" for s in states)
     counted = (f"{done} of {len(states)} runs done" if "runs" in description else
                f"{done} runs done (pending runs unknown: this suite.json predates run lists; the next `seqvae bench` "
@@ -89,13 +86,36 @@ def _suite_status(root: Path) -> str:
     lines += [f"  {s['kind']:<{width}}  {s['label']}: {s['detail']}" for s in states]
     if pending and per_pending is None:
         lines.append("time left: unknown until a run has measured its rate")
-    elif (evaluations_unmeasured or pending) and not per_evaluation:
+    elif evaluations_unknown or (pending and not evaluations):
         alone = f"the trainings alone: about {_duration(trainings_left)}; " if trainings_left else ""
         lines.append(f"time left: unknown until an IW pass has measured its rate ({alone}{basis})")
     elif pending or left:
         lines.append(f"time left: about {_duration(left + pending * (per_pending or 0.0))}"
                      + (f" ({basis})" if basis else ""))
     return "\n".join(lines)
+
+
+def _evaluation_estimates(states: list[dict[str, Any]]):
+    """What an evaluation still to come will take, as (seconds, basis) or (None, None), by its kind: a language
+    model's exact pass costs one pass over the split, a latent model's IW pass K of them, so neither stands in for
+    the other. A latent model's comes from the finished latent evaluations, else from the IW passes in progress
+    (their rate per token so far times the split's tokens); a row whose kind is not known yet counts as latent."""
+    def mean(values: list[float]) -> float | None:
+        return statistics.fmean(values) if values else None
+
+    finished = {exact: mean([s["evaluation_s"] for s in states if s["kind"] == "done" and s.get("evaluation_s")
+                             and s.get("exact", False) == exact]) for exact in (False, True)}
+    projections = [s["iw_projected_s"] for s in states if s.get("iw_projected_s") and not s.get("exact", False)]
+
+    def estimate(exact: bool) -> tuple[float | None, str | None]:
+        kind = "language models'" if exact else "latent models'"
+        if finished[exact] is not None:
+            return finished[exact], f"the finished {kind} mean evaluation"
+        if not exact and projections:
+            return mean(projections), ("the IW pass in progress's projected whole pass" if len(projections) == 1
+                                       else "the IW passes in progress's mean projected whole pass")
+        return None, None
+    return estimate
 
 
 def _shared_trainings_once(root: Path, runs: list[dict[str, Any]], states: list[dict[str, Any]]
@@ -137,9 +157,10 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
     if record is not None and is_complete(record):
         total = record.get("training", {}).get("wall_seconds", 0.0) + record.get("evaluation_seconds", 0.0)
         return {"kind": "done", "label": label, "detail": _headline(description, record), "total_s": total,
-                "evaluation_s": record.get("evaluation_seconds")}
+                "evaluation_s": record.get("evaluation_seconds"), "exact": _exact(record)}
     if record is not None:
         return {"kind": "evaluating", "label": label, "trained_s": record.get("training", {}).get("wall_seconds"),
+                "exact": _exact(record),
                 **_evaluation_detail(run_dir / iw_progress_file(run.get("checkpoint", "last")), description, record)}
     progress_path = run_dir / "progress.json"
     if progress_path.is_file():
@@ -156,6 +177,11 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
         return {"kind": "pending", "label": label,
                 "detail": f"started at {at}, stopped before its first checkpoint: it starts again from the beginning"}
     return {"kind": "pending", "label": label, "detail": "not started"}
+
+
+def _exact(record: dict[str, Any]) -> bool:
+    """Whether the run's likelihood is exact (a model without latents): its evaluation is one pass, not K."""
+    return not record.get("metrics", {}).get("kl")
 
 
 def _headline(description: dict[str, Any], record: dict[str, Any]) -> str:
