@@ -201,6 +201,11 @@ def test_status_counts_the_iw_time_left_by_tokens_not_batches(tmp_path, suite_fi
         Bench(suite, tmp_path, progress=False, log=lambda _: None, stop=StopAfter(1 + 2 * 6 + 1 + 1)).run()
     path = next((tmp_path / "slices" / "runs").glob("*/iw-progress.json"))
     saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60],
+                                "slowest_seconds_per_token": 8.0}))
+    line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
+    assert "IW-NLL batch 1 of 3 (10% of the tokens), about 12 min left" in line  # 8 s a token at the slowest
+    del saved["slowest_seconds_per_token"]  # as a pass saved before the slowest rate was kept: its mean rate
     path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60]}))
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
     assert "IW-NLL batch 1 of 3 (10% of the tokens), about 9 min left" in line  # 60 s per 10 tokens, 90 left
@@ -212,8 +217,8 @@ def test_status_counts_the_iw_time_left_by_tokens_not_batches(tmp_path, suite_fi
 
 def test_status_counts_the_iw_passes_to_come_at_the_rate_of_one_in_progress(tmp_path, suite_file):
     """Before any latent model's evaluation has finished (a long suite's first IW pass can take hours), a pass in
-    progress tells what a whole one costs: its rate per token so far times the split's tokens; once one has
-    finished, its time stands for the passes to come."""
+    progress tells what a whole one costs: its seconds so far and its tokens left at its slowest rate per token;
+    once one has finished, its time stands for the passes to come."""
     suite = load_suite(str(suite_file))
     suite.models, suite.seeds = suite.models[1:], [0, 1]  # two latent runs
     with pytest.raises(BenchStopped):  # both trained, the first IW pass one batch in
@@ -221,8 +226,9 @@ def test_status_counts_the_iw_passes_to_come_at_the_rate_of_one_in_progress(tmp_
     (path,) = (tmp_path / "slices" / "runs").glob("*/iw-progress.json")
     saved = json.loads(path.read_text())
     assert len(saved["values"]) == 1
-    path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60]}))  # 60 s per 10 tokens
-    # 9 minutes left of the pass in progress, 10 for the whole pass still to come
+    path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60],
+                                "slowest_seconds_per_token": 6.0}))
+    # 9 minutes left of the pass in progress (90 tokens at 6 s), 10 for the whole pass still to come
     assert campaign_status(tmp_path).splitlines()[-1] == \
         "time left: about 19 min (1 awaiting their IW pass at the IW pass in progress's projected whole pass of 10 min)"
     with pytest.raises(BenchStopped):  # the first pass's last two batches

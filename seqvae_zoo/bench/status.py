@@ -99,7 +99,8 @@ def _evaluation_estimates(states: list[dict[str, Any]]):
     """What an evaluation still to come will take, as (seconds, basis) or (None, None), by its kind: a language
     model's exact pass costs one pass over the split, a latent model's IW pass K of them, so neither stands in for
     the other. A latent model's comes from the finished latent evaluations, else from the IW passes in progress
-    (their rate per token so far times the split's tokens); a row whose kind is not known yet counts as latent."""
+    (their seconds so far and their tokens left at their slowest rate per token); a row whose kind is not known yet
+    counts as latent."""
     def mean(values: list[float]) -> float | None:
         return statistics.fmean(values) if values else None
 
@@ -211,9 +212,11 @@ def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str
     done, batches = len(saved.get("values", [])), saved.get("batches")
     work = saved.get("batch_tokens") or [1] * (batches or 0)  # a pass saved before tokens were: by batches
     work_done = sum(work[:done])
-    rate = saved["seconds"] / work_done if work_done and saved.get("seconds") else None
+    mean_rate = saved["seconds"] / work_done if work_done and saved.get("seconds") else None
+    # the batches grow longer and a token of a longer sentence costs more: the slowest rate so far, where kept
+    rate = saved.get("slowest_seconds_per_token") or mean_rate
     left = rate * sum(work[done:]) if rate and batches else None
-    projected = rate * sum(work) if rate and batches else None
+    projected = saved["seconds"] + left if left is not None else None
     where = f"batch {done} of {batches}" if batches else "not started"
     if "batch_tokens" in saved:
         where += f" ({work_done / sum(work):.0%} of the tokens)"
