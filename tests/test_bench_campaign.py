@@ -231,6 +231,8 @@ def test_status_counts_the_iw_passes_to_come_at_the_rate_of_one_in_progress(tmp_
     # 9 minutes left of the pass in progress (90 tokens at 6 s), 10 for the whole pass still to come
     assert campaign_status(tmp_path).splitlines()[-1] == \
         "time left: about 19 min (1 awaiting their IW pass at the IW pass in progress's projected whole pass of 10 min)"
+    with Bench(suite, tmp_path, progress=False, log=lambda _: None, workers=2).locked():  # a bench of two workers
+        assert campaign_status(tmp_path).splitlines()[-1].endswith("; 2 workers share it: about 10 min")
     with pytest.raises(BenchStopped):  # the first pass's last two batches
         Bench(suite, tmp_path, progress=False, log=lambda _: None, stop=StopAfter(1 + 2)).run()
     lines = campaign_status(tmp_path).splitlines()

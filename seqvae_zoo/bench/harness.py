@@ -255,7 +255,8 @@ class Bench:
         try:
             handle.seek(0)
             handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {_now()}\n")
+            workers = f", {self.workers} workers" if self.workers > 1 else ""
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {_now()}{workers}\n")
             handle.flush()
             yield
         finally:

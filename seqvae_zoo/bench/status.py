@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,18 @@ def _suite_status(root: Path) -> str:
         alone = f"the trainings alone: about {_duration(trainings_left)}; " if trainings_left else ""
         lines.append(f"time left: unknown until an IW pass has measured its rate ({alone}{basis})")
     elif pending or left:
-        lines.append(f"time left: about {_duration(left + pending * (per_pending or 0.0))}"
-                     + (f" ({basis})" if basis else ""))
+        total = left + pending * (per_pending or 0.0)
+        # one process's time; a bench with workers shares it out, no wider than the runs still to finish
+        workers = min(_workers(holder), len(states) - done)
+        shared = f"; {workers} workers share it: about {_duration(total / workers)}" if workers > 1 else ""
+        lines.append(f"time left: about {_duration(total)}" + (f" ({basis})" if basis else "") + shared)
     return "\n".join(lines)
+
+
+def _workers(holder: str | None) -> int:
+    """The worker processes of the running bench, as its lock line says (one when none runs or it names none)."""
+    match = re.search(r", (\d+) workers$", holder or "")
+    return int(match.group(1)) if match else 1
 
 
 def _evaluation_estimates(states: list[dict[str, Any]]):
