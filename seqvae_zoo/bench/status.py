@@ -18,6 +18,7 @@ from typing import Any
 from seqvae_zoo.bench.leaderboard import format_number, metric_value
 from seqvae_zoo.bench.records import is_complete, iw_progress_file, planned_steps, read_record
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.evaluation.protocol import saved_pass_rate
 
 HEADLINE_COLUMNS = 4
 
@@ -222,9 +223,7 @@ def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str
     done, batches = len(saved.get("values", [])), saved.get("batches")
     work = saved.get("batch_tokens") or [1] * (batches or 0)  # a pass saved before tokens were: by batches
     work_done = sum(work[:done])
-    mean_rate = saved["seconds"] / work_done if work_done and saved.get("seconds") else None
-    # the batches grow longer and a token of a longer sentence costs more: the slowest rate so far, where kept
-    rate = saved.get("slowest_seconds_per_token") or mean_rate
+    rate = saved_pass_rate(saved, work_done)
     left = rate * sum(work[done:]) if rate and batches else None
     projected = saved["seconds"] + left if left is not None else None
     where = f"batch {done} of {batches}" if batches else "not started"

@@ -214,10 +214,15 @@ def _saved_importance(state_path: str | Path | None, identity: dict,
     if not isinstance(saved, dict) or {k: saved.get(k) for k in identity} != identity:
         return [], 0.0, 0.0
     done = [list(map(float, batch)) for batch in saved.get("values", [])]
-    seconds = float(saved.get("seconds", 0.0))
-    tokens_done = sum(batch_tokens[:len(done)])
-    mean_per_token = seconds / tokens_done if tokens_done else 0.0
-    return done, seconds, float(saved.get("slowest_seconds_per_token", mean_per_token))
+    return done, float(saved.get("seconds", 0.0)), saved_pass_rate(saved, sum(batch_tokens[:len(done)])) or 0.0
+
+
+def saved_pass_rate(saved: dict, work_done: float) -> float | None:
+    """Seconds per unit of work of a saved IW pass state: its slowest per token where it keeps one (the batches grow
+    longer, and a token of a longer sentence costs more), else its mean over ``work_done``; None before any."""
+    if saved.get("slowest_seconds_per_token"):
+        return float(saved["slowest_seconds_per_token"])
+    return saved["seconds"] / work_done if work_done and saved.get("seconds") else None
 
 
 @contextmanager
