@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,6 +158,44 @@ def test_every_run_is_trained_and_given_its_cheap_columns_before_the_first_iw_pa
     assert [line.split(", seed 0: ")[1].split(",")[0] for line in logged if line.startswith("[")] == \
            ["IW-NLL (its other columns are recorded)"] * 2
     assert all(record["complete"] for record in records_of(tmp_path).values())
+
+
+def test_a_record_whose_training_is_lost_is_trained_again_and_its_columns_computed_again(tmp_path, suite_file):
+    """A campaign's folder lost with its machine, the committed records without IW-NLL copied into a new one: each
+    row trains again and its cheap columns are computed again from that training before its IW pass, so no record
+    mixes two trainings; the record says whether the new training reproduced them."""
+    whole = tmp_path / "whole"
+    quiet_bench(suite_file, whole).run()
+    out = tmp_path / "lost"
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, out, StopAfter(2 * (1 + 12))).run()  # both trained; stopped at the first IW pass
+    shutil.rmtree(out / "slices" / "runs")
+    records = out / "slices" / "records"
+    (lstm_path,) = records.glob("lstm-*.json")
+    lstm = json.loads(lstm_path.read_text())
+    lstm["metrics"]["elbo"]["nll"] += 1.0  # as if the lost training had come out otherwise
+    lstm_path.write_text(json.dumps(lstm))
+    before = {p.name: p.read_bytes() for p in records.iterdir()}
+    status = campaign_status(out).splitlines()
+    assert [line.split()[0] for line in status[2:4]] == ["pending", "pending"]
+    assert all("came from is gone: trained again, every column is computed again" in line for line in status[2:4])
+    assert {p.name: p.read_bytes() for p in records.iterdir()} == before  # --status changes nothing
+    logged = []
+    quiet_bench(suite_file, out, log=logged.append).run()
+    assert [line.split(", seed 0: ")[1].split(", about")[0] for line in logged if line.startswith("[")] == \
+        ["training again, then every column (the training its record came from is gone)"] * 2
+    retrained = {name: record.pop("retrained") for name, record in records_of(out).items()}
+    lstm_name, vrae_sa_name = sorted(retrained)
+    assert retrained[vrae_sa_name]["reproduced"] and not retrained[lstm_name]["reproduced"]
+    assert retrained[lstm_name]["previous_metrics"]["elbo"]["nll"] == lstm["metrics"]["elbo"]["nll"]
+    assert retrained[lstm_name]["summary"].startswith(
+        f"differ from the recorded ones: elbo.nll {lstm['metrics']['elbo']['nll']:.4f} -> ")
+    assert any(line.startswith("VRAE-SA: trained again (the training its record came from is gone); its columns, "
+                               "computed again, are the recorded ones (to 1e-6)") for line in logged)
+    # every record, IW-NLL included, is the uninterrupted run's: one training's columns throughout
+    for name, record in records_of(out).items():
+        record.pop("retrained")
+        assert comparable(record) == comparable(records_of(whole)[name])
 
 
 def test_status_counts_the_iw_passes_not_yet_begun_in_the_time_left(tmp_path, suite_file):

@@ -111,6 +111,37 @@ def test_a_best_epoch_row_shares_its_twins_training_and_is_scored_with_best_pt(t
     assert line.split()[0] == "training" and ", step 3 of 18," in line
 
 
+def test_rows_sharing_a_lost_training_are_both_scored_again_from_the_new_one(tmp_path):
+    """The training two rows share is lost after both recorded their cheap columns: the first row trains again,
+    and the second, finding a checkpoint newer than its record, is scored again from it too (not left with the
+    lost training's columns beside the new training's IW-NLL); an IW pass saved from the lost training is not
+    continued."""
+    out = tmp_path / "out"
+    suite = load_suite(str(write_suite(tmp_path)))
+    Bench(suite, out, progress=False, log=lambda _: None).run()
+    uninterrupted = records_by_model(out)
+    run_dir = out / "scored" / "runs" / uninterrupted["VRAE"]["training_folder"]
+    for path in (out / "scored" / "records").glob("vrae-*.json"):  # both VRAE rows, as before their IW passes
+        record = json.loads(path.read_text())
+        record["metrics"].pop("iw")
+        record.update(complete=False, provenance={**record["provenance"], "finished_at": "2026-01-01T00:00:00Z"})
+        path.write_text(json.dumps(record))
+    for saved in run_dir.glob("iw-progress*.json"):  # a pass saved from the lost training: not to be continued
+        state = json.loads(saved.read_text())
+        saved.write_text(json.dumps({**state, "values": [0.0] * len(state["values"])}))
+    (run_dir / "checkpoint.pt").unlink()
+    (run_dir / "best.pt").unlink()
+    logged = []
+    Bench(suite, out, progress=False, log=logged.append).run()
+    again = records_by_model(out)
+    for model in ("VRAE", "VRAE, best validation epoch"):
+        assert again[model]["retrained"]["reproduced"], again[model]["retrained"]["summary"]
+        assert again[model]["metrics"]["iw"]["nll"] == pytest.approx(uninterrupted[model]["metrics"]["iw"]["nll"])
+        assert [row["valid_neg_elbo"] for row in again[model]["training"]["history"]] == \
+            [row["valid_neg_elbo"] for row in uninterrupted[model]["training"]["history"]]  # one new training
+    assert sum("trained again (the training its record came from is gone)" in line for line in logged) == 2
+
+
 def best_record_name(out: Path) -> str:
     return next(p.name for p in (out / "scored" / "records").glob("vrae--best-validation-epoch-*.json"))
 

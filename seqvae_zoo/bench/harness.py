@@ -16,8 +16,10 @@ trainings were shared (named by its record key). The cheap columns come first: a
 written once its bound pass is done (``"complete": false``, shown in the tables as incomplete), then again with its
 IW-NLL, whose pass saves its progress after every batch; and every run of the suite is trained and given its cheap
 columns before the first IW pass begins, so that a suite run in slices shows all its rows long before its last IW
-pass (hours per latent model on a large test split) is done. A run whose training loss diverges gets a record saying at
-which step and why, and the suite goes on.
+pass (hours per latent model on a large test split) is done. A record without its IW-NLL whose training is gone (its
+folder lost with the machine that held it) is trained again, its columns computed again from the new training (the
+record says whether they came out the same) and its IW pass run at once, so that rows land whole. A run whose
+training loss diverges gets a record saying at which step and why, and the suite goes on.
 
 A :class:`~seqvae_zoo.training.stopping.StopRequest` (``--time-limit``, SIGTERM, SIGUSR1) ends the bench at the next
 checkpoint or evaluation batch with :class:`BenchStopped`; the same command continues from there.
@@ -32,6 +34,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -52,7 +55,8 @@ from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
 from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
                                           evaluate_trained, evaluation_kind, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
-from seqvae_zoo.bench.records import (RecordError, check_results_folder, is_complete, iw_progress_file,
+from seqvae_zoo.bench.records import (STARTED_FILE, RecordError, check_results_folder, from_a_lost_training,
+                                      is_complete, iw_progress_file,
                                      planned_steps, read_record)
 from seqvae_zoo.bench.suite import CHECKPOINTS, ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
@@ -293,7 +297,10 @@ class Bench:
     def work_left(self, run: PendingRun) -> str:
         """What ``run`` has left, for the line that starts it: its training (new or resumed), only its evaluation
         (its training, or a twin's it is scored from, is finished), or only its IW-NLL (the rest is recorded)."""
-        if self.has_done(run, importance=False):
+        record_path = self.record_path(run.model, run.dataset, run.seed, run.key)
+        if record_path.is_file():
+            if from_a_lost_training(read_record(record_path), self.root / "runs" / run.folder):
+                return "training again, then every column (the training its record came from is gone)"
             return "IW-NLL (its other columns are recorded)"
         progress_path = self.root / "runs" / run.folder / "progress.json"
         if not progress_path.is_file():
@@ -363,8 +370,10 @@ class Bench:
         record_path = self.record_path(model, dataset, seed, key)
         run_dir = self.root / "runs" / folder
         resume = (run_dir / CHECKPOINT).is_file()
+        record = read_record(record_path) if record_path.is_file() else None
+        lost = record is not None and not is_complete(record) and from_a_lost_training(record, run_dir)
         if not resume:
-            write_json_atomically(run_dir / "started.json", {"git_commit": git_commit(), "started_at": _now()})
+            write_json_atomically(run_dir / STARTED_FILE, {"git_commit": git_commit(), "started_at": _now()})
         try:
             trained = train_run([] if resume else model.configs, dataset, run_dir, data_dir=self.data_dir,
                                 bindings=[] if resume else self.suite.training_bindings(model),
@@ -379,7 +388,10 @@ class Bench:
         settings = self.suite.evaluation_for(model)
         checkpoint = self.suite.scored_checkpoint(model)
         scored = _load_scored_checkpoint(trained, run_dir, checkpoint, model.name)
-        record = read_record(record_path) if record_path.is_file() else None
+        previous = None
+        if record is not None and not is_complete(record) and (lost or from_a_lost_training(record, run_dir)):
+            previous, record = record, None  # its columns are another training's: computed again from this one
+            (run_dir / iw_progress_file(checkpoint)).unlink(missing_ok=True)
         if record is None:
             started = time.perf_counter()
             with trained.procedure.scoring(trained.model) as refinement:
@@ -392,6 +404,10 @@ class Bench:
                       "complete": evaluation_kind(settings) == "summarization",
                       **self._run_details(model, text, trained, run_dir), "scored_checkpoint": scored,
                       "evaluation_seconds": time.perf_counter() - started}
+            if previous is not None:
+                record["retrained"] = _retrained(previous, metrics)
+                self.log(f"{model.name}: trained again (the training its record came from is gone); its columns, "
+                         f"computed again, {record['retrained']['summary']}")
             write_json_atomically(record_path, record)
         if importance and not is_complete(record):
             started = time.perf_counter()
@@ -536,6 +552,29 @@ def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, devic
             bench.complete(run, importance)
 
 
+def _retrained(previous: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a record computed again from a new training keeps of the one it replaces: its metrics, when it was
+    written, and whether the new training reproduced them (same numbers to 1e-6, clocks aside)."""
+    differences = [f"{name} {old:.4f} -> {new:.4f}"
+                   for name, old, new in _numbers_compared(previous["metrics"], metrics)
+                   if not (math.isclose(old, new, rel_tol=1e-6, abs_tol=1e-9) or math.isnan(old) and math.isnan(new))]
+    return {"previous_finished_at": previous.get("provenance", {}).get("finished_at"),
+            "previous_metrics": previous["metrics"], "reproduced": not differences,
+            "summary": ("are the recorded ones (to 1e-6)" if not differences else
+                        f"differ from the recorded ones: {'; '.join(differences[:4])}"
+                        + (f" and {len(differences) - 4} more" if len(differences) > 4 else ""))}
+
+
+def _numbers_compared(old: Any, new: Any, name: str = "") -> Iterator[tuple[str, float, float]]:
+    """(dotted name, old, new) for every number both metric trees hold, clocks ("seconds") left out."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(old.keys() & new.keys()):
+            if key != "seconds":
+                yield from _numbers_compared(old[key], new[key], f"{name}.{key}" if name else key)
+    elif isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
+        yield name, float(old), float(new)
+
+
 def _load_scored_checkpoint(trained, run_dir: Path, checkpoint: str, model_name: str) -> dict[str, Any]:
     """Put the weights the run is scored with into ``trained.model``, and say which they are: what training left
     (the epochs it completed, the step it reached, and that epoch's validation -ELBO when it stopped at an epoch's
@@ -565,7 +604,7 @@ def _now() -> str:
 
 def _started_commit(run_dir: Path) -> str | None:
     """The commit a run's training started on (a resumed run may finish on another)."""
-    path = run_dir / "started.json"
+    path = run_dir / STARTED_FILE
     return json.loads(path.read_text()).get("git_commit") if path.is_file() else None
 
 

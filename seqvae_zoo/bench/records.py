@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.training.run import CHECKPOINT
+
+#: What a training folder holds from the moment its training begins: the commit and the time it began.
+STARTED_FILE = "started.json"
 
 #: What every record holds, whatever the evaluation kind.
 REQUIRED_KEYS = ("model", "dataset", "metrics", "protocol_version", "suite")
@@ -39,6 +43,19 @@ def iw_progress_file(checkpoint: str) -> str:
     """The file in a run's training folder that holds the saved importance-sampling pass of the scored checkpoint
     (rows of one suite that share a training differ at most in that)."""
     return "iw-progress.json" if checkpoint == "last" else f"iw-progress-{checkpoint}.json"
+
+
+def from_a_lost_training(record: dict[str, Any], run_dir: Path) -> bool:
+    """Whether the columns of ``record`` came from a training its folder no longer holds: the folder has no
+    checkpoint (it was lost with the machine that held it, say) or its training began after the record was written.
+    Such a record's IW pass needs a new training, and the cheap columns are then computed again from that training,
+    so that no record mixes two trainings."""
+    if not (run_dir / CHECKPOINT).is_file():
+        return True
+    started, written = run_dir / STARTED_FILE, record.get("provenance", {}).get("finished_at")
+    if not started.is_file() or written is None:  # folders and records from before either was kept: one training
+        return False
+    return json.loads(started.read_text())["started_at"] > written  # both "%Y-%m-%dT%H:%M:%SZ", UTC
 
 
 def planned_steps(progress: dict[str, Any], max_steps: int | None = None) -> int:

@@ -2,8 +2,8 @@
 
 Each run of a suite is done (its record, with headline numbers), being evaluated (the importance-weighted pass's
 saved batches), in training (the run folder's ``progress.json``, or its ``started.json`` newer than the running
-bench's lock before the first checkpoint), or pending; time left is projected from the rates the runs have measured
-so far.
+bench's lock before the first checkpoint), or pending; a record without its IW-NLL whose training is gone (its folder
+lost) is a run in training or pending again. Time left is projected from the rates the runs have measured so far.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from seqvae_zoo.bench.leaderboard import format_number, metric_value
-from seqvae_zoo.bench.records import is_complete, iw_progress_file, planned_steps, read_record
+from seqvae_zoo.bench.records import (STARTED_FILE, from_a_lost_training, is_complete, iw_progress_file,
+                                      planned_steps, read_record)
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.protocol import saved_pass_rate
 
@@ -170,17 +171,27 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
         total = record.get("training", {}).get("wall_seconds", 0.0) + record.get("evaluation_seconds", 0.0)
         return {"kind": "done", "label": label, "detail": _headline(description, record), "total_s": total,
                 "evaluation_s": record.get("evaluation_seconds"), "exact": _exact(record)}
-    if record is not None:
+    if record is not None and not from_a_lost_training(record, run_dir):
         return {"kind": "evaluating", "label": label, "trained_s": record.get("training", {}).get("wall_seconds"),
                 "exact": _exact(record),
                 **_evaluation_detail(run_dir / iw_progress_file(run.get("checkpoint", "last")), description, record)}
+    state = _training_state(run_dir, label, bench_since)
+    if record is not None:  # a record whose training is gone: trained again, then all its columns computed again
+        state.update(exact=_exact(record), detail=f"{state['detail']}; the training its record "
+                     f"({_headline(description, record)}) came from is gone: trained again, every column is computed "
+                     "again")
+    return state
+
+
+def _training_state(run_dir: Path, label: str, bench_since: float | None) -> dict[str, Any]:
+    """A run without a record of its own training: in training (how far, at what rate) or pending."""
     progress_path = run_dir / "progress.json"
     if progress_path.is_file():
         return {"kind": "training", "label": label, **_training_detail(json.loads(progress_path.read_text()))}
     if (run_dir / "metrics.csv").is_file():
         epochs = len((run_dir / "metrics.csv").read_text().strip().splitlines()) - 1
         return {"kind": "training", "label": label, "detail": f"{epochs} epochs done (no progress.json: rate unknown)"}
-    started = run_dir / "started.json"
+    started = run_dir / STARTED_FILE
     if started.is_file():  # begun, no checkpoint yet: in training if the running bench began it, else to begin again
         at = json.loads(started.read_text())["started_at"]
         if bench_since is not None and started.stat().st_mtime >= bench_since:
