@@ -2,7 +2,9 @@
 # The paper's tables as a campaign run in slices: `seqvae bench` over the suites in the order they are published,
 # within one wall-clock budget, stopping at a checkpoint before the budget is spent (exit status 75); running this
 # script again continues where it stopped. Each suite's records and tables (never its run folders: checkpoints stay
-# in OUT) are then copied into RESULTS, the folder that is committed.
+# in OUT) are then copied into RESULTS, the folder that is committed, with the saved IW passes of the records still
+# waiting for theirs: should OUT be lost, the records copied back into a new OUT train again and such a pass goes on
+# where it was, if the new training reproduces the lost one to the last bit.
 #
 #   benchmarks/campaign.sh OUT BUDGET [SUITE...]      e.g. benchmarks/campaign.sh ~/campaign 2h40m
 #
@@ -33,6 +35,11 @@ for suite in "${suites[@]}"; do
     mkdir -p "$results/$name/records"
     cp "$out/$name"/suite.json "$out/$name"/leaderboard.* "$results/$name/"
     cp "$out/$name"/records/*.json "$results/$name/records/" 2>/dev/null
+    rm -rf "$results/$name/iw-progress"
+    for state in "$out/$name"/iw-progress/*.json; do
+        grep -qs '"complete": false' "$out/$name/records/$(basename "$state")" || continue
+        mkdir -p "$results/$name/iw-progress" && cp "$state" "$results/$name/iw-progress/"
+    done
 done
 "$seqvae" bench --status "$out"
 exit "$status"

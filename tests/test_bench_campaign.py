@@ -189,13 +189,84 @@ def test_a_record_whose_training_is_lost_is_trained_again_and_its_columns_comput
     assert retrained[vrae_sa_name]["reproduced"] and not retrained[lstm_name]["reproduced"]
     assert retrained[lstm_name]["previous_metrics"]["elbo"]["nll"] == lstm["metrics"]["elbo"]["nll"]
     assert retrained[lstm_name]["summary"].startswith(
-        f"differ from the recorded ones: elbo.nll {lstm['metrics']['elbo']['nll']:.4f} -> ")
+        f"differ from the recorded ones: elbo.nll {lstm['metrics']['elbo']['nll']!r} -> ")
     assert any(line.startswith("VRAE-SA: trained again (the training its record came from is gone); its columns, "
-                               "computed again, are the recorded ones (to 1e-6)") for line in logged)
+                               "computed again, are the recorded ones, every number the same") for line in logged)
     # every record, IW-NLL included, is the uninterrupted run's: one training's columns throughout
     for name, record in records_of(out).items():
         record.pop("retrained")
         assert comparable(record) == comparable(records_of(whole)[name])
+
+
+def vrae_sa_one_iw_batch_in(suite_file: Path, out: Path):
+    """The latent row alone, trained and stopped one batch into its IW pass (of 3); the suite is returned."""
+    suite = load_suite(str(suite_file))
+    suite.models = suite.models[1:]
+    with pytest.raises(BenchStopped):
+        Bench(suite, out, progress=False, log=lambda _: None, stop=StopAfter(1 + 2 * 6 + 1 + 1)).run()
+    return suite
+
+
+@pytest.mark.parametrize("reproduced", [True, False])
+def test_a_saved_iw_pass_outlives_its_lost_training_only_if_the_new_one_reproduces_it(tmp_path, suite_file,
+                                                                                      reproduced):
+    """The pass is kept beside the records, not in the training folder: when the training is lost and trained
+    again, the pass goes on if the new training's columns are the recorded ones to the last bit, and starts again
+    if not."""
+    suite = load_suite(str(suite_file))
+    suite.models = suite.models[1:]
+    Bench(suite, tmp_path / "whole", progress=False, log=lambda _: None).run()
+    (uninterrupted,) = records_of(tmp_path / "whole").values()
+    out = tmp_path / "lost"
+    vrae_sa_one_iw_batch_in(suite_file, out)
+    (state_path,) = (out / "slices" / "iw-progress").iterdir()
+    state = json.loads(state_path.read_text())
+    (done,) = state["values"]
+    state["values"] = [[value + 1.0 for value in done]]  # a mark: one nat more on each sentence the pass has done
+    state_path.write_text(json.dumps(state))
+    shutil.rmtree(out / "slices" / "runs")
+    if not reproduced:
+        (record_path,) = (out / "slices" / "records").iterdir()
+        record = json.loads(record_path.read_text())
+        record["metrics"]["elbo"]["nll"] += 1.0  # as if the lost training had come out otherwise
+        record_path.write_text(json.dumps(record))
+    logged = []
+    Bench(suite, out, progress=False, log=logged.append).run()
+    (record,) = records_of(out).values()
+    shift = len(done) / record["metrics"]["sentences"] if reproduced else 0.0
+    assert record["metrics"]["iw"]["nll"] == pytest.approx(uninterrupted["metrics"]["iw"]["nll"] + shift, abs=1e-9)
+    assert record["retrained"]["reproduced"] is reproduced
+    assert any(line.endswith("; its saved IW pass goes on") for line in logged) is reproduced
+
+
+def test_a_record_deleted_to_redo_its_run_takes_its_saved_iw_pass_with_it(tmp_path, suite_file):
+    suite = load_suite(str(suite_file))
+    suite.models = suite.models[1:]
+    Bench(suite, tmp_path / "whole", progress=False, log=lambda _: None).run()
+    out = tmp_path / "out"
+    vrae_sa_one_iw_batch_in(suite_file, out)
+    (state_path,) = (out / "slices" / "iw-progress").iterdir()
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**state, "values": [[value + 1.0 for value in state["values"][0]]]}))
+    (out / "slices" / "records" / state_path.name).unlink()
+    Bench(suite, out, progress=False, log=lambda _: None).run()
+    assert [comparable(r) for r in records_of(out).values()] == \
+        [comparable(r) for r in records_of(tmp_path / "whole").values()]  # its pass began again: no mark in it
+
+
+def test_an_iw_pass_saved_in_the_training_folder_by_an_earlier_version_goes_on_from_there(tmp_path, suite_file):
+    whole = tmp_path / "whole"
+    suite = vrae_sa_one_iw_batch_in(suite_file, tmp_path / "out")
+    Bench(suite, whole, progress=False, log=lambda _: None).run()
+    out = tmp_path / "out"
+    (state_path,) = (out / "slices" / "iw-progress").iterdir()
+    (run_dir,) = (out / "slices" / "runs").iterdir()
+    state_path.replace(run_dir / "iw-progress.json")  # where passes were saved before
+    line = next(line for line in campaign_status(out).splitlines() if "VRAE-SA" in line)
+    assert "IW-NLL batch 1 of 3 (" in line
+    Bench(suite, out, progress=False, log=lambda _: None).run()
+    assert not (run_dir / "iw-progress.json").exists() and state_path.is_file()
+    assert [comparable(r) for r in records_of(out).values()] == [comparable(r) for r in records_of(whole).values()]
 
 
 def test_status_counts_the_iw_passes_not_yet_begun_in_the_time_left(tmp_path, suite_file):
@@ -223,7 +294,9 @@ def test_cheap_columns_are_recorded_and_shown_as_incomplete_before_the_iw_pass(t
     assert record["metrics"]["elbo"]["nll"] > 0 and record["metrics"]["paper"]["ppl"] > 1
     row = next(line for line in stopped.value.table.splitlines() if line.startswith("| VRAE-SA"))
     assert "incomplete: IW-NLL of 1 run pending" in row
-    saved = json.loads(next((tmp_path / "slices" / "runs").glob("*/iw-progress.json")).read_text())
+    (state_path,) = (tmp_path / "slices" / "iw-progress").iterdir()  # beside the records, named as its record is
+    assert state_path.name == next(iter(records_of(tmp_path)))
+    saved = json.loads(state_path.read_text())
     assert len(saved["values"]) == 1 and saved["batches"] == 3
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
     assert line.split()[0] == "evaluating" and "ELBO-NLL" in line and "IW-NLL batch 1 of 3 (" in line
@@ -238,7 +311,7 @@ def test_status_counts_the_iw_time_left_by_tokens_not_batches(tmp_path, suite_fi
     suite.models = suite.models[1:]
     with pytest.raises(BenchStopped):
         Bench(suite, tmp_path, progress=False, log=lambda _: None, stop=StopAfter(1 + 2 * 6 + 1 + 1)).run()
-    path = next((tmp_path / "slices" / "runs").glob("*/iw-progress.json"))
+    (path,) = (tmp_path / "slices" / "iw-progress").iterdir()
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60],
                                 "slowest_seconds_per_token": 8.0}))
@@ -262,7 +335,7 @@ def test_status_counts_the_iw_passes_to_come_at_the_rate_of_one_in_progress(tmp_
     suite.models, suite.seeds = suite.models[1:], [0, 1]  # two latent runs
     with pytest.raises(BenchStopped):  # both trained, the first IW pass one batch in
         Bench(suite, tmp_path, progress=False, log=lambda _: None, stop=StopAfter(2 * (1 + 12) + 1 + 1)).run()
-    (path,) = (tmp_path / "slices" / "runs").glob("*/iw-progress.json")
+    (path,) = (tmp_path / "slices" / "iw-progress").iterdir()
     saved = json.loads(path.read_text())
     assert len(saved["values"]) == 1
     path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60],
@@ -628,9 +701,15 @@ def test_the_campaign_script_runs_in_slices_and_copies_records_and_tables_but_no
     assert stopped.returncode == EXIT_STOPPED_EARLY, stopped.stderr
     assert "0 of 2 runs done; run the same command again to continue" in stopped.stdout
     assert "0 of 2 runs done; no bench running" in stopped.stdout  # the closing --status
+    committed = tmp_path / "committed" / "slices"
+    with pytest.raises(BenchStopped):  # the LSTM done, VRAE-SA one batch into its IW pass
+        quiet_bench(suite_file, out, StopAfter(2 * (1 + 12) + 1 + 3 + 1 + 1)).run()
+    assert campaign("1s").returncode == EXIT_STOPPED_EARLY
+    vrae_sa = next(name for name, record in records_of(out).items() if not record["complete"])
+    assert [p.name for p in (committed / "iw-progress").iterdir()] == [vrae_sa]  # the pass of the row still waiting
     finished = campaign("1h")
     assert finished.returncode == 0, finished.stderr
-    committed = tmp_path / "committed" / "slices"
+    assert not (committed / "iw-progress").exists()
     assert sorted(p.name for p in (committed / "records").iterdir()) == sorted(records_of(out))
     assert (committed / "leaderboard.md").read_text() == (out / "slices" / "leaderboard.md").read_text()
     assert not list(committed.rglob("*.pt")) and not (committed / "runs").exists()

@@ -5,6 +5,7 @@ Layout of ``--out`` (default ``bench-results``)::
     <suite>/suite.json          what the tables and ``--status`` need (title, columns, models, references, runs)
     <suite>/records/<run>.json  one run: metrics and full provenance (written atomically)
     <suite>/runs/<folder>/      a training's checkpoints and logs (an interrupted run resumes from here)
+    <suite>/iw-progress/<run>.json  a run's IW pass so far (kept with the records: it outlives its training folder)
     <suite>/leaderboard.{md,tex,csv}
     <suite>/bench.lock          held (flock) by the one ``seqvae bench`` writing the folder
 
@@ -55,8 +56,8 @@ from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
 from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
                                           evaluate_trained, evaluation_kind, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
-from seqvae_zoo.bench.records import (STARTED_FILE, RecordError, check_results_folder, from_a_lost_training,
-                                      is_complete, iw_progress_file,
+from seqvae_zoo.bench.records import (IW_PROGRESS, STARTED_FILE, RecordError, check_results_folder, from_a_lost_training,
+                                      is_complete, iw_progress_path,
                                      planned_steps, read_record)
 from seqvae_zoo.bench.suite import CHECKPOINTS, ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
@@ -388,10 +389,10 @@ class Bench:
         settings = self.suite.evaluation_for(model)
         checkpoint = self.suite.scored_checkpoint(model)
         scored = _load_scored_checkpoint(trained, run_dir, checkpoint, model.name)
+        saved_pass = iw_progress_path(self.root, record_path.name, run_dir, checkpoint)
         previous = None
         if record is not None and not is_complete(record) and (lost or from_a_lost_training(record, run_dir)):
             previous, record = record, None  # its columns are another training's: computed again from this one
-            (run_dir / iw_progress_file(checkpoint)).unlink(missing_ok=True)
         if record is None:
             started = time.perf_counter()
             with trained.procedure.scoring(trained.model) as refinement:
@@ -406,15 +407,25 @@ class Bench:
                       "evaluation_seconds": time.perf_counter() - started}
             if previous is not None:
                 record["retrained"] = _retrained(previous, metrics)
+            # a saved IW pass goes on only beside the columns it began with: a lost training's, reproduced by the new
+            # one to the last bit; a record deleted to redo its run takes its pass with it
+            kept = saved_pass.is_file() and previous is not None and record["retrained"]["reproduced"]
+            if not kept:
+                saved_pass.unlink(missing_ok=True)
+            if previous is not None:
                 self.log(f"{model.name}: trained again (the training its record came from is gone); its columns, "
-                         f"computed again, {record['retrained']['summary']}")
+                         f"computed again, {record['retrained']['summary']}"
+                         + ("; its saved IW pass goes on" if kept else ""))
             write_json_atomically(record_path, record)
         if importance and not is_complete(record):
             started = time.perf_counter()
+            state_path = self.root / IW_PROGRESS / record_path.name
+            if saved_pass != state_path and saved_pass.is_file():  # saved in the training folder by an older version
+                state_path.parent.mkdir(exist_ok=True)
+                saved_pass.replace(state_path)
             with trained.procedure.scoring(trained.model):
                 metrics = evaluate_importance_of(settings, trained.model, trained.vocab, trained.corpus, seed,
-                                                 record["metrics"], stop=self.stop,
-                                                 state_path=run_dir / iw_progress_file(checkpoint))
+                                                 record["metrics"], stop=self.stop, state_path=state_path)
             record = {**record, **self._record_header(model.name, dataset, trained.corpus, key, seed, metrics),
                       "complete": True, "started_commit": record.get("started_commit"),
                       "evaluation_seconds": record["evaluation_seconds"] + time.perf_counter() - started}
@@ -554,13 +565,13 @@ def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, devic
 
 def _retrained(previous: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     """What a record computed again from a new training keeps of the one it replaces: its metrics, when it was
-    written, and whether the new training reproduced them (same numbers to 1e-6, clocks aside)."""
-    differences = [f"{name} {old:.4f} -> {new:.4f}"
-                   for name, old, new in _numbers_compared(previous["metrics"], metrics)
-                   if not (math.isclose(old, new, rel_tol=1e-6, abs_tol=1e-9) or math.isnan(old) and math.isnan(new))]
+    written, and whether the new training reproduced them (every number the same, clocks aside: on the same machine
+    kind, commit and thread count a training is deterministic)."""
+    differences = [f"{name} {old!r} -> {new!r}" for name, old, new in _numbers_compared(previous["metrics"], metrics)
+                   if not (old == new or math.isnan(old) and math.isnan(new))]
     return {"previous_finished_at": previous.get("provenance", {}).get("finished_at"),
             "previous_metrics": previous["metrics"], "reproduced": not differences,
-            "summary": ("are the recorded ones (to 1e-6)" if not differences else
+            "summary": ("are the recorded ones, every number the same" if not differences else
                         f"differ from the recorded ones: {'; '.join(differences[:4])}"
                         + (f" and {len(differences) - 4} more" if len(differences) > 4 else ""))}
 

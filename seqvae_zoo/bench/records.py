@@ -39,10 +39,18 @@ def read_record(path: str | Path) -> dict[str, Any]:
     return record
 
 
-def iw_progress_file(checkpoint: str) -> str:
-    """The file in a run's training folder that holds the saved importance-sampling pass of the scored checkpoint
-    (rows of one suite that share a training differ at most in that)."""
-    return "iw-progress.json" if checkpoint == "last" else f"iw-progress-{checkpoint}.json"
+#: The folder of a suite's saved IW passes, one per record, named as the record is.
+IW_PROGRESS = "iw-progress"
+
+
+def iw_progress_path(root: Path, record_name: str, run_dir: Path, checkpoint: str) -> Path:
+    """Where the saved importance-sampling pass of a run is: ``<suite>/iw-progress/<record name>``, beside the records
+    and not in the training folder, so that it is kept (and committed) with them and outlives a training folder
+    lost with its machine. A pass an earlier version saved in the training folder (``iw-progress.json``, or
+    ``iw-progress-best.json`` for a row scored at its best epoch) is read from there."""
+    path = root / IW_PROGRESS / record_name
+    legacy = run_dir / ("iw-progress.json" if checkpoint == "last" else f"iw-progress-{checkpoint}.json")
+    return legacy if not path.is_file() and legacy.is_file() else path
 
 
 def from_a_lost_training(record: dict[str, Any], run_dir: Path) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seqvae_zoo.bench.leaderboard import format_number, metric_value
-from seqvae_zoo.bench.records import (STARTED_FILE, from_a_lost_training, is_complete, iw_progress_file,
+from seqvae_zoo.bench.records import (STARTED_FILE, from_a_lost_training, is_complete, iw_progress_path,
                                       planned_steps, read_record)
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.protocol import saved_pass_rate
@@ -174,7 +174,8 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
     if record is not None and not from_a_lost_training(record, run_dir):
         return {"kind": "evaluating", "label": label, "trained_s": record.get("training", {}).get("wall_seconds"),
                 "exact": _exact(record),
-                **_evaluation_detail(run_dir / iw_progress_file(run.get("checkpoint", "last")), description, record)}
+                **_evaluation_detail(iw_progress_path(root, run["record"], run_dir, run.get("checkpoint", "last")),
+                                     description, record)}
     state = _training_state(run_dir, label, bench_since)
     if record is not None:  # a record whose training is gone: trained again, then all its columns computed again
         state.update(exact=_exact(record), detail=f"{state['detail']}; the training its record "
