@@ -565,8 +565,7 @@ def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, devic
 
 def _retrained(previous: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     """What a record computed again from a new training keeps of the one it replaces: its metrics, when it was
-    written, and whether the new training reproduced them (every number the same, clocks aside: on the same machine
-    kind, commit and thread count a training is deterministic)."""
+    written, and whether the new training reproduced them (every number the same, clocks aside)."""
     differences = [f"{name} {old!r} -> {new!r}" for name, old, new in _numbers_compared(previous["metrics"], metrics)
                    if not (old == new or math.isnan(old) and math.isnan(new))]
     return {"previous_finished_at": previous.get("provenance", {}).get("finished_at"),
