@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from seqvae_zoo.bench.harness import Bench
 from seqvae_zoo.bench.leaderboard import format_number, load_results, metric_value, render
@@ -80,6 +81,7 @@ def test_bench_writes_records_with_provenance_and_rebuilds_the_same_table(tmp_pa
     record = json.loads(records[0].read_text())
     for key in ("package_version", "git_commit", "torch_version", "device", "finished_at"):
         assert key in record["provenance"]
+    assert record["provenance"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. AVX512
     assert record["config_hash"] and "SeqVAE.decoder" in record["config_text"]
     assert record["dataset"]["fingerprint"] and record["protocol_version"]
     assert record["training"]["epochs"] == 1 and record["training"]["tokens_per_s"] > 0

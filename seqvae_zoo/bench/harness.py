@@ -486,6 +486,9 @@ class Bench:
                 "python": platform.python_version(),
                 "platform": platform.platform(),
                 "device": _device_name(self.device),
+                # the vector instructions torch's CPU kernels ran with: trainings on machines that differ in it can
+                # differ in the last bits, so a retraining elsewhere need not reproduce a record
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "finished_at": _now(),
             },
         }
