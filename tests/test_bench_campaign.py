@@ -385,14 +385,28 @@ def test_status_does_not_pass_the_trainings_alone_for_the_time_left(tmp_path, su
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(1 + 4)).run()  # the LSTM's start, four steps
     assert re.fullmatch(r"time left: unknown until an IW pass has measured its rate \(the trainings alone: about "
-                        r"[^;]+; pending runs at the running one's projected [^,]+, 1 to be evaluated after "
+                        r"[^;]+; pending runs at the running one's projected [^,]+, 2 to be evaluated after "
                         r"training\)", campaign_status(tmp_path).splitlines()[-1])
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(7 + 1)).run()  # the LSTM's last 7 steps, VRAE-SA's start
     # the trained LSTM's measured training, not a projection, stands for the pending run
     assert re.fullmatch(r"time left: unknown until an IW pass has measured its rate \(the trainings alone: about "
                         r"[^;]+; pending runs at the trained runs' mean training of [^,]+, 1 awaiting their IW "
-                        r"pass\)", campaign_status(tmp_path).splitlines()[-1])
+                        r"pass, 1 to be evaluated after training\)", campaign_status(tmp_path).splitlines()[-1])
+
+
+def test_status_does_not_price_a_pending_latent_run_at_a_language_models_whole_run(tmp_path, suite_file):
+    """The LSTM done (its exact pass takes a K-th of an IW pass), VRAE-SA not begun: the pending run counts its
+    training at the trained runs' mean and its evaluation at its kind's rate, unknown here, not at the LSTM's
+    training and evaluation together."""
+    suite = load_suite(str(suite_file))
+    suite.models = suite.models[:1]
+    Bench(suite, tmp_path, progress=False, log=lambda _: None).run()
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(0)).run()  # the suite of both, stopped before VRAE-SA begins
+    assert re.fullmatch(r"time left: unknown until an IW pass has measured its rate \(the trainings alone: about "
+                        r"[^;]+; pending runs at the trained runs' mean training of [^,]+, 1 to be evaluated after "
+                        r"training\)", campaign_status(tmp_path).splitlines()[-1])
 
 
 def test_status_and_the_resuming_line_count_the_steps_that_the_suites_max_steps_allows(tmp_path):

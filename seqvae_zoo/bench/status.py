@@ -49,24 +49,23 @@ def _suite_status(root: Path) -> str:
                  for d in sorted((root / "runs").glob("*")) if d.is_dir() and d.name not in recorded]
     holder, since = _lock(root)
     states = _shared_trainings_once(root, runs, [_run_state(root, description, run, since) for run in runs])
-    finished = [s["total_s"] for s in states if s["kind"] == "done" and s.get("total_s")]
     trained = [s["trained_s"] for s in states if s.get("trained_s")]
     projected = next((s["projected_s"] for s in states if s.get("projected_s")), None)
-    per_pending = (statistics.fmean(finished) if finished else statistics.fmean(trained) if trained else
-                   projected)
+    per_pending = statistics.fmean(trained) if trained else projected  # a pending run's training; its evaluation below
     pending = sum((s["kind"] == "pending" and not s.get("scoring_only")) or s.get("unmeasured", False)
                   for s in states)
     basis = None if not pending or per_pending is None else (
-        f"pending runs at the finished runs' mean of {_duration(per_pending)}" if finished else
         f"pending runs at the trained runs' mean training of {_duration(per_pending)}" if trained else
         f"pending runs at the running one's projected {_duration(per_pending)}")
     evaluations = [s["evaluation_s"] for s in states if s["kind"] == "done" and s.get("evaluation_s")]
     left = sum(s.get("left_s") or 0.0 for s in states)
     trainings_left = left + pending * (per_pending or 0.0)
     # evaluations with no rate of their own: a row scored from another's training, a trained row whose IW pass has
-    # not begun (a bench trains every run before the first IW pass), and a run in training, evaluated after it
+    # not begun (a bench trains every run before the first IW pass), and a run in training or still to train, each
+    # evaluated after its training at the rate of its kind (a latent model's IW pass can cost more than its training)
     for state in states:
-        state["evaluated_after"] = state["kind"] == "training"
+        state["evaluated_after"] = state["kind"] == "training" or (state["kind"] == "pending"
+                                                                    and not state.get("scoring_only"))
     estimate = _evaluation_estimates(states)
     evaluations_unknown = 0
     for flag, what in (("scoring_only", "sharing a training"), ("iw_unmeasured", "awaiting their IW pass"),
@@ -168,8 +167,8 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
         return {"kind": "done", "label": label, "detail": f"diverged at step {diverged['step']} (epoch "
                 f"{diverged['epoch']}): {diverged['reason']}"}
     if record is not None and is_complete(record):
-        total = record.get("training", {}).get("wall_seconds", 0.0) + record.get("evaluation_seconds", 0.0)
-        return {"kind": "done", "label": label, "detail": _headline(description, record), "total_s": total,
+        return {"kind": "done", "label": label, "detail": _headline(description, record),
+                "trained_s": record.get("training", {}).get("wall_seconds"),
                 "evaluation_s": record.get("evaluation_seconds"), "exact": _exact(record)}
     if record is not None and not from_a_lost_training(record, run_dir):
         return {"kind": "evaluating", "label": label, "trained_s": record.get("training", {}).get("wall_seconds"),
