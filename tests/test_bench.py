@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,9 @@ def test_bench_writes_records_with_provenance_and_rebuilds_the_same_table(tmp_pa
     for key in ("package_version", "git_commit", "torch_version", "device", "finished_at"):
         assert key in record["provenance"]
     assert record["provenance"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. AVX512
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    assert (names[0] if names else platform.machine()) in record["provenance"]["device"]  # the processor, by name
     assert record["config_hash"] and "SeqVAE.decoder" in record["config_text"]
     assert record["dataset"]["fingerprint"] and record["protocol_version"]
     assert record["training"]["epochs"] == 1 and record["training"]["tokens_per_s"] > 0

@@ -486,8 +486,9 @@ class Bench:
                 "python": platform.python_version(),
                 "platform": platform.platform(),
                 "device": _device_name(self.device),
-                # the vector instructions torch's CPU kernels ran with: trainings on machines that differ in it can
-                # differ in the last bits, so a retraining elsewhere need not reproduce a record
+                # the vector instructions torch's CPU kernels ran with: trainings on machines that differ in it (or in
+                # their processor, named in "device") can differ in the last bits, so a retraining elsewhere need not
+                # reproduce a record
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "finished_at": _now(),
             },
@@ -630,4 +631,17 @@ def _package_version() -> str:
 def _device_name(device: str) -> str:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({_cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def _cpu_model() -> str:
+    """The processor's model name where the system tells it (Linux's /proc/cpuinfo), else its architecture: two
+    processors of one architecture and vector width (an AMD EPYC, an Intel Xeon) can round differently."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()}, {platform.machine()}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
