@@ -56,9 +56,8 @@ from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
 from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
                                           evaluate_trained, evaluation_kind, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
-from seqvae_zoo.bench.records import (IW_PROGRESS, STARTED_FILE, RecordError, check_results_folder, from_a_lost_training,
-                                      is_complete, iw_progress_path,
-                                     planned_steps, read_record)
+from seqvae_zoo.bench.records import (IW_PROGRESS, STARTED_FILE, RecordError, check_results_folder,
+                                      from_a_lost_training, is_complete, iw_progress_path, planned_steps, read_record)
 from seqvae_zoo.bench.suite import CHECKPOINTS, ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.protocol import scored_as
@@ -372,7 +371,9 @@ class Bench:
         run_dir = self.root / "runs" / folder
         resume = (run_dir / CHECKPOINT).is_file()
         record = read_record(record_path) if record_path.is_file() else None
-        lost = record is not None and not is_complete(record) and from_a_lost_training(record, run_dir)
+        previous = None
+        if record is not None and not is_complete(record) and from_a_lost_training(record, run_dir):
+            previous, record = record, None  # its columns are another training's: computed again from the new one
         if not resume:
             write_json_atomically(run_dir / STARTED_FILE, {"git_commit": git_commit(), "started_at": _now()})
         try:
@@ -390,9 +391,6 @@ class Bench:
         checkpoint = self.suite.scored_checkpoint(model)
         scored = _load_scored_checkpoint(trained, run_dir, checkpoint, model.name)
         saved_pass = iw_progress_path(self.root, record_path.name, run_dir, checkpoint)
-        previous = None
-        if record is not None and not is_complete(record) and (lost or from_a_lost_training(record, run_dir)):
-            previous, record = record, None  # its columns are another training's: computed again from this one
         if record is None:
             started = time.perf_counter()
             with trained.procedure.scoring(trained.model) as refinement:
