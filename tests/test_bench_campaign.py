@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqvae_zoo.bench.harness import Bench, BenchLockedError, BenchStopped
+from seqvae_zoo.bench import harness
+from seqvae_zoo.bench.harness import Bench, BenchLockedError, BenchStopped, PendingRun
 from seqvae_zoo.bench.records import planned_steps
 from seqvae_zoo.bench.status import campaign_status
 from seqvae_zoo.bench.suite import load_suite
@@ -221,8 +222,9 @@ def test_a_saved_iw_pass_outlives_its_lost_training_only_if_the_new_one_reproduc
     vrae_sa_one_iw_batch_in(suite_file, out)
     (state_path,) = (out / "slices" / "iw-progress").iterdir()
     state = json.loads(state_path.read_text())
-    (done,) = state["values"]
-    state["values"] = [[value + 1.0 for value in done]]  # a mark: one nat more on each sentence the pass has done
+    done, *others = state["values"]
+    assert others == [None, None]
+    state["values"][0] = [value + 1.0 for value in done]  # a mark: one nat more on each sentence the pass has done
     state_path.write_text(json.dumps(state))
     shutil.rmtree(out / "slices" / "runs")
     if not reproduced:
@@ -247,7 +249,8 @@ def test_a_record_deleted_to_redo_its_run_takes_its_saved_iw_pass_with_it(tmp_pa
     vrae_sa_one_iw_batch_in(suite_file, out)
     (state_path,) = (out / "slices" / "iw-progress").iterdir()
     state = json.loads(state_path.read_text())
-    state_path.write_text(json.dumps({**state, "values": [[value + 1.0 for value in state["values"][0]]]}))
+    state["values"][0] = [value + 1.0 for value in state["values"][0]]
+    state_path.write_text(json.dumps(state))
     (out / "slices" / "records" / state_path.name).unlink()
     Bench(suite, out, progress=False, log=lambda _: None).run()
     assert [comparable(r) for r in records_of(out).values()] == \
@@ -263,11 +266,71 @@ def test_an_iw_pass_saved_in_the_training_folder_by_an_earlier_version_goes_on_f
     (run_dir,) = (out / "slices" / "runs").iterdir()
     state_path.replace(run_dir / "iw-progress.json")  # where passes were saved before
     line = next(line for line in campaign_status(out).splitlines() if "VRAE-SA" in line)
-    assert "IW-NLL batch 1 of 3 (" in line
+    assert "IW-NLL 1 of 3 batches done (" in line
     Bench(suite, out, progress=False, log=lambda _: None).run()
     assert not (run_dir / "iw-progress.json").exists() and state_path.is_file()
     assert [comparable(r) for r in records_of(out).values()] == [comparable(r) for r in records_of(whole).values()]
 
+
+
+def the_run(bench: Bench, index: int = 0) -> PendingRun:
+    model, dataset, seed = bench.suite.runs()[index]
+    key, text = bench.run_key(model, dataset, seed)
+    folder = bench.training_folders([(model, dataset, seed, key, text)])[key]
+    return PendingRun(model.name, model, dataset, seed, key, text, folder)
+
+
+def test_a_worker_joining_an_iw_pass_takes_its_longest_batches_and_the_record_is_that_of_a_pass_alone(
+        tmp_path, suite_file):
+    """What an idle worker runs: the scored checkpoint loaded, the open batches taken from the longest down; the
+    worker running the pass then finds them done. A pass on a training being redone (its record from a lost one)
+    is not joined."""
+    out, whole = tmp_path / "out", tmp_path / "whole"
+    suite = vrae_sa_one_iw_batch_in(suite_file, out)
+    Bench(suite, whole, progress=False, log=lambda _: None).run()
+    shutil.copytree(out, tmp_path / "lost")
+    shutil.rmtree(tmp_path / "lost" / "slices" / "runs")
+    lost = Bench(suite, tmp_path / "lost", progress=False, log=lambda _: None)
+    assert lost.joinable_pass(the_run(lost)) is None
+
+    bench = Bench(suite, out, progress=False, log=lambda _: None)
+    state_path = bench.joinable_pass(the_run(bench))
+    assert state_path is not None and bench.help_with_pass(the_run(bench)) == 2
+    assert all(batch is not None for batch in json.loads(state_path.read_text())["values"])
+    assert bench.joinable_pass(the_run(bench)) is None
+    Bench(suite, out, progress=False, log=lambda _: None).run()
+    assert [comparable(r) for r in records_of(out).values()] == [comparable(r) for r in records_of(whole).values()]
+    assert [path.name for path in state_path.parent.iterdir()] == [state_path.name]  # no claim is left
+
+
+def test_a_workers_finished_training_gets_its_iw_pass_while_another_training_goes_on(tmp_path, suite_file):
+    """A training's IW task is queued as soon as its cheap columns are recorded, not once every task under way is
+    done: the LSTM's row is done while the slower VRAE-SA row still trains."""
+    suite_file.write_text(SUITE.replace('configs = ["vrae_sa_aux"]', 'configs = ["vrae_sa_aux"]\n'
+                                        'bindings = ["training.TrainingSettings.batch_size = 2"]'))
+    logged: list[str] = []
+    Bench(load_suite(str(suite_file)), tmp_path, progress=False, log=logged.append, workers=2).run()
+    lstm_done = next(i for i, line in enumerate(logged) if line.startswith("[1/2] LSTM") and ": done (" in line)
+    vrae_sa_trained = next(i for i, line in enumerate(logged) if line.startswith("[2/2] VRAE-SA")
+                           and ": trained, cheap columns recorded" in line)
+    assert lstm_done < vrae_sa_trained
+
+def test_a_worker_with_nothing_left_joins_the_iw_pass_another_is_running(tmp_path, suite_file, monkeypatch):
+    """Two workers, one latent row with a long IW pass: once the LSTM's row is done, its worker takes the pass's
+    longest batches; the record's IW-NLL is the pass's over every batch (that a joining worker's batches are those
+    of the pass alone is the test above's)."""
+    monkeypatch.setattr(harness, "HELP_POLL_S", 0.05)
+    suite_file.write_text(SUITE.replace("iw_samples = 3\nbatch_size = 8", "iw_samples = 3000\nbatch_size = 2"))
+    suite = load_suite(str(suite_file))
+    logged: list[str] = []
+    Bench(suite, tmp_path, progress=False, log=logged.append, workers=2).run()
+    joined = [line for line in logged if "the joining worker did" in line]
+    assert any(line.endswith("VRAE-SA on synthetic, seed 0: another worker joins its IW pass") for line in logged)
+    assert len(joined) == 1 and int(joined[0].split(" did ")[1].split()[0]) > 0
+    name, record = next((n, r) for n, r in records_of(tmp_path).items() if r["model"] == "VRAE-SA")
+    assert record["complete"] and record["metrics"]["iw"]["nll"] <= record["metrics"]["elbo"]["nll"] + 1e-6
+    saved = json.loads((tmp_path / "slices" / "iw-progress" / name).read_text())
+    assert record["metrics"]["iw"]["nll"] == pytest.approx(sum(map(sum, saved["values"])) / 24, rel=1e-12)
 
 def test_status_counts_the_iw_passes_not_yet_begun_in_the_time_left(tmp_path, suite_file):
     with pytest.raises(BenchStopped):
@@ -297,9 +360,9 @@ def test_cheap_columns_are_recorded_and_shown_as_incomplete_before_the_iw_pass(t
     (state_path,) = (tmp_path / "slices" / "iw-progress").iterdir()  # beside the records, named as its record is
     assert state_path.name == next(iter(records_of(tmp_path)))
     saved = json.loads(state_path.read_text())
-    assert len(saved["values"]) == 1 and saved["batches"] == 3
+    assert [batch is not None for batch in saved["values"]] == [True, False, False] and saved["batches"] == 3
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
-    assert line.split()[0] == "evaluating" and "ELBO-NLL" in line and "IW-NLL batch 1 of 3 (" in line
+    assert line.split()[0] == "evaluating" and "ELBO-NLL" in line and "IW-NLL 1 of 3 batches done (" in line
     assert "% of the tokens), about" in line
     assert len(saved["batch_tokens"]) == 3 and sum(saved["batch_tokens"]) == record["metrics"]["tokens"]
 
@@ -316,15 +379,15 @@ def test_status_counts_the_iw_time_left_by_tokens_not_batches(tmp_path, suite_fi
     path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60],
                                 "slowest_seconds_per_token": 8.0}))
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
-    assert "IW-NLL batch 1 of 3 (10% of the tokens), about 12 min left" in line  # 8 s a token at the slowest
+    assert "IW-NLL 1 of 3 batches done (10% of the tokens), about 12 min left" in line  # 8 s a token at the slowest
     del saved["slowest_seconds_per_token"]  # as a pass saved before the slowest rate was kept: its mean rate
     path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60]}))
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
-    assert "IW-NLL batch 1 of 3 (10% of the tokens), about 9 min left" in line  # 60 s per 10 tokens, 90 left
+    assert "IW-NLL 1 of 3 batches done (10% of the tokens), about 9 min left" in line  # 60 s per 10 tokens, 90 left
     del saved["batch_tokens"]  # as a pass saved before token counts were kept: by batches
     path.write_text(json.dumps({**saved, "seconds": 60.0}))
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
-    assert "IW-NLL batch 1 of 3, about 2 min left" in line
+    assert "IW-NLL 1 of 3 batches done, about 2 min left" in line
 
 
 def test_status_counts_the_iw_passes_to_come_at_the_rate_of_one_in_progress(tmp_path, suite_file):
@@ -337,7 +400,7 @@ def test_status_counts_the_iw_passes_to_come_at_the_rate_of_one_in_progress(tmp_
         Bench(suite, tmp_path, progress=False, log=lambda _: None, stop=StopAfter(2 * (1 + 12) + 1 + 1)).run()
     (path,) = (tmp_path / "slices" / "iw-progress").iterdir()
     saved = json.loads(path.read_text())
-    assert len(saved["values"]) == 1
+    assert [batch is not None for batch in saved["values"]] == [True, False, False]
     path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60],
                                 "slowest_seconds_per_token": 6.0}))
     # 9 minutes left of the pass in progress (90 tokens at 6 s), 10 for the whole pass still to come

@@ -1,8 +1,13 @@
 """The evaluation protocol on small models: bounds in the right order, exact agreement where the likelihood is exact,
 the paper's reconstruction PPL recomputed independently, and the latent metrics at their known extremes."""
 
+import fcntl
 import json
 import math
+import multiprocessing
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +19,8 @@ from seqvae_zoo.data.vocab import SPECIALS, Vocabulary
 from seqvae_zoo.evaluation import (PROTOCOL_VERSION, EvaluationError, evaluate, evaluate_corpus, format_result)
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.latent import active_units, mutual_information
-from seqvae_zoo.evaluation.protocol import importance_nll
+from seqvae_zoo.evaluation.protocol import help_importance_nll, importance_nll
+from seqvae_zoo.evaluation.saved_pass import claim_file
 from seqvae_zoo.evaluation.synthetic import latent_probe, nll_gap
 from seqvae_zoo.latents.gaussian import GaussianLatent
 from seqvae_zoo.training.stopping import StopRequest, StopRequested
@@ -387,3 +393,76 @@ def test_a_resumed_iw_pass_checks_its_first_batch_against_the_time_limit(vrae_mo
     with pytest.raises(StopRequested):
         importance_nll(vrae_model, batches, iw_samples=2, state_path=state, stop=older)
     assert older.asked[1] == pytest.approx(10 / 6)
+
+
+def eight_batches():
+    return toy_batches(count=64, batch_size=8)[0]
+
+
+def run_in_thread(function, *args, **kwargs) -> tuple[threading.Thread, dict]:
+    """``function`` started in a thread of its own; the dict gets its result under "result" when it returns."""
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=function(*args, **kwargs)), daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def saved_values(state: Path) -> list:
+    return json.loads(state.read_text())["values"] if state.is_file() else []
+
+
+def test_an_iw_pass_shared_by_two_processes_gives_the_values_of_the_pass_alone(vrae_model, tmp_path):
+    """Each batch draws from a seed of its own, so a batch's values do not depend on which process computes it or
+    when (processes: threads of one process would share its random state)."""
+    batches = toy_batches(count=64, batch_size=2)[0]
+    alone = importance_nll(vrae_model, batches, iw_samples=100)
+    state = tmp_path / "pass.json"
+    helper = multiprocessing.get_context("spawn").Process(
+        target=help_importance_nll, args=(vrae_model, batches),
+        kwargs={"iw_samples": 100, "seed": 0, "state_path": state})
+    helper.start()
+    deadline = time.time() + 120
+    while not any(saved_values(state)) and time.time() < deadline:  # the joining process has done its first batch
+        time.sleep(0.01)
+    assert saved_values(state)[0] is None  # the first batches are left for this one
+    shared = importance_nll(vrae_model, batches, iw_samples=100, state_path=state, poll_s=0.01)
+    helper.join(timeout=120)
+    assert helper.exitcode == 0 and shared == alone
+    assert [path.name for path in tmp_path.iterdir()] == ["pass.json"]  # no claim is left
+
+
+def test_a_joining_process_takes_the_longest_batches_first_and_the_pass_goes_on_from_them(vrae_model, tmp_path):
+    batches = eight_batches()
+    alone = importance_nll(vrae_model, batches, iw_samples=20)
+    state = tmp_path / "pass.json"
+    with pytest.raises(StopRequested):
+        help_importance_nll(vrae_model, batches, iw_samples=20, seed=0, state_path=state,
+                            stop=RecordedStop(stop_at=3))
+    assert [batch is not None for batch in saved_values(state)] == [False] * 6 + [True] * 2
+    assert importance_nll(vrae_model, batches, iw_samples=20, state_path=state) == alone
+
+
+def test_a_batch_another_live_process_holds_is_waited_for_and_one_a_dead_process_left_is_taken(vrae_model,
+                                                                                             tmp_path):
+    """A claim is a lock on a file of its own, so it ends with its process: the pass waits for a batch a live
+    process is computing, and computes one whose claimer died without finishing it."""
+    batches = eight_batches()
+    alone = importance_nll(vrae_model, batches, iw_samples=20)
+    state = tmp_path / "pass.json"
+    claim = open(claim_file(state, 7), "a")  # as another process computing the last batch
+    fcntl.flock(claim, fcntl.LOCK_EX)
+    owner, outcome = run_in_thread(importance_nll, vrae_model, batches, iw_samples=20, state_path=state, poll_s=0.01)
+    deadline = time.time() + 60
+    while sum(batch is not None for batch in saved_values(state)) < 7 and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert owner.is_alive() and saved_values(state)[7] is None  # the other seven done, waiting for the held one
+    claim.close()  # its process ends without having finished it
+    owner.join(timeout=60)
+    assert outcome["result"] == alone
+
+    state.unlink()
+    claim_file(state, 3).touch()  # a claim file no process holds: left by one that was killed
+    owner, outcome = run_in_thread(importance_nll, vrae_model, batches, iw_samples=20, state_path=state, poll_s=0.01)
+    owner.join(timeout=60)
+    assert outcome["result"] == alone

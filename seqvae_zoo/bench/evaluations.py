@@ -46,9 +46,9 @@ def evaluate_trained(settings: dict[str, Any], model, vocab, corpus, seed: int) 
 
 def evaluate_bounds_of(settings: dict[str, Any], model, vocab, corpus, seed: int) -> dict[str, Any]:
     """A language model's cheap columns: everything but the importance-weighted NLL."""
-    from seqvae_zoo.evaluation.protocol import SplitBatches, evaluate_bounds
+    from seqvae_zoo.evaluation.protocol import evaluate_bounds
 
-    split = SplitBatches(vocab, corpus, settings.get("split", "test"), int(settings.get("batch_size", 64)), seed)
+    split = _split(settings, vocab, corpus, seed)
     return {**split.identity, **evaluate_bounds(model, split.batches, seed=seed,
                                                 true_latent=split.truth.get("true_latent"))}
 
@@ -56,13 +56,30 @@ def evaluate_bounds_of(settings: dict[str, Any], model, vocab, corpus, seed: int
 def evaluate_importance_of(settings: dict[str, Any], model, vocab, corpus, seed: int, bounds: dict[str, Any],
                            state_path=None, stop=None) -> dict[str, Any]:
     """``bounds`` completed with the IW-NLL (K = ``iw_samples``, default 500); with ``state_path`` the pass saves
-    its progress after every batch and continues from it, and ``stop`` may end it between batches."""
-    from seqvae_zoo.evaluation.protocol import SplitBatches, importance_nll, with_importance
+    its progress after every batch and continues from it (other workers may join it: :func:`help_importance_of`),
+    and ``stop`` may end it between batches."""
+    from seqvae_zoo.evaluation.protocol import importance_nll, with_importance
 
-    split = SplitBatches(vocab, corpus, settings.get("split", "test"), int(settings.get("batch_size", 64)), seed)
+    split = _split(settings, vocab, corpus, seed)
     samples = int(settings.get("iw_samples", 500))
     values = importance_nll(model, split.batches, iw_samples=samples, seed=seed, state_path=state_path, stop=stop)
     return with_importance(bounds, values, samples, split.truth.get("true_nll"))
+
+
+def help_importance_of(settings: dict[str, Any], model, vocab, corpus, seed: int, state_path, stop=None) -> int:
+    """Work on the IW pass :func:`evaluate_importance_of` runs with ``state_path``: the batches no worker has
+    taken yet, from the longest down; return how many."""
+    from seqvae_zoo.evaluation.protocol import help_importance_nll
+
+    return help_importance_nll(model, _split(settings, vocab, corpus, seed).batches,
+                               iw_samples=int(settings.get("iw_samples", 500)), seed=seed, state_path=state_path,
+                               stop=stop)
+
+
+def _split(settings: dict[str, Any], vocab, corpus, seed: int):
+    from seqvae_zoo.evaluation.protocol import SplitBatches
+
+    return SplitBatches(vocab, corpus, settings.get("split", "test"), int(settings.get("batch_size", 64)), seed)
 
 
 def evaluate_baselines(settings: dict[str, Any], names: list[str], corpus) -> dict[str, dict[str, Any]]:

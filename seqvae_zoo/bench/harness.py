@@ -27,7 +27,10 @@ checkpoint or evaluation batch with :class:`BenchStopped`; the same command cont
 
 With ``workers`` > 1 the runs that are not yet recorded are shared out to that many worker processes, each training
 one run at a time in a single process with its part of the CPU threads (or, on a machine with several GPUs, a GPU of
-its own); each worker writes its records itself, as the single-process harness does.
+its own); each worker writes its records itself, as the single-process harness does. Once no work is left to
+start, an idle worker joins an IW pass another is running, taking its batches from the longest down while the first
+worker goes on from the shortest up (``seqvae_zoo.evaluation.saved_pass``: each batch draws from its own seed, so
+the values are those of the pass run alone).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import signal
 import socket
 import subprocess
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,13 +57,14 @@ from tqdm.auto import tqdm
 
 from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
 from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
-                                          evaluate_trained, evaluation_kind, protocol_version)
+                                          evaluate_trained, evaluation_kind, help_importance_of, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
 from seqvae_zoo.bench.records import (IW_PROGRESS, STARTED_FILE, RecordError, check_results_folder,
                                       from_a_lost_training, is_complete, iw_progress_path, planned_steps, read_record)
 from seqvae_zoo.bench.suite import CHECKPOINTS, ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.protocol import scored_as
+from seqvae_zoo.evaluation.saved_pass import open_batches
 from seqvae_zoo.presets import config_hash, parse_config
 from seqvae_zoo.training.run import CHECKPOINT, default_device, train_run
 from seqvae_zoo.training.stopping import STOP_SIGNALS, StopRequest, StopRequested
@@ -68,6 +72,8 @@ from seqvae_zoo.training.trainer import NonFiniteLossError
 
 RECORD_VERSION = 1
 LOCK_FILE = "bench.lock"
+#: How often, with a worker idle, the bench looks for an IW pass that worker could join (seconds).
+HELP_POLL_S = 30.0
 
 class BenchStopped(Exception):
     """The bench stopped before its suite was done (a time limit or a signal); running it again continues."""
@@ -281,6 +287,34 @@ class Bench:
             return self.recorded(run.model, run.dataset, run.seed, run.key)
         return self.record_path(run.model, run.dataset, run.seed, run.key).is_file()
 
+    def joinable_pass(self, run: PendingRun) -> Path | None:
+        """Where the IW pass of ``run`` is saved, if another worker can join it now: the worker running it has
+        begun it (a batch is saved) on its present training (not one whose record came from a lost training,
+        which is being trained again) and at least two batches are open (one is what that worker takes next)."""
+        record_path = self.record_path(run.model, run.dataset, run.seed, run.key)
+        if not record_path.is_file():
+            return None
+        record = read_record(record_path)
+        if is_complete(record) or from_a_lost_training(record, self.root / "runs" / run.folder):
+            return None
+        state_path = self.root / IW_PROGRESS / record_path.name
+        return state_path if open_batches(state_path) >= 2 else None
+
+    def help_with_pass(self, run: PendingRun) -> int:
+        """Work on the IW pass of ``run`` beside the worker running it, from its longest batches down, until no
+        batch is left open; return how many batches this did. The values are those of a pass run alone."""
+        from seqvae_zoo.training.checkpoint import load_checkpoint
+
+        state_path = self.joinable_pass(run)
+        if state_path is None:
+            return 0
+        run_dir = self.root / "runs" / run.folder
+        scored = CHECKPOINT if self.suite.scored_checkpoint(run.model) == "last" else "best.pt"
+        loaded = load_checkpoint(run_dir / scored, map_location=self.device)
+        with loaded.procedure.scoring(loaded.model):
+            return help_importance_of(self.suite.evaluation_for(run.model), loaded.model, loaded.vocab,
+                                      self.corpus(run.dataset), run.seed, state_path, stop=self.stop)
+
     def _run_here(self, pending: list[PendingRun]) -> None:
         """Every pending run's training and cheap columns, in the suite's order; then their IW passes."""
         for importance in (False, True):
@@ -314,8 +348,9 @@ class Bench:
     def _run_in_workers(self, pending: list[PendingRun]) -> None:
         """Each pending training, with the runs scored from it one after another, in one of ``workers`` spawned
         processes: first as a task that trains it and gives its runs their cheap columns, then, queued when that
-        task is done (so behind every training not yet begun), a task for their IW passes. The first failure
-        cancels the tasks not yet started (those under way finish and keep their records) and is raised here."""
+        task is done (so behind every training not yet begun), a task for their IW passes. A worker left with
+        nothing to do joins an IW pass under way, batch by batch. The first failure cancels the tasks not yet
+        started (those under way finish and keep their records) and is raised here."""
         trainings: dict[str, list[PendingRun]] = {}
         for run in pending:
             trainings.setdefault(run.folder, []).append(run)
@@ -342,10 +377,33 @@ class Bench:
                 importance = all(self.has_done(run, False) for run in runs)
                 futures[submit(runs, importance)] = (runs, importance)
             remaining, done = set(futures), 0
+            helpers: dict[Any, PendingRun] = {}
+
+            def offer_help() -> None:
+                """Give each worker with nothing to do an IW pass another worker is running: near the end of a
+                suite the last passes would otherwise run on one worker each while the others wait."""
+                while len(remaining) < workers:
+                    running = [futures[future][0] for future in remaining
+                               if future in futures and futures[future][1] and future.running()]
+                    run = next((run for runs in running for run in runs if self.joinable_pass(run)), None)
+                    if run is None:
+                        return
+                    helper = pool.submit(_help_in_worker, self.suite, self.out_dir, self.data_dir, self.device, run)
+                    helpers[helper] = run
+                    remaining.add(helper)
+                    self.log(f"{run.label}: another worker joins its IW pass")
+
             try:
                 while remaining:
-                    finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+                    idle = len(remaining) < workers
+                    finished, remaining = wait(remaining, timeout=HELP_POLL_S if idle else None,
+                                               return_when=FIRST_COMPLETED)
                     for future in finished:
+                        if future in helpers:
+                            batches = future.result()
+                            self.log(f"{helpers.pop(future).label}: the joining worker did {batches} batches of "
+                                     "its IW pass")
+                            continue
                         future.result()
                         runs, importance = futures[future]
                         labels = "; ".join(run.label for run in runs)
@@ -358,6 +416,7 @@ class Bench:
                         following = submit(runs, True)
                         futures[following] = (runs, True)
                         remaining.add(following)
+                    offer_help()
             except BaseException:
                 for future in remaining:
                     future.cancel()
@@ -556,14 +615,22 @@ def _start_worker(counter, threads: int, deadline: float | None, shared_flag) ->
         signal.signal(number, _worker_stop.on_signal)
 
 
+def _worker_bench(suite: Suite, out_dir: Path, data_dir: str | None, device: str) -> Bench:
+    return Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None,
+                 stop=_worker_stop)
+
+
 def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str,
                         runs: list[PendingRun], importance: bool) -> None:
-    bench = Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None,
-                  stop=_worker_stop)
+    bench = _worker_bench(suite, out_dir, data_dir, device)
     for run in runs:
         if not bench.has_done(run, importance):
             bench.complete(run, importance)
 
+
+
+def _help_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str, run: PendingRun) -> int:
+    return _worker_bench(suite, out_dir, data_dir, device).help_with_pass(run)
 
 def _retrained(previous: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     """What a record computed again from a new training keeps of the one it replaces: its metrics, when it was

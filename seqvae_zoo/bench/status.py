@@ -19,7 +19,7 @@ from seqvae_zoo.bench.leaderboard import format_number, metric_value
 from seqvae_zoo.bench.records import (STARTED_FILE, from_a_lost_training, is_complete, iw_progress_path,
                                       planned_steps, read_record)
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.evaluation.protocol import saved_pass_rate
+from seqvae_zoo.evaluation.saved_pass import claim_file, claimed_by_a_live_process, saved_pass_rate
 
 HEADLINE_COLUMNS = 4
 
@@ -231,15 +231,21 @@ def _training_detail(progress: dict[str, Any]) -> dict[str, Any]:
 
 def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     saved = json.loads(path.read_text()) if path.is_file() else {}
-    done, batches = len(saved.get("values", [])), saved.get("batches")
+    values, batches = saved.get("values", []), saved.get("batches")
     work = saved.get("batch_tokens") or [1] * (batches or 0)  # a pass saved before tokens were: by batches
-    work_done = sum(work[:done])
+    finished = [index for index, batch in enumerate(values) if batch is not None]
+    work_done = sum(work[index] for index in finished)
     rate = saved_pass_rate(saved, work_done)
-    left = rate * sum(work[done:]) if rate and batches else None
+    # the processes on the pass share what is left (at least the one that began it, when it runs)
+    sharing = max(1, sum(claimed_by_a_live_process(claim_file(path, index))
+                         for index in range(batches or 0)))
+    left = rate * (sum(work) - work_done) / sharing if rate and batches else None
     projected = saved["seconds"] + left if left is not None else None
-    where = f"batch {done} of {batches}" if batches else "not started"
+    where = f"{len(finished)} of {batches} batches done" if batches else "not started"
     if "batch_tokens" in saved:
         where += f" ({work_done / sum(work):.0%} of the tokens)"
+    if sharing > 1:
+        where += f", {sharing} workers on it"
     timing = f", about {_duration(left)} left" if left is not None else ""
     return {"detail": f"{_headline(description, record)}; IW-NLL {where}{timing}", "left_s": left,
             "iw_projected_s": projected, "iw_unmeasured": left is None}

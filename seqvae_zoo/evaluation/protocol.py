@@ -6,7 +6,6 @@ meaning, so results of different versions are never compared. ``docs/metrics.md`
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import contextmanager
@@ -18,12 +17,12 @@ from typing import Hashable, Iterable, Iterator, Sequence
 import torch
 from tqdm import tqdm
 
-from seqvae_zoo.atomic import write_json_atomically
 from seqvae_zoo.data.base import Corpus
 from seqvae_zoo.data.batching import make_loader
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.importance import importance_log_likelihood
 from seqvae_zoo.evaluation.latent import ACTIVE_UNIT_THRESHOLDS, active_units, mutual_information
+from seqvae_zoo.evaluation.saved_pass import SavedPass
 from seqvae_zoo.evaluation.synthetic import latent_probe, nll_gap
 from seqvae_zoo.latents.base import LatentDistribution, concatenate
 from seqvae_zoo.model import SeqVAE
@@ -147,43 +146,73 @@ def evaluate_bounds(model: SeqVAE, batches: Iterable[tuple[torch.Tensor, torch.T
 def importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *,
                    iw_samples: int = DEFAULT_IW_SAMPLES, seed: int = 0,
                    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB, progress: bool = False,
-                   state_path: str | Path | None = None, stop: StopRequest | None = None) -> list[float]:
+                   state_path: str | Path | None = None, stop: StopRequest | None = None,
+                   poll_s: float = 2.0) -> list[float]:
     """The IW-NLL of every sentence, batch by batch, each batch with random draws of its own seed.
 
     With ``state_path``, the values so far are saved there after every batch, with each batch's tokens (the
     protocol's batches go from the shortest sentences to the longest, so the time left is the tokens left at the
-    rate so far, not the batches left), and a later call with the same settings continues after the last saved batch
-    with the same result as an uninterrupted pass; ``stop`` is consulted before each batch and ends the pass with
-    :class:`StopRequested`.
+    rate so far, not the batches left), and a later call with the same settings continues with the batches not yet
+    done, with the same result as an uninterrupted pass; other processes may work on the same pass meanwhile
+    (:func:`help_importance_nll`), and this one waits for the batches they hold, looking every ``poll_s`` seconds.
+    ``stop`` is consulted before each batch and ends the pass with :class:`StopRequested`.
     """
+    saved, batches = _saved_pass(batches, iw_samples, seed, state_path)
+    with _progress_bar(saved, iw_samples, progress) as bar:
+        while True:
+            _run_batches(model, batches, saved, iw_samples, seed, memory_budget_mb, stop, bar, from_end=False)
+            values = saved.values()
+            if values is not None:
+                return [value for batch in values for value in batch]
+            if stop is not None:  # every open batch is another process's, under way: wait for it
+                stop.check()
+            time.sleep(poll_s)
+
+
+def help_importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *, iw_samples: int,
+                        seed: int, state_path: str | Path, memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
+                        stop: StopRequest | None = None) -> int:
+    """Work on the IW pass that :func:`importance_nll` with the same settings saves in ``state_path``: take the
+    batches no process has taken, from the longest down, until none is left; return how many this call did. The
+    values are those the pass would compute alone (each batch draws from its own seed)."""
+    saved, batches = _saved_pass(batches, iw_samples, seed, state_path)
+    return _run_batches(model, batches, saved, iw_samples, seed, memory_budget_mb, stop, None, from_end=True)
+
+
+def _saved_pass(batches, iw_samples: int, seed: int, state_path: str | Path | None):
     check_iw_samples(iw_samples)
-    device = next(model.parameters()).device
+    batches = list(batches)
     identity = {"iw_samples": iw_samples, "seed": seed, "batches": len(batches),
                 "sentences": sum(len(lengths) for _, lengths in batches)}
-    batch_tokens = [int(lengths.sum()) for _, lengths in batches]
-    # a batch's time is about its tokens times the slowest rate per token so far: the next batch is longer
-    done, seconds, slowest_per_token = _saved_importance(state_path, identity, batch_tokens)
-    with evaluating(model), tqdm(total=sum(batch_tokens), initial=sum(batch_tokens[:len(done)]),
-                                 desc=f"IW-NLL, K={iw_samples}", unit="token",
-                                 disable=not progress) as bar:
-        for index in range(len(done), len(batches)):
-            if stop is not None:
-                stop.check(next_unit_s=slowest_per_token * batch_tokens[index])
+    return SavedPass(state_path, identity, [int(lengths.sum()) for _, lengths in batches]), batches
+
+
+@contextmanager
+def _progress_bar(saved: SavedPass, iw_samples: int, progress: bool) -> Iterator[tqdm]:
+    saved.values()  # reads what is saved, so that the bar starts where the pass stands
+    with tqdm(total=sum(saved.batch_tokens), initial=saved.tokens_done, desc=f"IW-NLL, K={iw_samples}",
+              unit="token", disable=not progress) as bar:
+        yield bar
+
+
+def _run_batches(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], saved: SavedPass,
+                 iw_samples: int, seed: int, memory_budget_mb: int, stop: StopRequest | None, bar: tqdm | None,
+                 from_end: bool) -> int:
+    """Compute the batches of ``saved`` that no process has taken, one claim at a time; return how many."""
+    device = next(model.parameters()).device
+    done = 0
+    with evaluating(model):
+        while (index := saved.next_batch(from_end=from_end, stop=stop)) is not None:
             tokens, lengths = batches[index]
             started = time.perf_counter()
             with seeded(seed * 1_000_003 + index, device):
                 log_likelihood = importance_log_likelihood(model, tokens.to(device), lengths.to(device), iw_samples,
                                                            memory_budget_mb * 2 ** 20)
-            done.append((-log_likelihood).double().cpu().tolist())
-            elapsed = time.perf_counter() - started
-            seconds += elapsed
-            slowest_per_token = max(slowest_per_token, elapsed / batch_tokens[index])
-            if state_path is not None:
-                write_json_atomically(state_path, {**identity, "values": done, "seconds": seconds,
-                                                   "batch_tokens": batch_tokens,
-                                                   "slowest_seconds_per_token": slowest_per_token})
-            bar.update(batch_tokens[index])
-    return [value for batch in done for value in batch]
+            saved.finish_batch(index, (-log_likelihood).double().cpu().tolist(), time.perf_counter() - started)
+            done += 1
+            if bar is not None:
+                bar.update(saved.batch_tokens[index])
+    return done
 
 
 def with_importance(result: dict, iw_nll: Sequence[float], iw_samples: int,
@@ -198,31 +227,6 @@ def with_importance(result: dict, iw_nll: Sequence[float], iw_samples: int,
         _check_aligned("true NLL", true_nll, sentences)
         completed["synthetic"] = {**result.get("synthetic", {}), **nll_gap(list(iw_nll), true_nll, tokens)}
     return completed
-
-
-def _saved_importance(state_path: str | Path | None, identity: dict,
-                      batch_tokens: Sequence[int]) -> tuple[list[list[float]], float, float]:
-    """The per-batch values a previous pass with the same settings saved, the seconds it spent and its slowest
-    seconds per token (so a resumed pass checks its first batch against a time limit too); or none. A state saved
-    before the slowest rate was kept gives its mean rate instead."""
-    if state_path is None or not Path(state_path).is_file():
-        return [], 0.0, 0.0
-    try:
-        saved = json.loads(Path(state_path).read_text())
-    except (OSError, ValueError):
-        return [], 0.0, 0.0  # written atomically, so only a foreign file gets here: start over
-    if not isinstance(saved, dict) or {k: saved.get(k) for k in identity} != identity:
-        return [], 0.0, 0.0
-    done = [list(map(float, batch)) for batch in saved.get("values", [])]
-    return done, float(saved.get("seconds", 0.0)), saved_pass_rate(saved, sum(batch_tokens[:len(done)])) or 0.0
-
-
-def saved_pass_rate(saved: dict, work_done: float) -> float | None:
-    """Seconds per unit of work of a saved IW pass state: its slowest per token where it keeps one (the batches grow
-    longer, and a token of a longer sentence costs more), else its mean over ``work_done``; None before any."""
-    if saved.get("slowest_seconds_per_token"):
-        return float(saved["slowest_seconds_per_token"])
-    return saved["seconds"] / work_done if work_done and saved.get("seconds") else None
 
 
 @contextmanager
