@@ -157,7 +157,7 @@ def importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, torch.Te
     (:func:`help_importance_nll`), and this one waits for the batches they hold, looking every ``poll_s`` seconds.
     ``stop`` is consulted before each batch and ends the pass with :class:`StopRequested`.
     """
-    saved, batches = _saved_pass(batches, iw_samples, seed, state_path)
+    saved, batches = _open_pass(batches, iw_samples, seed, state_path)
     with _progress_bar(saved, iw_samples, progress) as bar:
         while True:
             _run_batches(model, batches, saved, iw_samples, seed, memory_budget_mb, stop, bar, from_end=False)
@@ -175,11 +175,12 @@ def help_importance_nll(model: SeqVAE, batches: Sequence[tuple[torch.Tensor, tor
     """Work on the IW pass that :func:`importance_nll` with the same settings saves in ``state_path``: take the
     batches no process has taken, from the longest down, until none is left; return how many this call did. The
     values are those the pass would compute alone (each batch draws from its own seed)."""
-    saved, batches = _saved_pass(batches, iw_samples, seed, state_path)
+    saved, batches = _open_pass(batches, iw_samples, seed, state_path)
     return _run_batches(model, batches, saved, iw_samples, seed, memory_budget_mb, stop, None, from_end=True)
 
 
-def _saved_pass(batches, iw_samples: int, seed: int, state_path: str | Path | None):
+def _open_pass(batches, iw_samples: int, seed: int, state_path: str | Path | None) -> tuple[SavedPass, list]:
+    """The pass over ``batches`` with these settings, as saved in ``state_path`` (or in memory), and the batches."""
     check_iw_samples(iw_samples)
     batches = list(batches)
     identity = {"iw_samples": iw_samples, "seed": seed, "batches": len(batches),
