@@ -3,6 +3,7 @@ runs, and one clear error for each bad input with the results folder left as it 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from seqvae_zoo.bench.status import campaign_status
 from seqvae_zoo.bench.suite import load_suite
 from seqvae_zoo.cli import main
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.evaluation.saved_pass import claim_file
 from seqvae_zoo.training.checkpoint import read_checkpoint
 from seqvae_zoo.training.run import train_run
 from seqvae_zoo.training.stopping import EXIT_STOPPED_EARLY, StopRequest, StopRequested, parse_duration
@@ -380,6 +382,13 @@ def test_status_counts_the_iw_time_left_by_tokens_not_batches(tmp_path, suite_fi
                                 "slowest_seconds_per_token": 8.0}))
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
     assert "IW-NLL 1 of 3 batches done (10% of the tokens), about 12 min left" in line  # 8 s a token at the slowest
+    claims = [open(claim_file(path, index), "a") for index in (1, 2)]  # two workers on the pass, one batch each
+    for claim in claims:
+        fcntl.flock(claim, fcntl.LOCK_EX)
+    line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)
+    assert "IW-NLL 1 of 3 batches done (10% of the tokens), 2 workers on it, about 6 min left" in line
+    for claim in claims:
+        claim.close()
     del saved["slowest_seconds_per_token"]  # as a pass saved before the slowest rate was kept: its mean rate
     path.write_text(json.dumps({**saved, "seconds": 60.0, "batch_tokens": [10, 30, 60]}))
     line = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA" in line)

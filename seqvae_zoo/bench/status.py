@@ -239,8 +239,9 @@ def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str
     # the processes on the pass share what is left (at least the one that began it, when it runs)
     sharing = max(1, sum(claimed_by_a_live_process(claim_file(path, index))
                          for index in range(batches or 0)))
-    left = rate * (sum(work) - work_done) / sharing if rate and batches else None
-    projected = saved["seconds"] + left if left is not None else None
+    alone = rate * (sum(work) - work_done) if rate and batches else None  # one process's time
+    left = alone / sharing if alone is not None else None
+    projected = saved["seconds"] + alone if alone is not None else None  # a whole pass, for the passes to come
     where = f"{len(finished)} of {batches} batches done" if batches else "not started"
     if "batch_tokens" in saved:
         where += f" ({work_done / sum(work):.0%} of the tokens)"
