@@ -603,6 +603,46 @@ def test_status_tells_a_run_begun_by_the_running_bench_from_one_a_killed_bench_l
     assert "time left: unknown until a run has measured its rate" in status  # it still counts as a run to come
 
 
+def test_status_tells_the_runs_a_running_bench_works_on_from_those_waiting_for_a_worker(tmp_path, suite_file):
+    """With fewer workers than runs begun, a run with a checkpoint is in training only once the running bench has
+    taken it up (taken.json newer than its lock); before that it is queued, with where it stands and what it has
+    left, which the time left counts as before. A recorded run's IW pass with no batch held by a live worker is
+    queued too."""
+    lstm_done_and_vrae_sa_at_step_5(suite_file, tmp_path)
+    taken = next(path for path in (tmp_path / "slices" / "runs").glob("*/taken.json")
+                 if (path.parent / "progress.json").is_file() and json.loads(
+                     (path.parent / "progress.json").read_text())["step"] == 5)
+    alone = campaign_status(tmp_path).splitlines()[-1]
+    holder = hold_lock(tmp_path / "slices" / "bench.lock")
+    try:
+        lock_time = (tmp_path / "slices" / "bench.lock").stat().st_mtime
+        os.utime(taken, (lock_time - 60, lock_time - 60))  # taken up by the bench before this one
+        queued = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA on synthetic" in line)
+        last_line = campaign_status(tmp_path).splitlines()[-1]
+        os.utime(taken, (lock_time + 1, lock_time + 1))  # as the running bench writes it when it takes the run up
+        training = next(line for line in campaign_status(tmp_path).splitlines() if "VRAE-SA on synthetic" in line)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert queued.split()[0] == "queued" and "begun, waits for a worker: epoch 1 of 2, step 5 of 12" in queued
+    assert training.split()[0] == "training" and "begun" not in training
+    assert last_line == alone  # the same work left either way
+
+    out = tmp_path / "evaluating"
+    vrae_sa_one_iw_batch_in(suite_file, out)
+    holder = hold_lock(out / "slices" / "bench.lock")
+    try:
+        queued = next(line for line in campaign_status(out).splitlines() if "VRAE-SA on synthetic" in line)
+        (state_path,) = (out / "slices" / "iw-progress").iterdir()
+        with open(claim_file(state_path, 1), "a") as claim:  # a worker computing its second batch
+            fcntl.flock(claim, fcntl.LOCK_EX)
+            evaluating = next(line for line in campaign_status(out).splitlines() if "VRAE-SA on synthetic" in line)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert queued.split()[0] == "queued" and "its IW pass waits for a worker; " in queued
+    assert evaluating.split()[0] == "evaluating" and "IW-NLL 1 of 3 batches done" in evaluating
+
 def test_a_live_lock_refuses_a_second_bench_and_changes_nothing(tmp_path, suite_file, capsys):
     with pytest.raises(BenchStopped):
         quiet_bench(suite_file, tmp_path, StopAfter(3)).run()

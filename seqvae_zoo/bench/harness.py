@@ -59,7 +59,7 @@ from seqvae_zoo.atomic import write_json_atomically, write_text_atomically
 from seqvae_zoo.bench.evaluations import (evaluate_baselines, evaluate_bounds_of, evaluate_importance_of,
                                           evaluate_trained, evaluation_kind, help_importance_of, protocol_version)
 from seqvae_zoo.bench.leaderboard import render
-from seqvae_zoo.bench.records import (IW_PROGRESS, STARTED_FILE, RecordError, check_results_folder,
+from seqvae_zoo.bench.records import (IW_PROGRESS, STARTED_FILE, TAKEN_FILE, RecordError, check_results_folder,
                                       from_a_lost_training, is_complete, iw_progress_path, planned_steps, read_record)
 from seqvae_zoo.bench.suite import CHECKPOINTS, ModelSpec, Suite, SuiteError
 from seqvae_zoo.errors import UserError
@@ -433,6 +433,7 @@ class Bench:
         previous = None
         if record is not None and not is_complete(record) and from_a_lost_training(record, run_dir):
             previous, record = record, None  # its columns are another training's: computed again from the new one
+        write_json_atomically(run_dir / TAKEN_FILE, {"taken_at": _now(), "pid": os.getpid()})
         if not resume:
             write_json_atomically(run_dir / STARTED_FILE, {"git_commit": git_commit(), "started_at": _now()})
         try:

@@ -15,6 +15,9 @@ from seqvae_zoo.training.run import CHECKPOINT
 
 #: What a training folder holds from the moment its training begins: the commit and the time it began.
 STARTED_FILE = "started.json"
+#: What a training folder holds once a bench takes its run up (to train, resume or evaluate it): when, and which
+#: process. ``--status`` tells the runs a running bench is working on from those waiting for a worker by it.
+TAKEN_FILE = "taken.json"
 
 #: What every record holds, whatever the evaluation kind.
 REQUIRED_KEYS = ("model", "dataset", "metrics", "protocol_version", "suite")

@@ -1,9 +1,11 @@
 """``seqvae bench --status DIR``: where a campaign stands, read from its files alone, changing none of them.
 
 Each run of a suite is done (its record, with headline numbers), being evaluated (the importance-weighted pass's
-saved batches), in training (the run folder's ``progress.json``, or its ``started.json`` newer than the running
-bench's lock before the first checkpoint), or pending; a record without its IW-NLL whose training is gone (its folder
-lost) is a run in training or pending again. Time left is projected from the rates the runs have measured so far.
+saved batches, one of them held by a live worker), in training (the run folder's ``progress.json``, or its
+``started.json`` newer than the running bench's lock before the first checkpoint), queued (begun, or trained and
+awaiting its IW pass, while the running bench has not taken it up: ``taken.json`` older than its lock, no batch
+held), or pending; a record without its IW-NLL whose training is gone (its folder lost) is a run in training or
+pending again. Time left is projected from the rates the runs have measured so far.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from seqvae_zoo.bench.leaderboard import format_number, metric_value
-from seqvae_zoo.bench.records import (STARTED_FILE, from_a_lost_training, is_complete, iw_progress_path,
+from seqvae_zoo.bench.records import (STARTED_FILE, TAKEN_FILE, from_a_lost_training, is_complete, iw_progress_path,
                                       planned_steps, read_record)
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.saved_pass import claim_file, claimed_by_a_live_process, saved_pass_rate
@@ -64,8 +66,8 @@ def _suite_status(root: Path) -> str:
     # not begun (a bench trains every run before the first IW pass), and a run in training or still to train, each
     # evaluated after its training at the rate of its kind (a latent model's IW pass can cost more than its training)
     for state in states:
-        state["evaluated_after"] = state["kind"] == "training" or (state["kind"] == "pending"
-                                                                    and not state.get("scoring_only"))
+        state["evaluated_after"] = state.get("trains", False) or (state["kind"] == "pending"
+                                                                  and not state.get("scoring_only"))
     estimate = _evaluation_estimates(states)
     evaluations_unknown = 0
     for flag, what in (("scoring_only", "sharing a training"), ("iw_unmeasured", "awaiting their IW pass"),
@@ -140,8 +142,9 @@ def _shared_trainings_once(root: Path, runs: list[dict[str, Any]], states: list[
         folder = run.get("folder", run["key"])
         twin = first_of_folder.setdefault(folder, state)
         trained = twin["kind"] != "done" or _training_finished(root / "runs" / folder)
-        if twin is not state and state["kind"] in ("training", "pending") and trained:
-            state.update(kind="pending", scoring_only=True, left_s=None, projected_s=None, unmeasured=False,
+        if twin is not state and (state.get("trains") or state["kind"] == "pending") and trained:
+            state.update(kind="pending", scoring_only=True, trains=False, left_s=None, projected_s=None,
+                         unmeasured=False,
                          detail=f"scored from the training of {twin['label']}: only its evaluation is left")
     return states
 
@@ -171,10 +174,13 @@ def _run_state(root: Path, description: dict[str, Any], run: dict[str, Any], ben
                 "trained_s": record.get("training", {}).get("wall_seconds"),
                 "evaluation_s": record.get("evaluation_seconds"), "exact": _exact(record)}
     if record is not None and not from_a_lost_training(record, run_dir):
-        return {"kind": "evaluating", "label": label, "trained_s": record.get("training", {}).get("wall_seconds"),
-                "exact": _exact(record),
-                **_evaluation_detail(iw_progress_path(root, run["record"], run_dir, run.get("checkpoint", "last")),
-                                     description, record)}
+        state = {"kind": "evaluating", "label": label, "trained_s": record.get("training", {}).get("wall_seconds"),
+                 "exact": _exact(record),
+                 **_evaluation_detail(iw_progress_path(root, run["record"], run_dir, run.get("checkpoint", "last")),
+                                      description, record)}
+        if bench_since is not None and not state.pop("workers_on_it"):
+            state.update(kind="queued", detail=f"its IW pass waits for a worker; {state['detail']}")
+        return state
     state = _training_state(run_dir, label, bench_since)
     if record is not None:  # a record whose training is gone: trained again, then all its columns computed again
         state.update(exact=_exact(record), detail=f"{state['detail']}; the training its record "
@@ -187,15 +193,21 @@ def _training_state(run_dir: Path, label: str, bench_since: float | None) -> dic
     """A run without a record of its own training: in training (how far, at what rate) or pending."""
     progress_path = run_dir / "progress.json"
     if progress_path.is_file():
-        return {"kind": "training", "label": label, **_training_detail(json.loads(progress_path.read_text()))}
+        state = {"kind": "training", "label": label, "trains": True,
+                 **_training_detail(json.loads(progress_path.read_text()))}
+        taken = run_dir / TAKEN_FILE
+        if bench_since is not None and not (taken.is_file() and taken.stat().st_mtime >= bench_since):
+            state.update(kind="queued", detail=f"begun, waits for a worker: {state['detail']}")
+        return state
     if (run_dir / "metrics.csv").is_file():
         epochs = len((run_dir / "metrics.csv").read_text().strip().splitlines()) - 1
-        return {"kind": "training", "label": label, "detail": f"{epochs} epochs done (no progress.json: rate unknown)"}
+        return {"kind": "training", "label": label, "trains": True,
+                "detail": f"{epochs} epochs done (no progress.json: rate unknown)"}
     started = run_dir / STARTED_FILE
     if started.is_file():  # begun, no checkpoint yet: in training if the running bench began it, else to begin again
         at = json.loads(started.read_text())["started_at"]
         if bench_since is not None and started.stat().st_mtime >= bench_since:
-            return {"kind": "training", "label": label, "unmeasured": True,
+            return {"kind": "training", "label": label, "unmeasured": True, "trains": True,
                     "detail": f"started at {at}, before its first checkpoint"}
         return {"kind": "pending", "label": label,
                 "detail": f"started at {at}, stopped before its first checkpoint: it starts again from the beginning"}
@@ -237,8 +249,8 @@ def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str
     work_done = sum(work[index] for index in finished)
     rate = saved_pass_rate(saved, work_done)
     # the processes on the pass share what is left (at least the one that began it, when it runs)
-    sharing = max(1, sum(claimed_by_a_live_process(claim_file(path, index))
-                         for index in range(batches or 0)))
+    claimed = sum(claimed_by_a_live_process(claim_file(path, index)) for index in range(batches or 0))
+    sharing = max(1, claimed)
     alone = rate * (sum(work) - work_done) if rate and batches else None  # one process's time
     left = alone / sharing if alone is not None else None
     projected = saved["seconds"] + alone if alone is not None else None  # a whole pass, for the passes to come
@@ -249,7 +261,7 @@ def _evaluation_detail(path: Path, description: dict[str, Any], record: dict[str
         where += f", {sharing} workers on it"
     timing = f", about {_duration(left)} left" if left is not None else ""
     return {"detail": f"{_headline(description, record)}; IW-NLL {where}{timing}", "left_s": left,
-            "iw_projected_s": projected, "iw_unmeasured": left is None}
+            "iw_projected_s": projected, "iw_unmeasured": left is None, "workers_on_it": claimed}
 
 
 def _lock(root: Path) -> tuple[str | None, float | None]:
