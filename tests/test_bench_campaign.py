@@ -698,6 +698,15 @@ def test_a_diverged_run_is_recorded_with_its_step_and_the_suite_goes_on(tmp_path
     assert "diverged at step 5" in campaign_status(tmp_path)
 
 
+def test_a_workers_lines_reach_the_bench_output(tmp_path, suite_file, capfd):
+    """What a worker has to say (here: its training diverged) is printed, as the single-process bench logs it."""
+    suite_file.write_text(SUITE.replace('configs = ["vrae_sa_aux"]', 'configs = ["vrae_sa_aux"]\n'
+                                        'bindings = ["training.TrainingSettings.lr = 1e30"]'))
+    Bench(load_suite(str(suite_file)), tmp_path, progress=False, log=print, workers=2).run()
+    (diverged,) = [r for r in records_of(tmp_path).values() if r.get("diverged")]
+    out = capfd.readouterr().out
+    assert f"VRAE-SA: training diverged at step {diverged['diverged']['step']} (epoch " in out
+
 def one_line_error_and_nothing_changed(args: list[str], folder: Path, capsys, expected: str) -> None:
     before = snapshot(folder) if folder.exists() else None
     assert main(args) == 2

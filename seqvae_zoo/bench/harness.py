@@ -617,8 +617,14 @@ def _start_worker(counter, threads: int, deadline: float | None, shared_flag) ->
 
 
 def _worker_bench(suite: Suite, out_dir: Path, data_dir: str | None, device: str) -> Bench:
-    return Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=lambda _: None,
+    return Bench(suite, out_dir, data_dir=data_dir, device=device, progress=False, log=_worker_log,
                  stop=_worker_stop)
+
+
+def _worker_log(line: str) -> None:
+    """A worker's line (a retrained run's verdict, a diverged training) on the bench's output, flushed at once: a
+    worker's standard output is block-buffered when it goes to a file, and the line would come late or be lost."""
+    print(line, flush=True)
 
 
 def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str,
