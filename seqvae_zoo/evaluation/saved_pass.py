@@ -70,7 +70,7 @@ class SavedPass:
 
     @property
     def tokens_done(self) -> int:
-        return sum(tokens for tokens, batch in zip(self.batch_tokens, self.state["values"]) if batch is not None)
+        return self._tokens_of(self.state["values"])
 
     def _fresh(self) -> dict:
         return {**self.identity, "values": [None] * len(self.batch_tokens), "seconds": 0.0,
@@ -106,7 +106,6 @@ class SavedPass:
 
     def _tokens_of(self, values: list) -> int:
         return sum(tokens for tokens, batch in zip(self.batch_tokens, values) if batch is not None)
-
 
     def _claim(self, index: int) -> bool:
         if self.path is None:
