@@ -75,6 +75,7 @@ LOCK_FILE = "bench.lock"
 #: How often, with a worker idle, the bench looks for an IW pass that worker could join (seconds).
 HELP_POLL_S = 30.0
 
+
 class BenchStopped(Exception):
     """The bench stopped before its suite was done (a time limit or a signal); running it again continues."""
 
@@ -635,9 +636,9 @@ def _complete_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, devic
             bench.complete(run, importance)
 
 
-
 def _help_in_worker(suite: Suite, out_dir: Path, data_dir: str | None, device: str, run: PendingRun) -> int:
     return _worker_bench(suite, out_dir, data_dir, device).help_with_pass(run)
+
 
 def _retrained(previous: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     """What a record computed again from a new training keeps of the one it replaces: its metrics, when it was
