@@ -62,7 +62,8 @@ def test_checksum_mismatch_stops_with_a_clear_error(tmp_path):
     folder = copy_ptb(tmp_path)
     with open(folder / "ptb.valid.txt", "a") as handle:
         handle.write(" one more line \n")
-    with pytest.raises(DataError, match=r"ptb.valid.txt has md5 \w+, expected aa0affc06ff7c36e977d7cd49e3839bf"):
+    with pytest.raises(DataError, match=r"ptb.valid.txt has md5 \w+, expected aa0affc06ff7c36e977d7cd49e3839bf"
+                                        r".* or delete it to download it again"):
         load_dataset("ptb", data_dir=str(tmp_path))
 
 

@@ -61,8 +61,9 @@ def test_reviews_of_ones_own_in_yelps_layout_read_with_verify_off(tmp_path):
     for name, count in (("train.txt", 30), ("valid.txt", 8), ("test.txt", 8)):
         (folder / name).write_text("".join(f"{i % 5} review number {i} of {name}\n" for i in range(count)))
     with pytest.raises(DataError, match=r"yelp13: .*valid\.txt has md5 \w+, expected d896e291874f9e06ceff2c53fb4f44eb"
-                                        r".*--gin 'datasets\.yelp13\.verify = False'"):
+                                        r".*--gin 'datasets\.yelp13\.verify = False'") as refused:
         load_dataset("yelp13", data_dir=str(tmp_path))
+    assert "download" not in str(refused.value)  # no public address: deleting the file would not bring it back
     with pytest.warns(UserWarning, match="verify is off") as caught:
         corpus = load_dataset("yelp13", data_dir=str(tmp_path), verify=False)
     assert len(caught) == 1 and "train.txt has 30 lines, expected 62,522" in str(caught[0].message)

@@ -154,9 +154,9 @@ class FileDataset(Dataset):
             path = directory / file.name
             checksums[file.name] = file_md5(path)
             if file.md5 and checksums[file.name] != file.md5:
+                redownload = " or delete it to download it again" if file.urls else ""
                 self.departs(f"{path} has md5 {checksums[file.name]}, expected {file.md5}: the file is damaged or "
-                             f"a different version", f"Replace it with the original ({self.source}) or delete it to "
-                             f"download it again")
+                             f"a different version", f"Replace it with the original ({self.source}){redownload}")
         return checksums
 
     def read_lines(self, file: DataFile) -> list[str]:
