@@ -195,6 +195,29 @@ def test_a_run_interrupted_mid_training_resumes_from_its_checkpoint(tmp_path, su
     assert record["training"]["steps"] == 4  # 128 sentences / 32: the two remaining steps were added, not redone
 
 
+def test_a_suite_without_columns_gets_the_honest_columns_of_its_kind(tmp_path, capsys):
+    """A first suite of one's own need not list its table: a language-model suite shows the bounds and what the
+    latent carries (the LSTM a dash where it has no latent), a summarization suite ROUGE."""
+    without_columns = TINY_SUITE.split("[[columns]]")[0].replace("seeds = [0, 1]", "seeds = [0]")
+    suite = tmp_path / "mine.toml"
+    suite.write_text(without_columns)
+    assert [column.metric for column in load_suite(str(suite)).columns] == [
+        "iw.nll", "elbo.nll", "kl.z_enc", "kl.z_t", "latent.mi", "latent.au", "iw.ppl", "training.wall_seconds"]
+    assert main(["bench", str(suite), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    assert "IW-NLL (EOS counted)" in header and "MI (aggregate posterior)" in header and "train s" in header
+    lstm_row = next(line for line in table.splitlines() if line.startswith("| LSTM"))
+    vrae_row = next(line for line in table.splitlines() if line.startswith("| VRAE"))
+    assert lstm_row.count("–") == 4 and vrae_row.count("–") == 1  # the LSTM has no latent; VRAE has no z_t
+    suite.write_text(without_columns.replace('[evaluation]\n', '[evaluation]\nkind = "summarization"\n'))
+    assert [column.metric for column in load_suite(str(suite)).columns][0] == "rouge1.recall"
+    suite.write_text(without_columns + '[[columns]]\nheader = "IW-NLL"\n')
+    with pytest.raises(SuiteError, match="columns, if given, each have a header and a metric; missing or "
+                                         "malformed: 'metric'"):
+        load_suite(str(suite))
+
+
 def test_bad_suites_give_clear_errors(tmp_path):
     with pytest.raises(SuiteError, match="unknown suite 'quik'. Did you mean 'quick'"):
         load_suite("quik")

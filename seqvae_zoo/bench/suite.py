@@ -20,7 +20,7 @@ A suite file (``benchmarks/suites/<name>.toml``, installed as ``seqvae_zoo.suite
     configs = ["vrae_sa_aux"]
     evaluation = { checkpoint = "best" }   # score the best validation epoch, not the last (trains once with
                                            # every row that trains alike)
-    [[columns]]
+    [[columns]]                            # without any, DEFAULT_COLUMNS of the evaluation's kind
     header = "IW-NLL"
     metric = "iw.nll"                      # dotted path into a record's "metrics"
     [[references]]                         # published rows, printed above ours
@@ -74,6 +74,19 @@ class Column:
     header: str
     metric: str
     digits: int = 2
+
+
+#: The table of a suite that lists no [[columns]], by its evaluation kind: the honest bounds and what the latent
+#: carries for a language-model suite (a model without a metric shows a dash), ROUGE recall and F for summaries.
+DEFAULT_COLUMNS = {
+    "language_model": (Column("IW-NLL (EOS counted)", "iw.nll"), Column("ELBO-NLL (EOS counted)", "elbo.nll"),
+                       Column("KL z_enc", "kl.z_enc"), Column("KL z_t", "kl.z_t"),
+                       Column("MI (aggregate posterior)", "latent.mi"), Column("AU (Var mu > 0.01)", "latent.au", 0),
+                       Column("PPL (IW, per token, EOS counted)", "iw.ppl"),
+                       Column("train s", "training.wall_seconds", 0)),
+    "summarization": (Column("R-1 Recall", "rouge1.recall", 3), Column("R-1 F", "rouge1.f", 3),
+                      Column("R-2 Recall", "rouge2.recall", 4), Column("R-SU4 Recall", "rougeSU4.recall", 4)),
+}
 
 
 @dataclass
@@ -148,11 +161,14 @@ def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
     try:
         models = [ModelSpec(m["name"], tuple(m["configs"]), tuple(m.get("bindings", ())),
                             tuple(sorted(dict(m.get("evaluation", {})).items()))) for m in raw["models"]]
-        columns = [Column(c["header"], c["metric"], int(c.get("digits", 2))) for c in raw["columns"]]
+        columns = ([Column(c["header"], c["metric"], int(c.get("digits", 2))) for c in raw["columns"]]
+                   if "columns" in raw else
+                   list(DEFAULT_COLUMNS.get(dict(raw.get("evaluation", {})).get("kind"),
+                                            DEFAULT_COLUMNS["language_model"])))
         datasets = list(raw["datasets"])
-    except (KeyError, TypeError) as error:
-        raise SuiteError(f"{where}: every suite needs models (each with name and configs), datasets and columns "
-                         f"(each with header and metric); missing or malformed: {error}") from None
+    except (KeyError, TypeError, AttributeError) as error:
+        raise SuiteError(f"{where}: every suite needs models (each with name and configs) and datasets; columns, "
+                         f"if given, each have a header and a metric; missing or malformed: {error}") from None
     for model in models:
         changed = sorted(set(dict(model.evaluation)) - set(MODEL_EVALUATION_KEYS))
         if changed:
