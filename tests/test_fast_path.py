@@ -209,6 +209,38 @@ def test_fast_path_gives_the_reference_terms_and_gradients(setup, mode, monkeypa
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10, msg=f"gradient of {name} differs")
 
 
+@pytest.mark.parametrize("setup", ["vrae", "stochastic", "vrae_sa_aux"])
+def test_a_decoder_held_fixed_gives_the_same_gradients_below_it_without_its_weight_products(setup, monkeypatch):
+    """An encoder-only step (aggressive training) or a gradient in the posterior's parameters only (SA-VAE's
+    refinement) holds the decoder fixed: the fused kernels then skip their weight gradients' products (the output
+    layer's (V, H) one, the recurrence's), and what reaches z_enc and the encoder is the same to the bit."""
+    from seqvae_zoo.kernels import output, recurrence
+    from seqvae_zoo.training.procedures.base import held_fixed
+
+    model = small_model(setup).train()
+    tokens, lengths = batch()
+    decoder = list(model.decoder.parameters())
+    weight_products = []
+    for module in (output, recurrence):
+        monkeypatch.setattr(module, "rows_inner_product", lambda *args, _f=module.rows_inner_product, **kwargs: (
+            weight_products.append(args[0].shape), _f(*args, **kwargs))[1])
+
+    def encoder_gradients() -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(5)
+        model.objective(model(tokens, lengths), {"z_enc": 1.0}).backward()
+        return [parameter.grad for parameter in model.encoder.parameters()]
+
+    full = encoder_gradients()
+    assert len(weight_products) == (1 if setup == "vrae" else 2)  # the output layer's, and the packed recurrence's
+    weight_products.clear()
+    with held_fixed(decoder):
+        fixed = encoder_gradients()
+    assert weight_products == [] and all(parameter.grad is None for parameter in decoder)
+    assert all(parameter.requires_grad for parameter in decoder)  # as they were after the block
+    assert all(torch.equal(a, b) for a, b in zip(full, fixed))
+
+
 @pytest.mark.parametrize("mode", LATENT_MODES)
 @pytest.mark.parametrize("setup", ["stochastic", "vrae_sa_aux"])
 def test_packed_recurrence_gives_the_decoders_own_equations_in_training_too(setup, mode, monkeypatch):

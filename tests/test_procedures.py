@@ -435,6 +435,27 @@ def test_resume_equals_uninterrupted_training(tmp_path, procedure):
         assert torch.equal(left["model"][name], right["model"][name]), name
 
 
+@pytest.mark.parametrize("procedure", ["aggressive", "svi"])
+def test_holding_the_other_parameters_fixed_trains_exactly_as_dropping_their_gradients(tmp_path, procedure,
+                                                                                      monkeypatch):
+    """A step on a part of the parameters (aggressive training's encoder-only and decoder-only updates) and SA-VAE's
+    refinement compute no gradient for the others; the run is the one that computed and dropped them, to the bit:
+    parameters, Adam's moments and every epoch row but the clocks."""
+    import contextlib
+
+    from seqvae_zoo.training import trainer
+    from seqvae_zoo.training.procedures import svi
+
+    held = tiny_run(tmp_path / "held", PROCEDURES[procedure])
+    with monkeypatch.context() as patched:
+        for module in (trainer, svi):
+            patched.setattr(module, "held_fixed", lambda parameters: contextlib.nullcontext())
+        computed = tiny_run(tmp_path / "computed", PROCEDURES[procedure])
+    assert_same_rows(held.history, computed.history)
+    assert_same_training_state(tmp_path / "held" / "checkpoint.pt", tmp_path / "computed" / "checkpoint.pt",
+                               atol=0, rtol=0)
+
+
 def test_the_default_procedure_is_standard(tmp_path):
     tiny_run(tmp_path / "run", max_steps=1)
     assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["procedure"] == {"name": "standard", "state": {}}

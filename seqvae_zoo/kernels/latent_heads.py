@@ -117,7 +117,10 @@ class StochasticHead(LatentHead):
     def input_grads(self) -> tuple[torch.Tensor | None, ...]:
         start = self.latent_weight.size(0)
         dtype = self.product_weight.dtype
-        d_latent_weight = (self.d_projected[:, :start].t().to(dtype) @ self.latents.to(dtype)).to(self.latents.dtype)
+        d_latent_weight = None
+        if self.latent_weight.requires_grad:  # not when the decoder is frozen (an encoder-only step)
+            d_latent_weight = self.d_projected[:, :start].t().to(dtype) @ self.latents.to(dtype)
+            d_latent_weight = d_latent_weight.to(self.latents.dtype)
         d_context = None
         if self.context_params is not None and self.context_params.requires_grad:
             d_params = self.d_projected[:, start:start + 2 * self.latent_dim]

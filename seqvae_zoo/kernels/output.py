@@ -86,13 +86,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
         d_logits = probs.to(ctx.product_dtype).scatter_(1, targets[:, None], target_column)
         rows = d_nll.size(0)
         d_nll = zero_padded(d_nll, hidden.size(0))
-        d_hidden = linear(d_logits, weight.t())[:rows].to(hidden.dtype).mul_(d_nll[:rows, None])
+        _, needs_hidden, needs_weight, needs_bias, _ = ctx.needs_input_grad
+        d_hidden = linear(d_logits, weight.t())[:rows].to(hidden.dtype).mul_(d_nll[:rows, None]) if needs_hidden \
+            else None
+        if not (needs_weight or needs_bias):  # a frozen layer (an encoder-only step): half the backward's products
+            return None, d_hidden, None, None, None
         scaled = torch.cat([hidden * d_nll[:, None], d_nll[:, None]], dim=1)
         d_weight_and_bias = rows_inner_product(scaled, d_logits, ctx.product_dtype)  # (H + 1, V)
         # d weight as the transpose of a contiguous (H, V) block: the layout of a weight held as its transpose (the
         # decoders' OutputLayer); autograd copies it into any other
         d_weight, d_bias = d_weight_and_bias[:-1].t(), d_weight_and_bias[-1]
-        return None, d_hidden, d_weight, d_bias, None
+        return None, d_hidden, d_weight if needs_weight else None, d_bias if needs_bias else None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,

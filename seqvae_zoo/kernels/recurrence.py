@@ -288,12 +288,15 @@ class PackedLSTM(torch.autograd.Function):
             if head is not None:
                 head.backward_step(t)
             linear(d_step, weight_t, out=dh_t)
-        previous_hidden = zero_padded(layout.with_previous(initial_h, hidden), padded_d_projected.size(0))
         head_grads = head.input_grads() if head is not None else ()
         ctx.head = ctx.activations = ctx.tanh_cells = ctx.product_weight = None  # the graph may outlive the backward
-        d_weight = rows_inner_product(padded_d_projected, previous_hidden, ctx.product_dtype)
+        needs_weight, needs_bias = ctx.needs_input_grad[4:6]  # not for a frozen recurrence (an encoder-only step)
+        d_weight = None
+        if needs_weight:
+            previous_hidden = zero_padded(layout.with_previous(initial_h, hidden), padded_d_projected.size(0))
+            d_weight = rows_inner_product(padded_d_projected, previous_hidden, ctx.product_dtype)
         return (None, None, None, d_gates, d_weight,
-                d_projected.sum(0), dh, dc, *head_grads)
+                d_projected.sum(0) if needs_bias else None, dh, dc, *head_grads)
 
 
 def run_packed_lstm(layout: PackedLayout, head: LatentHead | None, gate_inputs: torch.Tensor,

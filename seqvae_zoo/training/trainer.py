@@ -40,7 +40,7 @@ from seqvae_zoo.schedules.base import WeightSchedule
 from seqvae_zoo.training.checkpoint import load_optimizer_state, read_checkpoint, save_checkpoint
 from seqvae_zoo.training.distributed import DistributedContext, rank_seed
 from seqvae_zoo.training.logs import LOG_EVERY, RunLog
-from seqvae_zoo.training.procedures.base import Procedure, ProcedureError
+from seqvae_zoo.training.procedures.base import Procedure, ProcedureError, held_fixed
 from seqvae_zoo.training.procedures.standard import Standard
 from seqvae_zoo.training.stopping import StopRequest, StopRequested
 
@@ -452,21 +452,23 @@ class Trainer:
                     loss_scale: float, loss_function: LossFunction,
                     parameters: Sequence[nn.Parameter] | None) -> LossTerms:
         self.model.train()
-        with autocast(self.settings.precision, self.device):  # the forward pass only: backward follows its casts
-            loss, terms = self.objective(tokens, lengths, weights, loss_function)
-        if not self.distributed.all_true(bool(torch.isfinite(loss))):
-            raise NonFiniteLossError(
-                f"the training loss became {loss.item()} at step {self.step + 1} (epoch {self.epoch + 1}); the "
-                f"last good checkpoint {str(self.out_dir / 'checkpoint.pt')!r} is kept. Lower the learning rate "
-                "(--gin 'training.TrainingSettings.lr = 5e-4') or check the data, then --resume",
-                step=self.step + 1, epoch=self.epoch + 1, loss=loss.item())
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss * loss_scale if loss_scale != 1.0 else loss).backward()
-        if parameters is not None:
-            stepped = {id(p) for p in parameters}
-            for parameter in self.model.parameters():
-                if id(parameter) not in stepped:
-                    parameter.grad = None
+        stepped = {id(p) for p in parameters} if parameters is not None else None
+        others = [p for p in self.model.parameters() if stepped is not None and id(p) not in stepped]
+        # the others' gradients are not computed at all, but DistributedDataParallel's static graph expects every
+        # parameter's gradient at every step: there they are computed and dropped
+        with held_fixed(others if not self.distributed.distributed else []):
+            with autocast(self.settings.precision, self.device):  # the forward pass only: backward follows its casts
+                loss, terms = self.objective(tokens, lengths, weights, loss_function)
+            if not self.distributed.all_true(bool(torch.isfinite(loss))):
+                raise NonFiniteLossError(
+                    f"the training loss became {loss.item()} at step {self.step + 1} (epoch {self.epoch + 1}); the "
+                    f"last good checkpoint {str(self.out_dir / 'checkpoint.pt')!r} is kept. Lower the learning rate "
+                    "(--gin 'training.TrainingSettings.lr = 5e-4') or check the data, then --resume",
+                    step=self.step + 1, epoch=self.epoch + 1, loss=loss.item())
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss * loss_scale if loss_scale != 1.0 else loss).backward()
+        for parameter in others:
+            parameter.grad = None
         nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
         self.optimizer.step()
         return _detached(terms)

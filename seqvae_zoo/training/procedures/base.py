@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+import torch
 
 from seqvae_zoo.errors import UserError
 
@@ -54,6 +56,21 @@ class Procedure:
         the encoder's posterior as it is (None by default: nothing), for the record. A procedure whose model is
         meant to be read another way (SA-VAE's, through the refined posterior) installs that way here."""
         yield None
+
+
+@contextmanager
+def held_fixed(parameters: Iterable[torch.Tensor]) -> Iterator[None]:
+    """Within the block, ``parameters`` require no gradient, so a backward pass skips the products that would give
+    theirs (a step that updates the others only, a gradient with respect to a posterior's parameters only); they
+    require it again afterwards. The gradients that are computed are the same, to the bit."""
+    held = [parameter for parameter in parameters if parameter.requires_grad]
+    for parameter in held:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in held:
+            parameter.requires_grad_(True)
 
 
 def require_encoder(procedure: Procedure, trainer: Trainer) -> None:

@@ -17,7 +17,8 @@ from seqvae_zoo.latents.gaussian import GaussianFamily
 from seqvae_zoo.model import LossTerms, SeqVAE
 from seqvae_zoo.registry import PROCEDURES
 from seqvae_zoo.schedules.base import EVERY_KL_TERM
-from seqvae_zoo.training.procedures.base import Procedure, ProcedureError, check_setting, require_encoder
+from seqvae_zoo.training.procedures.base import (Procedure, ProcedureError, check_setting, held_fixed,
+                                                   require_encoder)
 
 
 def one_process(value: Any) -> list[Any]:
@@ -69,7 +70,7 @@ class Refinement:
         trajectory, scales, seeds = [parameters], [], []
         for _ in range(self.steps):
             seed = int(torch.randint(2**62, (1,)))
-            with torch.enable_grad():
+            with torch.enable_grad(), held_fixed(self.model.parameters()):
                 leaves = [value.detach().requires_grad_() for value in parameters]
                 grads = torch.autograd.grad(self.loss(leaves, seed), leaves)
             step_scales = self.clip_scales(grads)
