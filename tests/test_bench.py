@@ -228,6 +228,13 @@ def test_bad_suites_give_clear_errors(tmp_path):
     bad.write_text('title = "x"\ndatasets = ["ptb"]\n')
     with pytest.raises(SuiteError, match="needs models"):
         load_suite(str(bad))
+    bad.write_text('datasets = ["ptb"]\n[[models]]\nname = "x"\nconfigs = ["lstm"]\nstart_first = true\n')
+    with pytest.raises(SuiteError, match="model 'x' has unknown key\\(s\\) start_first; a model has name, configs, "
+                                         "bindings, evaluation, starts_first"):
+        load_suite(str(bad))
+    bad.write_text('datasets = ["ptb"]\n[[models]]\nname = "x"\nconfigs = ["lstm"]\nstarts_first = "yes"\n')
+    with pytest.raises(SuiteError, match="model 'x' sets starts_first = 'yes'; write true or false"):
+        load_suite(str(bad))
     bad.write_text("title = \n")
     with pytest.raises(SuiteError, match="not valid TOML"):
         load_suite(str(bad))

@@ -317,6 +317,26 @@ def test_a_workers_finished_training_gets_its_iw_pass_while_another_training_goe
                            and ": trained, cheap columns recorded" in line)
     assert lstm_done < vrae_sa_trained
 
+def test_with_several_workers_a_row_marked_starts_first_is_taken_up_first(tmp_path, suite_file):
+    """Its training is handed to the workers before the rows above it (the pool takes tasks in that order), and
+    with one worker the suite's order holds; the records are those of the suite run in order."""
+    suite_file.write_text(SUITE.replace('[[models]]\nname = "VRAE-SA"', '[[models]]\nname = "VRAE"\nconfigs = ["vrae"]'
+                                        '\n\n[[models]]\nname = "VRAE-SA"\nstarts_first = true'))
+    suite = load_suite(str(suite_file))
+    assert [(model.name, model.starts_first) for model in suite.models] == [
+        ("LSTM", False), ("VRAE", False), ("VRAE-SA", True)]
+    logged: list[str] = []
+    Bench(suite, tmp_path / "two", progress=False, log=logged.append, workers=2).run()
+    taken_up = [line.split(" on synthetic")[0] for line in logged if line.endswith(": training")]
+    assert taken_up == ["[3/3] VRAE-SA", "[1/3] LSTM", "[2/3] VRAE"]
+    one: list[str] = []
+    Bench(suite, tmp_path / "one", progress=False, log=one.append).run()
+    assert [line.split(" on synthetic")[0] for line in one if ": training" in line] == [
+        "[1/3] LSTM", "[2/3] VRAE", "[3/3] VRAE-SA"]
+    assert [comparable(r) for r in records_of(tmp_path / "two").values()] == \
+        [comparable(r) for r in records_of(tmp_path / "one").values()]
+
+
 def test_a_worker_with_nothing_left_joins_the_iw_pass_another_is_running(tmp_path, suite_file, monkeypatch):
     """Two workers, one latent row with a long IW pass: once the LSTM's row is done, its worker takes the pass's
     longest batches; the record's IW-NLL is the pass's over every batch (that a joining worker's batches are those

@@ -349,19 +349,22 @@ class Bench:
     def _run_in_workers(self, pending: list[PendingRun]) -> None:
         """Each pending training, with the runs scored from it one after another, in one of ``workers`` spawned
         processes: first as a task that trains it and gives its runs their cheap columns, then, queued when that
-        task is done (so behind every training not yet begun), a task for their IW passes. A worker left with
+        task is done (so behind every training not yet begun), a task for their IW passes. Trainings are taken up
+        in the suite's order, those of rows marked ``starts_first`` before the rest: a row that alone outlasts the
+        others together, begun last, would leave every other worker idle for most of its time. A worker left with
         nothing to do joins an IW pass under way, batch by batch. The first failure cancels the tasks not yet
         started (those under way finish and keep their records) and is raised here."""
         trainings: dict[str, list[PendingRun]] = {}
-        for run in pending:
+        for run in sorted(pending, key=lambda run: not run.model.starts_first):  # stable: the suite's order else
             trainings.setdefault(run.folder, []).append(run)
         workers = min(self.workers, len(trainings))
         threads = max(1, torch.get_num_threads() // workers)
         context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited CUDA or thread state
         self.log(f"{len(pending)} runs ({len(trainings)} trainings) over {workers} worker processes, {threads} torch "
                  "thread(s) each")
-        for run in pending:
-            self.log(f"{run.label}: {self.work_left(run)}")
+        for runs in trainings.values():  # in the order workers take them up
+            for run in runs:
+                self.log(f"{run.label}: {self.work_left(run)}")
         started = time.perf_counter()
         shared_flag = context.Event()
         if self.stop is not None:  # a signal to this process reaches the workers through the shared flag

@@ -15,6 +15,9 @@ A suite file (``benchmarks/suites/<name>.toml``, installed as ``seqvae_zoo.suite
     configs = ["vrae_sa_aux"]
     bindings = []                          # this model only
     evaluation = { ranker = "query" }      # this model's summarization ranker, over [evaluation]'s
+    starts_first = true                    # with several workers, its training begins at once on a worker of its
+                                           # own while the others go through the rest in order (a row that alone
+                                           # takes longer than the rest; with one worker the order above holds)
     [[models]]
     name = "VRAE-SA w aux, best validation epoch"
     configs = ["vrae_sa_aux"]
@@ -67,6 +70,11 @@ class ModelSpec:
     configs: tuple[str, ...]
     bindings: tuple[str, ...] = ()
     evaluation: tuple[tuple[str, Any], ...] = ()
+    starts_first: bool = False  # how workers schedule it, not what it computes: no part of its key
+
+
+#: What a suite's [[models]] entry may hold.
+MODEL_KEYS = ("name", "configs", "bindings", "evaluation", "starts_first")
 
 
 @dataclass(frozen=True)
@@ -160,7 +168,8 @@ def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
         raise SuiteError(f"{where}: unknown key(s) {', '.join(unknown)}; a suite has {', '.join(sorted(known))}")
     try:
         models = [ModelSpec(m["name"], tuple(m["configs"]), tuple(m.get("bindings", ())),
-                            tuple(sorted(dict(m.get("evaluation", {})).items()))) for m in raw["models"]]
+                            tuple(sorted(dict(m.get("evaluation", {})).items())), m.get("starts_first", False))
+                  for m in raw["models"]]
         columns = ([Column(c["header"], c["metric"], int(c.get("digits", 2))) for c in raw["columns"]]
                    if "columns" in raw else
                    list(DEFAULT_COLUMNS.get(dict(raw.get("evaluation", {})).get("kind"),
@@ -169,7 +178,14 @@ def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:
     except (KeyError, TypeError, AttributeError) as error:
         raise SuiteError(f"{where}: every suite needs models (each with name and configs) and datasets; columns, "
                          f"if given, each have a header and a metric; missing or malformed: {error}") from None
-    for model in models:
+    for entry, model in zip(raw["models"], models):
+        unknown = sorted(set(entry) - set(MODEL_KEYS))
+        if unknown:
+            raise SuiteError(f"{where}: model {model.name!r} has unknown key(s) {', '.join(unknown)}; a model has "
+                             f"{', '.join(MODEL_KEYS)}")
+        if not isinstance(model.starts_first, bool):
+            raise SuiteError(f"{where}: model {model.name!r} sets starts_first = {model.starts_first!r}; write true "
+                             "or false")
         changed = sorted(set(dict(model.evaluation)) - set(MODEL_EVALUATION_KEYS))
         if changed:
             raise SuiteError(f"{where}: model {model.name!r} sets evaluation {', '.join(changed)}; a model may set "
