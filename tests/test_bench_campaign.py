@@ -337,6 +337,24 @@ def test_with_several_workers_a_row_marked_starts_first_is_taken_up_first(tmp_pa
         [comparable(r) for r in records_of(tmp_path / "one").values()]
 
 
+def test_workers_resuming_a_stopped_suite_train_what_is_left_before_the_iw_passes_of_what_was_trained(tmp_path,
+                                                                                                       suite_file):
+    """A bench stopped after its first training (cheap columns recorded, IW pass not begun) and run again with two
+    workers hands out the trainings left first, as the suite run without a stop would: the whole table is there,
+    marked incomplete, before the first IW pass."""
+    suite_file.write_text(SUITE.replace('name = "LSTM"\nconfigs = ["lstm"]', 'name = "VRAE"\nconfigs = ["vrae"]')
+                          + '\n[[models]]\nname = "LSTM"\nconfigs = ["lstm"]\n')
+    with pytest.raises(BenchStopped):
+        quiet_bench(suite_file, tmp_path, StopAfter(1 + 12)).run()  # the first trained, the second not begun
+    assert [record["model"] for record in records_of(tmp_path).values()] == ["VRAE"]
+    logged: list[str] = []
+    Bench(load_suite(str(suite_file)), tmp_path, progress=False, log=logged.append, workers=2).run()
+    handed_out = [line.split(" on synthetic, seed 0: ") for line in logged if line.startswith("[")][:3]
+    assert handed_out == [["[2/3] VRAE-SA", "training"], ["[3/3] LSTM", "training"],
+                          ["[1/3] VRAE", "IW-NLL (its other columns are recorded)"]]
+    assert all(record["complete"] for record in records_of(tmp_path).values())
+
+
 def test_a_worker_with_nothing_left_joins_the_iw_pass_another_is_running(tmp_path, suite_file, monkeypatch):
     """Two workers, one latent row with a long IW pass: once the LSTM's row is done, its worker takes the pass's
     longest batches; the record's IW-NLL is the pass's over every batch (that a joining worker's batches are those

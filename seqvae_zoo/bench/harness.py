@@ -350,19 +350,22 @@ class Bench:
         """Each pending training, with the runs scored from it one after another, in one of ``workers`` spawned
         processes: first as a task that trains it and gives its runs their cheap columns, then, queued when that
         task is done (so behind every training not yet begun), a task for their IW passes. Trainings are taken up
-        in the suite's order, those of rows marked ``starts_first`` before the rest: a row that alone outlasts the
-        others together, begun last, would leave every other worker idle for most of its time. A worker left with
+        in the suite's order, those of rows marked ``starts_first`` before the rest (a row that alone outlasts the
+        others together, begun last, would leave every other worker idle for most of its time), and the IW passes
+        of runs a stopped bench left trained come after them all, as if it had not stopped. A worker left with
         nothing to do joins an IW pass under way, batch by batch. The first failure cancels the tasks not yet
         started (those under way finish and keep their records) and is raised here."""
         trainings: dict[str, list[PendingRun]] = {}
-        for run in sorted(pending, key=lambda run: not run.model.starts_first):  # stable: the suite's order else
+        for run in pending:
             trainings.setdefault(run.folder, []).append(run)
+        tasks = sorted(((runs, all(self.has_done(run, False) for run in runs)) for runs in trainings.values()),
+                       key=lambda task: (task[1], not any(run.model.starts_first for run in task[0])))  # stable
         workers = min(self.workers, len(trainings))
         threads = max(1, torch.get_num_threads() // workers)
         context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited CUDA or thread state
         self.log(f"{len(pending)} runs ({len(trainings)} trainings) over {workers} worker processes, {threads} torch "
                  "thread(s) each")
-        for runs in trainings.values():  # in the order workers take them up
+        for runs, _ in tasks:  # in the order workers take them up
             for run in runs:
                 self.log(f"{run.label}: {self.work_left(run)}")
         started = time.perf_counter()
@@ -376,10 +379,7 @@ class Bench:
                 return pool.submit(_complete_in_worker, self.suite, self.out_dir, self.data_dir, self.device, runs,
                                    importance)
 
-            futures = {}
-            for runs in trainings.values():
-                importance = all(self.has_done(run, False) for run in runs)
-                futures[submit(runs, importance)] = (runs, importance)
+            futures = {submit(runs, importance): (runs, importance) for runs, importance in tasks}
             remaining, done = set(futures), 0
             helpers: dict[Any, PendingRun] = {}
 
