@@ -28,7 +28,6 @@ from seqvae_zoo.kernels import precision as precision_module
 from seqvae_zoo.kernels.output import linear_cross_entropy
 from seqvae_zoo.kernels.precision import PrecisionError, autocast, bf16_supported, check_precision
 from seqvae_zoo.training.checkpoint import read_checkpoint
-from seqvae_zoo.training.run import train_run
 from seqvae_zoo.training.trainer import Trainer, TrainingSettings
 
 from test_fast_path import SETUPS, batch, small_model

@@ -10,7 +10,6 @@ from torch import nn
 
 from plugin_fixture import EXAMPLE_DECODER, install_plugin, isolated_registrations
 from seqvae_zoo import build_model, parse_config, registry
-from seqvae_zoo.decoders.base import Decoder
 from seqvae_zoo.decoders.lstm import LSTMDecoder
 from seqvae_zoo.encoders.lstm import LSTMEncoder
 from seqvae_zoo.errors import UserError
