@@ -304,6 +304,12 @@ def test_a_number_too_large_to_read_is_printed_in_scientific_notation():
     assert format_number(float("inf"), 2) == "inf"
 
 
+def test_an_estimate_a_hair_below_zero_reads_zero_not_minus_zero():
+    """The aggregate-posterior MI of a collapsed latent comes out at -0.0004, say: the table shows 0.00."""
+    assert format_number(-0.0004, 2) == "0.00" and format_number(-0.004, 0) == "0"
+    assert format_number(-0.006, 2) == "-0.01"
+
+
 def test_a_single_runs_95_percent_interval_stands_beside_its_mean(tmp_path):
     """DUC's ROUGE gives each score a bootstrap interval: the table shows it where one run makes the row (md and
     csv); a row of several seeds shows their spread instead."""

@@ -110,10 +110,11 @@ SCIENTIFIC_FROM = 1e9
 
 
 def format_number(value: float, digits: int) -> str:
-    """``value`` with thousands separators and ``digits`` decimals, or as 3.81e+15 once it is too large to read."""
+    """``value`` with thousands separators and ``digits`` decimals, or as 3.81e+15 once it is too large to read; a
+    value that rounds to zero reads 0.00, not -0.00 (an estimator a hair below zero, the MI of a collapsed latent)."""
     if math.isfinite(value) and abs(value) >= SCIENTIFIC_FROM:
         return f"{value:.{max(digits, 2)}e}"
-    return f"{value:,.{digits}f}"
+    return f"{value:z,.{digits}f}"
 
 
 def _format_cell(cell, digits: int) -> str:
