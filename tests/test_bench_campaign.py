@@ -463,6 +463,17 @@ def test_status_counts_the_iw_passes_to_come_at_the_rate_of_one_in_progress(tmp_
                         r"evaluation of .+\)", lines[-1])
 
 
+def test_status_with_workers_is_never_shorter_than_the_longest_training_left():
+    """Workers share out IW passes and trainings, but one training runs on one worker: a suite whose last row alone
+    outlasts the rest (SA-VAE in zoo-ptb) ends no sooner than that row's training."""
+    from seqvae_zoo.bench.status import _shared_by_workers
+
+    assert _shared_by_workers(3600 * 40, 3600 * 10, 2) == "; 2 workers share it: about 20 h 00 min"
+    assert _shared_by_workers(3600 * 40, 3600 * 30, 2) == \
+        "; 2 workers: about 30 h 00 min, the longest training left alone"
+    assert _shared_by_workers(3600 * 40, 3600 * 30, 1) == ""
+
+
 def lstm_done_and_vrae_sa_at_step_5(suite_file: Path, out: Path) -> None:
     """The LSTM row recorded in full by an earlier bench of the LSTM alone, VRAE-SA stopped at step 5 of 12 (a bench
     trains every run before the first IW pass, so one bench of both never leaves a row done and one training)."""

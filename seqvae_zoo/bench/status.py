@@ -95,11 +95,21 @@ def _suite_status(root: Path) -> str:
         lines.append(f"time left: unknown until an IW pass has measured its rate ({alone}{basis})")
     elif pending or left:
         total = left + pending * (per_pending or 0.0)
-        # one process's time; a bench with workers shares it out, no wider than the runs still to finish
-        workers = min(_workers(holder), len(states) - done)
-        shared = f"; {workers} workers share it: about {_duration(total / workers)}" if workers > 1 else ""
-        lines.append(f"time left: about {_duration(total)}" + (f" ({basis})" if basis else "") + shared)
+        workers = min(_workers(holder), len(states) - done)  # no wider than the runs still to finish
+        longest = max((s.get("left_s") or 0.0 for s in states if s.get("trains")), default=0.0)
+        lines.append(f"time left: about {_duration(total)}" + (f" ({basis})" if basis else "")
+                     + _shared_by_workers(total, longest, workers))
     return "\n".join(lines)
+
+
+def _shared_by_workers(total_s: float, longest_training_s: float, workers: int) -> str:
+    """What ``workers`` make of one process's ``total_s``: a share each, but no less than the longest training
+    left, which runs on one worker whatever the others do (IW passes, which workers share, do not bound it)."""
+    if workers <= 1:
+        return ""
+    if longest_training_s > total_s / workers:
+        return f"; {workers} workers: about {_duration(longest_training_s)}, the longest training left alone"
+    return f"; {workers} workers share it: about {_duration(total_s / workers)}"
 
 
 def _workers(holder: str | None) -> int:
