@@ -9,7 +9,8 @@
 #   benchmarks/campaign.sh OUT BUDGET [SUITE...]      e.g. benchmarks/campaign.sh ~/campaign 2h40m
 #
 # SUITE defaults to paper-ptb, paper-duc, paper-yelp, then the zoo on PTB (zoo-ptb). RESULTS defaults to
-# benchmarks/results beside this script; SEQVAE (default: seqvae) is the command to run. Exit status: 0 when every
+# benchmarks/results beside this script; SEQVAE (default: seqvae) is the command to run; WORKERS (default 1) the
+# bench's worker processes (`seqvae bench --workers`), each with its share of the CPU threads. Exit status: 0 when every
 # suite is done, 75 when the budget ran out first (requeue the job), 2 for bad input. Under SLURM add
 # `#SBATCH --signal=USR1@300`: the bench then also stops cleanly when the job is ended before the budget.
 set -uo pipefail
@@ -26,7 +27,7 @@ suites=("$@")
 seqvae=${SEQVAE:-seqvae}
 results=${RESULTS:-$(cd "$(dirname "$0")" && pwd)/results}
 
-"$seqvae" bench "${suites[@]}" --out "$out" --time-limit "$budget" --quiet
+"$seqvae" bench "${suites[@]}" --out "$out" --time-limit "$budget" --workers "${WORKERS:-1}" --quiet
 status=$?
 [ "$status" -eq 2 ] && exit 2
 for suite in "${suites[@]}"; do

@@ -877,12 +877,13 @@ def test_the_campaign_script_runs_in_slices_and_copies_records_and_tables_but_no
     env = {**os.environ, "SEQVAE": str(seqvae), "RESULTS": str(tmp_path / "committed")}
     out = tmp_path / "campaign"
 
-    def campaign(budget: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(script), str(out), budget, str(suite_file)], env=env,
-                              capture_output=True, text=True, timeout=600)
+    def campaign(budget: str, workers: int = 1) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(script), str(out), budget, str(suite_file)],
+                              env={**env, "WORKERS": str(workers)}, capture_output=True, text=True, timeout=600)
 
-    stopped = campaign("5s")
+    stopped = campaign("5s", workers=2)
     assert stopped.returncode == EXIT_STOPPED_EARLY, stopped.stderr
+    assert "2 runs (2 trainings) over 2 worker processes" in stopped.stdout
     assert "0 of 2 runs done; run the same command again to continue" in stopped.stdout
     assert "0 of 2 runs done; no bench running" in stopped.stdout  # the closing --status
     committed = tmp_path / "committed" / "slices"
