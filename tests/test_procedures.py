@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import gc
 import subprocess
+import weakref
 from pathlib import Path
 from typing import NamedTuple
 
@@ -11,6 +13,7 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+from seqvae_zoo.kernels.precision import autocast, bf16_supported
 from seqvae_zoo.presets import ConfigError, parse_config
 from seqvae_zoo.schedules.base import EVERY_KL_TERM
 from seqvae_zoo.training.checkpoint import read_checkpoint, save_checkpoint
@@ -291,10 +294,12 @@ def test_svi_refinement_raises_each_sentences_elbo(tmp_path):
     assert (after < before).all(), (before - after)
 
 
-def test_backpropagation_through_the_refinement_is_the_derivative_of_the_refined_objective(tmp_path):
+@pytest.mark.parametrize("difference", ["central", "one-sided"])
+def test_backpropagation_through_the_refinement_is_the_derivative_of_the_refined_objective(tmp_path, difference):
     """End to end (Kim et al.'s SA-VAE): the gradient the backward pass gives every parameter, encoder and decoder,
     is the derivative of the objective at the refined posterior, the refinement included, along a random direction
-    (float64, clipping inactive, the steps' noise and the decoder's dropout drawn again from the same seeds)."""
+    (float64, clipping inactive, the steps' noise and the decoder's dropout drawn again from the same seeds), by
+    either finite difference of the Hessian-vector products."""
     run = tiny_run(tmp_path / "run", max_steps=0)
     model = run.model.double().train()
     tokens, lengths = next(iter(_valid_loader(run)))
@@ -305,7 +310,8 @@ def test_backpropagation_through_the_refinement_is_the_derivative_of_the_refined
     def refined_objective() -> torch.Tensor:
         torch.manual_seed(1)
         refined = refine_posterior(model, tokens, lengths, model.encoder(tokens, lengths).posterior, weights, steps=3,
-                                   lr=0.5, momentum=0.5, max_grad_norm=1e6, end_to_end=True, hvp_step=1e-6)
+                                   lr=0.5, momentum=0.5, max_grad_norm=1e6, end_to_end=True, hvp_step=1e-6,
+                                   hvp_difference=difference)
         return model.objective(model(tokens, lengths, posterior=refined), weights)
 
     refined_objective().backward()
@@ -336,9 +342,11 @@ def test_backpropagation_through_the_refinement_is_the_derivative_of_the_refined
     assert abs(float(decoder_only - analytic)) > 1e-3 * abs(float(analytic))
 
 
-def test_in_float32_the_gradient_through_the_refinement_is_float64s_within_1e_4(tmp_path, monkeypatch):
-    """The central differences at the default ``hvp_step`` lose little in float32, the precision training runs in:
-    20 steps of Kim et al.'s refinement on a trained model, the same noise drawn in both precisions (dropout off)."""
+@pytest.mark.parametrize("difference", ["central", "one-sided"])
+def test_in_float32_the_gradient_through_the_refinement_is_float64s_within_1e_4(tmp_path, monkeypatch, difference):
+    """Either finite difference at the default ``hvp_step`` loses little in float32, the precision training runs
+    in: 20 steps of Kim et al.'s refinement on a trained model, the same noise drawn in both precisions (dropout
+    off)."""
     from seqvae_zoo.latents.gaussian import GaussianLatent
 
     def same_noise(self, noise=None, generator=None):  # float32's normal draws are not float64's rounded
@@ -356,13 +364,52 @@ def test_in_float32_the_gradient_through_the_refinement_is_float64s_within_1e_4(
         torch.manual_seed(1)
         refined = refine_posterior(model, tokens, lengths, model.encoder(tokens, lengths).posterior,
                                    {EVERY_KL_TERM: 1.0}, steps=20, lr=1.0, momentum=0.5, max_grad_norm=5.0,
-                                   end_to_end=True)
+                                   end_to_end=True, hvp_difference=difference)
         model.objective(model(tokens, lengths, posterior=refined), {EVERY_KL_TERM: 1.0}).backward()
         return torch.cat([p.grad.double().flatten() for p in model.parameters()])
 
     reference = gradient(copy.deepcopy(run.model).double())
     single = gradient(copy.deepcopy(run.model))
     assert float((single - reference).norm() / reference.norm()) < 1e-4
+
+
+@pytest.mark.parametrize("difference", ["central", "one-sided"])
+def test_nothing_of_a_step_through_the_refinement_outlives_it(tmp_path, difference):
+    """The refined parameters, the outputs of the autograd function that runs back through the steps, die with the
+    step: held by the function's context, they would hold it in turn, a cycle through autograd's graph that gc
+    cannot free, leaking every batch's trajectory (and the one-sided difference's kept gradients, steps times the
+    model's size)."""
+    run = tiny_run(tmp_path / "run", max_steps=0)
+    model = run.model.train()
+    tokens, lengths = next(iter(_valid_loader(run)))
+    refined = refine_posterior(model, tokens, lengths, model.encoder(tokens, lengths).posterior, {EVERY_KL_TERM: 1.0},
+                               steps=3, lr=1.0, momentum=0.5, max_grad_norm=5.0, end_to_end=True,
+                               hvp_difference=difference)
+    model.objective(model(tokens, lengths, posterior=refined), {EVERY_KL_TERM: 1.0}).backward()
+    outputs = [weakref.ref(value) for value in refined]
+    del refined
+    gc.collect()
+    assert all(output() is None for output in outputs)
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no native bfloat16 products")
+@pytest.mark.parametrize("difference", ["central", "one-sided"])
+def test_in_a_bf16_step_the_one_sided_difference_refines_in_float32(tmp_path, difference):
+    """The one-sided difference subtracts the refinement's own gradients from products taken in float32, so in a
+    bfloat16 training step its refinement runs in float32: the refined posterior is float32's to the bit. The central
+    difference's refinement runs under the step's autocast, which moves it."""
+    run = tiny_run(tmp_path / "run", max_steps=0)
+    model = run.model.train()
+    tokens, lengths = next(iter(_valid_loader(run)))
+    start = model.encoder(tokens, lengths).posterior
+
+    def refined_mean(precision: str) -> torch.Tensor:
+        torch.manual_seed(1)
+        with autocast(precision, tokens.device):
+            return refine_posterior(model, tokens, lengths, start, {EVERY_KL_TERM: 1.0}, steps=3, lr=1.0,
+                                    momentum=0.5, max_grad_norm=5.0, end_to_end=True, hvp_difference=difference).mean
+
+    assert torch.equal(refined_mean("bf16"), refined_mean("fp32")) == (difference == "one-sided")
 
 
 def test_an_sa_vae_run_is_evaluated_through_its_refined_posterior(tmp_path, capsys, monkeypatch):
@@ -483,6 +530,8 @@ def test_bad_aggressive_settings_give_one_clear_message(tmp_path, bindings, mess
     ([*SVI, "procedures.svi.lr = 0"], r"procedures\.svi\.lr must be a number > 0; got 0"),
     ([*SVI, "procedures.svi.max_grad_norm = -1.0"], r"procedures\.svi\.max_grad_norm must be a number > 0; got -1\.0"),
     ([*SVI, "procedures.svi.hvp_step = 1.5"], r"procedures\.svi\.hvp_step must be a number in \(0, 1\); got 1\.5"),
+    ([*SVI, "procedures.svi.hvp_difference = 'forward'"], r"procedures\.svi\.hvp_difference must be one of "
+     r"'one-sided', 'central' \(the finite difference .*\); got 'forward'"),
     ([*SVI, "procedures.svi.end_to_end = 'yes'"], r"procedures\.svi\.end_to_end must be True \(backpropagate .*\) or "
      r"False \(stop the gradient at the refined posterior\); got 'yes'"),
     ([*PRETRAIN_RESET, "procedures.pretrain_reset.pretrain_epochs = 2"], r"pretrain_epochs \(2\) leaves no epoch"),

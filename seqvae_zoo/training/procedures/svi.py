@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Iterator, Sequence
 
@@ -24,6 +24,17 @@ from seqvae_zoo.training.procedures.base import (Procedure, ProcedureError, chec
 def one_process(value: Any) -> list[Any]:
     """The values of every process where there is one: this one's."""
     return [value]
+
+
+@dataclass
+class Trajectory:
+    """A refinement's course: the posterior's parameters before each step and after the last, each step's clipping
+    factors and noise seed, and (where kept) each step's gradient in the posterior's parameters then the model's."""
+
+    points: list[list[torch.Tensor]]
+    scales: list[list[float]] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    gradients: list[list[torch.Tensor | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,32 +72,39 @@ class Refinement:
         return [min(1.0, self.max_grad_norm / (math.sqrt(sum(process_squares)) + 1e-6))
                 for process_squares in zip(*squares)]
 
-    def run(self, start: Sequence[torch.Tensor]) -> tuple[list[list[torch.Tensor]], list[list[float]], list[int]]:
-        """The parameters before each step and after the last, each step's clipping factors and noise seeds:
-        ``steps`` steps of SGD with momentum (torch's: buffer = momentum * buffer + gradient, parameters -= lr *
-        buffer) on the clipped gradients, from ``start``. The model's parameters get no gradient."""
-        parameters = [value.detach() for value in start]
+    def run(self, start: Sequence[torch.Tensor], parameters: Sequence[torch.Tensor] = ()) -> Trajectory:
+        """``steps`` steps of SGD with momentum (torch's: buffer = momentum * buffer + gradient, parameters -= lr *
+        buffer) on the clipped gradients, from ``start``. The model's parameters get no gradient. With
+        ``parameters`` (the model's), each step's gradient is taken in them too, in float32, and kept: the one-sided
+        difference of the way back subtracts it (:func:`hessian_vector_products`)."""
+        point = [value.detach() for value in start]
         buffers: list[torch.Tensor] | None = None
-        trajectory, scales, seeds = [parameters], [], []
+        trajectory = Trajectory([point])
+        keeping = bool(parameters)
         for _ in range(self.steps):
             seed = int(torch.randint(2**62, (1,)))
-            with torch.enable_grad(), held_fixed(self.model.parameters()):
-                leaves = [value.detach().requires_grad_() for value in parameters]
-                grads = torch.autograd.grad(self.loss(leaves, seed), leaves)
+            with torch.enable_grad(), held_fixed(() if keeping else self.model.parameters()), \
+                    (torch.autocast(point[0].device.type, enabled=False) if keeping else nullcontext()):
+                leaves = [value.detach().requires_grad_() for value in point]
+                grads = torch.autograd.grad(self.loss(leaves, seed), [*leaves, *parameters], allow_unused=True)
+            if keeping:
+                trajectory.gradients.append(list(grads))
+            grads = grads[:len(leaves)]
             step_scales = self.clip_scales(grads)
             grads = [grad * scale for grad, scale in zip(grads, step_scales)]
             buffers = grads if buffers is None else [self.momentum * b + g for b, g in zip(buffers, grads)]
-            parameters = [value - self.lr * buffer for value, buffer in zip(parameters, buffers)]
-            trajectory.append(parameters)
-            scales.append(step_scales)
-            seeds.append(seed)
-        return trajectory, scales, seeds
+            point = [value - self.lr * buffer for value, buffer in zip(point, buffers)]
+            trajectory.points.append(point)
+            trajectory.scales.append(step_scales)
+            trajectory.seeds.append(seed)
+        return trajectory
 
 
 def refine_posterior(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor, posterior: LatentDistribution,
                      weights: dict[str, float], steps: int, lr: float, momentum: float, max_grad_norm: float,
                      share: float = 1.0, all_gather: Callable[[Any], list[Any]] = one_process,
-                     end_to_end: bool = False, hvp_step: float = 1e-3) -> LatentDistribution:
+                     end_to_end: bool = False, hvp_step: float = 1e-3, hvp_difference: str = "one-sided"
+                     ) -> LatentDistribution:
     """The posterior's parameters after ``steps`` steps of SGD with momentum on the batch's training objective
     (the mean over sentences of NLL + weighted KL), starting from ``posterior``, each parameter tensor's gradient
     over the whole batch clipped to norm ``max_grad_norm``: Kim et al.'s settings. Each sentence's parameters
@@ -94,15 +112,24 @@ def refine_posterior(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor,
     once the decoder is steep in z, leaving the log-variance far below the encoder's.
 
     Without ``end_to_end`` the result is detached: the model's parameters get no gradient through it. With it,
-    the backward pass runs back through the steps (:class:`ThroughRefinement`), into ``posterior`` and the model's
-    parameters."""
+    the backward pass runs back through the steps (:class:`ThroughRefinement`, its Hessian-vector products by the
+    ``hvp_difference`` of :data:`HVP_DIFFERENCES`), into ``posterior`` and the model's parameters."""
     refinement = Refinement(model, tokens, lengths, type(posterior), weights, steps, lr, momentum, max_grad_norm,
                             share, all_gather)
     if not end_to_end:
-        return refinement.family(*refinement.run(tuple(posterior))[0][-1])
+        return refinement.family(*refinement.run(tuple(posterior)).points[-1])
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    refined = ThroughRefinement.apply(refinement, hvp_step, len(posterior), *posterior, *parameters)
+    refined = ThroughRefinement.apply(refinement, hvp_step, hvp_difference, len(posterior), *posterior, *parameters)
     return refinement.family(*refined)
+
+
+HVP_DIFFERENCES = {
+    "one-sided": "(g(lambda + r v) - g(lambda)) / r, g(lambda) kept from the refinement itself: Kim et al.'s form, "
+                 "one gradient per step on the way back, the forward steps' gradients in the model's parameters "
+                 "taken and held in memory (steps times the model's size, in float32)",
+    "central": "(g(lambda + r v) - g(lambda - r v)) / 2r: its error second order in r, two gradients per step on "
+               "the way back, the forward steps' gradients in the posterior's parameters only",
+}
 
 
 class ThroughRefinement(torch.autograd.Function):
@@ -111,55 +138,64 @@ class ThroughRefinement(torch.autograd.Function):
 
     The backward pass walks the steps in reverse. Step k's gradient g_k = c_k * grad L(lambda_k; theta) (c_k its
     clipping factor, held fixed) passes the adjoint a on as c_k times the Hessian-vector products H_lambda_lambda a
-    (into lambda_k) and H_theta_lambda a (into the model's parameters). Each product is a central difference of
-    the gradient at lambda_k +- r a, with the step's own noise and dropout drawn again, r chosen so the largest
-    entry of r a is ``hvp_step``: only first derivatives are needed, so every decoder and kernel can take part.
-    (Kim et al.: a one-sided difference with r = 1e-5, and the adjoints clipped to norm 5.)"""
+    (into lambda_k) and H_theta_lambda a (into the model's parameters). Each product is a finite difference of the
+    gradient along a (:data:`HVP_DIFFERENCES`), with the step's own noise and dropout drawn again, r chosen so the
+    largest entry of r a is ``hvp_step``: only first derivatives are needed, so every decoder and kernel can take
+    part. (Kim et al.: one-sided with r = 1e-5, and the adjoints clipped to norm 5.) With the one-sided difference
+    the refinement's steps run in float32 even under autocast, as its products do: the difference subtracts them."""
 
     @staticmethod
-    def forward(ctx, refinement: Refinement, hvp_step: float, count: int, *inputs: torch.Tensor):
-        trajectory, scales, seeds = refinement.run(inputs[:count])
-        ctx.refinement, ctx.hvp_step = refinement, hvp_step
-        ctx.trajectory, ctx.scales, ctx.seeds = trajectory, scales, seeds
-        ctx.parameters = inputs[count:]
-        return tuple(trajectory[-1])
+    def forward(ctx, refinement: Refinement, hvp_step: float, hvp_difference: str, count: int,
+                *inputs: torch.Tensor):
+        parameters = inputs[count:]
+        trajectory = refinement.run(inputs[:count], parameters if hvp_difference == "one-sided" else ())
+        refined = trajectory.points.pop()  # the outputs: held by ctx, they would hold ctx, a cycle gc cannot free
+        ctx.refinement, ctx.hvp_step, ctx.trajectory, ctx.parameters = refinement, hvp_step, trajectory, parameters
+        return tuple(refined)
 
     @staticmethod
     def backward(ctx, *grad_refined: torch.Tensor):
-        refinement = ctx.refinement
+        refinement, trajectory = ctx.refinement, ctx.trajectory
         adjoint = [torch.zeros_like(value) if grad is None else grad
-                   for value, grad in zip(ctx.trajectory[-1], grad_refined)]
+                   for value, grad in zip(trajectory.points[0], grad_refined)]
         buffer_adjoint = [torch.zeros_like(value) for value in adjoint]
         parameter_grads: list[torch.Tensor | None] = [None] * len(ctx.parameters)
         for k in reversed(range(refinement.steps)):
             buffer_adjoint = [b - refinement.lr * a for b, a in zip(buffer_adjoint, adjoint)]
-            direction = [b * scale for b, scale in zip(buffer_adjoint, ctx.scales[k])]
+            direction = [b * scale for b, scale in zip(buffer_adjoint, trajectory.scales[k])]
             input_products, parameter_products = hessian_vector_products(
-                refinement, ctx.trajectory[k], ctx.seeds[k], direction, ctx.parameters, ctx.hvp_step)
+                refinement, trajectory.points[k], trajectory.seeds[k], direction, ctx.parameters, ctx.hvp_step,
+                trajectory.gradients[k] if trajectory.gradients else None)
             adjoint = [a + product for a, product in zip(adjoint, input_products)]
             parameter_grads = [grad if product is None else product if grad is None else grad + product
                                for grad, product in zip(parameter_grads, parameter_products)]
             buffer_adjoint = [refinement.momentum * b for b in buffer_adjoint]
-        return (None, None, None, *adjoint, *parameter_grads)
+        return (None, None, None, None, *adjoint, *parameter_grads)
 
 
 def hessian_vector_products(refinement: Refinement, point: Sequence[torch.Tensor], seed: int,
-                            direction: Sequence[torch.Tensor], parameters: Sequence[torch.Tensor], hvp_step: float
+                            direction: Sequence[torch.Tensor], parameters: Sequence[torch.Tensor], hvp_step: float,
+                            gradient: Sequence[torch.Tensor | None] | None = None
                             ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
     """H v for v = ``direction`` at the posterior parameters ``point``, in the rows of the posterior's parameters
-    and of the model's ``parameters`` (None where the objective does not read one), by a central difference of the
-    gradient along v, in float32 even when training runs under autocast."""
+    and of the model's ``parameters`` (None where the objective does not read one), in float32 even when training
+    runs under autocast: a one-sided difference from ``gradient``, the gradient at ``point`` in those rows, where
+    it is given, else a central difference."""
     largest = max(float(v.abs().max()) for v in direction)
     if largest == 0.0:
         return [torch.zeros_like(v) for v in direction], [None] * len(parameters)
     r = hvp_step / largest
-    differences: list[list[torch.Tensor | None]] = []
-    for sign in (1.0, -1.0):
+
+    def gradient_at(sign: float) -> list[torch.Tensor | None]:
         with torch.enable_grad(), torch.autocast(point[0].device.type, enabled=False):
             leaves = [(value + sign * r * v).detach().requires_grad_() for value, v in zip(point, direction)]
-            differences.append(list(torch.autograd.grad(refinement.loss(leaves, seed), [*leaves, *parameters],
-                                                        allow_unused=True)))
-    products = [None if plus is None else (plus - minus) / (2 * r) for plus, minus in zip(*differences)]
+            return list(torch.autograd.grad(refinement.loss(leaves, seed), [*leaves, *parameters], allow_unused=True))
+
+    if gradient is None:
+        products = [None if plus is None else (plus - minus) / (2 * r)
+                    for plus, minus in zip(gradient_at(1.0), gradient_at(-1.0))]
+    else:
+        products = [None if plus is None else (plus - at) / r for plus, at in zip(gradient_at(1.0), gradient)]
     return products[:len(point)], products[len(point):]
 
 
@@ -174,15 +210,16 @@ class SVIRefinement(Procedure):
 
     ``end_to_end`` (the paper's SA-VAE, Kim et al.'s code with ``train_n2n 1``): that step's gradient runs back
     through the refinement, into the encoder and, by the refinement's dependence on them, the decoder's
-    parameters (:class:`ThroughRefinement`; a batch costs about three times the refinement's gradient
-    evaluations). Without it (their ``train_n2n 0, train_kl 1``): the gradient stops at the refined parameters, the
-    decoder learns at them and the encoder moves toward them by KL(q_encoder || q_refined). The epoch's train
-    columns are those of the refined posterior; validation scores the encoder's posterior unrefined, evaluation
-    the refined one, as Kim et al. report their models (:meth:`scoring`).
+    parameters (:class:`ThroughRefinement`; a batch costs about two times the refinement's gradient evaluations
+    with ``hvp_difference`` one-sided, Kim et al.'s, three times with central). Without it (their ``train_n2n 0,
+    train_kl 1``): the gradient stops at the refined parameters, the decoder learns at them and the encoder moves
+    toward them by KL(q_encoder || q_refined). The epoch's train columns are those of the refined posterior;
+    validation scores the encoder's posterior unrefined, evaluation the refined one, as Kim et al. report their
+    models (:meth:`scoring`).
     """
 
     def __init__(self, steps: int = 20, lr: float = 1.0, momentum: float = 0.5, max_grad_norm: float = 5.0,
-                 end_to_end: bool = True, hvp_step: float = 1e-3):
+                 end_to_end: bool = True, hvp_step: float = 1e-3, hvp_difference: str = "one-sided"):
         check_setting("svi", "steps", steps, True, lambda v: v >= 1, ">= 1")
         check_setting("svi", "lr", lr, False, lambda v: v > 0, "> 0")
         check_setting("svi", "momentum", momentum, False, lambda v: 0 <= v < 1, "in [0, 1)")
@@ -192,7 +229,11 @@ class SVIRefinement(Procedure):
             raise ProcedureError(f"procedures.svi.end_to_end must be True (backpropagate through the refinement) or "
                                  f"False (stop the gradient at the refined posterior); got {end_to_end!r}")
         self.steps, self.lr, self.momentum, self.max_grad_norm = steps, lr, momentum, max_grad_norm
-        self.end_to_end, self.hvp_step = end_to_end, hvp_step
+        if hvp_difference not in HVP_DIFFERENCES:
+            choices = ", ".join(map(repr, HVP_DIFFERENCES))
+            raise ProcedureError(f"procedures.svi.hvp_difference must be one of {choices} (the finite difference "
+                                 f"of the Hessian-vector products on the way back); got {hvp_difference!r}")
+        self.end_to_end, self.hvp_step, self.hvp_difference = end_to_end, hvp_step, hvp_difference
 
     def bind(self, trainer) -> None:
         require_encoder(self, trainer)
@@ -212,7 +253,8 @@ class SVIRefinement(Procedure):
              ) -> tuple[torch.Tensor, LossTerms]:
         initial = model.encoder(tokens, lengths).posterior
         refined = refine_posterior(model, tokens, lengths, initial, weights, self.steps, self.lr, self.momentum,
-                                   self.max_grad_norm, share, all_gather, self.end_to_end, self.hvp_step)
+                                   self.max_grad_norm, share, all_gather, self.end_to_end, self.hvp_step,
+                                   self.hvp_difference)
         terms = model(tokens, lengths, posterior=refined)
         if self.end_to_end:
             return model.objective(terms, weights), terms
