@@ -8,10 +8,11 @@ sentence's summed -ELBO, unclipped (the same update with lr times the batch size
 the refined log-variance's range, the largest KL(q_encoder || q_refined) (the encoder's loss), and the batch's mean
 -ELBO before and after (over common noise draws, dropout off), with the sentences it made worse.
 
-With ``--timing``, what a training step of ``procedures.svi`` costs both ways on the same batches instead: the loss
-and its backward pass with the gradient stopped at the refined posterior, and end to end (back through the steps),
-the two alternating batch by batch so that the machine's load falls on both alike; printed per batch, then the
-medians and their ratio:
+With ``--timing``, what a training step of ``procedures.svi`` costs on the same batches instead: the loss and its
+backward pass with the gradient stopped at the refined posterior, and end to end (back through the steps) with each
+finite difference of its Hessian-vector products, one-sided and central, the three alternating batch by batch so
+that the machine's load falls on all alike; printed per batch, then the medians and their ratios to the stopped
+step and to each other:
 
     python benchmarks/svi_refinement.py RUN_FOLDER [--batches 8] [--timing] [--data-dir ../shared/data]
 """
@@ -89,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_step_costs(model, batches, weights) -> int:
     """Seconds of the preset's training step (loss and backward pass) per batch, stopped at the refined posterior
-    and end to end, alternating; then the medians and their ratio."""
-    modes = {"stopped": SVIRefinement(end_to_end=False), "end to end": SVIRefinement(end_to_end=True)}
+    and end to end by each finite difference, alternating; then the medians and their ratios."""
+    modes = {"stopped": SVIRefinement(end_to_end=False),
+             **{f"end to end, {difference}": SVIRefinement(end_to_end=True, hvp_difference=difference)
+                for difference in ("one-sided", "central")}}
     seconds: dict[str, list[float]] = {mode: [] for mode in modes}
     model.train()
     print("batch | " + " | ".join(f"{mode} (s)" for mode in modes))
@@ -101,8 +104,10 @@ def print_step_costs(model, batches, weights) -> int:
             svi.loss(model, tokens, lengths, weights)[0].backward()
             seconds[mode].append(time.perf_counter() - start)
         print(f"{index:5d} | " + " | ".join(f"{seconds[mode][-1]:.2f}" for mode in modes), flush=True)
-    stopped, end_to_end = (statistics.median(values) for values in seconds.values())
-    print(f"median | {stopped:.2f} | {end_to_end:.2f}; end to end / stopped: {end_to_end / stopped:.2f}")
+    stopped, one_sided, central = (statistics.median(values) for values in seconds.values())
+    print(f"median | {stopped:.2f} | {one_sided:.2f} | {central:.2f}; "
+          f"over stopped: one-sided {one_sided / stopped:.2f}, central {central / stopped:.2f}; "
+          f"central / one-sided: {central / one_sided:.2f}")
     return 0
 
 
