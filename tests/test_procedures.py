@@ -18,7 +18,7 @@ from seqvae_zoo.presets import ConfigError, parse_config
 from seqvae_zoo.schedules.base import EVERY_KL_TERM
 from seqvae_zoo.training.checkpoint import read_checkpoint, save_checkpoint
 from seqvae_zoo.training.procedures.base import ProcedureError
-from seqvae_zoo.training.procedures.svi import refine_posterior
+from seqvae_zoo.training.procedures.svi import Refinement, refine_posterior
 from seqvae_zoo.training.run import train_run
 from seqvae_zoo.training.stopping import StopRequested
 from seqvae_zoo.training.trainer import Trainer, model_objective
@@ -374,11 +374,20 @@ def test_in_float32_the_gradient_through_the_refinement_is_float64s_within_1e_4(
 
 
 @pytest.mark.parametrize("difference", ["central", "one-sided"])
-def test_nothing_of_a_step_through_the_refinement_outlives_it(tmp_path, difference):
+def test_nothing_of_a_step_through_the_refinement_outlives_it(tmp_path, monkeypatch, difference):
     """The refined parameters, the outputs of the autograd function that runs back through the steps, die with the
     step: held by the function's context, they would hold it in turn, a cycle through autograd's graph that gc
     cannot free, leaking every batch's trajectory (and the one-sided difference's kept gradients, steps times the
-    model's size)."""
+    model's size). The trajectory goes at the end of the backward pass, while the outputs may still live."""
+    trajectories = []
+
+    def run_and_watch(refinement, *args):
+        trajectory = original(refinement, *args)
+        trajectories.append(weakref.ref(trajectory))
+        return trajectory
+
+    original = Refinement.run
+    monkeypatch.setattr(Refinement, "run", run_and_watch)
     run = tiny_run(tmp_path / "run", max_steps=0)
     model = run.model.train()
     tokens, lengths = next(iter(_valid_loader(run)))
@@ -386,6 +395,8 @@ def test_nothing_of_a_step_through_the_refinement_outlives_it(tmp_path, differen
                                steps=3, lr=1.0, momentum=0.5, max_grad_norm=5.0, end_to_end=True,
                                hvp_difference=difference)
     model.objective(model(tokens, lengths, posterior=refined), {EVERY_KL_TERM: 1.0}).backward()
+    gc.collect()
+    assert len(trajectories) == 1 and trajectories[0]() is None, "the trajectory outlives the backward pass"
     outputs = [weakref.ref(value) for value in refined]
     del refined
     gc.collect()

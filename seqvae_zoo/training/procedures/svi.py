@@ -156,6 +156,7 @@ class ThroughRefinement(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grad_refined: torch.Tensor):
         refinement, trajectory = ctx.refinement, ctx.trajectory
+        ctx.trajectory = None  # the graph may outlive the backward pass: the kept gradients need not
         adjoint = [torch.zeros_like(value) if grad is None else grad
                    for value, grad in zip(trajectory.points[0], grad_refined)]
         buffer_adjoint = [torch.zeros_like(value) for value in adjoint]
