@@ -102,7 +102,7 @@ def test_sa_vae_refinement_stays_finite_and_lowers_the_elbo_where_the_decoder_is
 def test_every_zoo_preset_trains_an_epoch_of_ptb_and_evaluates_end_to_end(tmp_path, preset):
     """Reduced sizes, one epoch (two for free_bits_reset: one of pretraining, one after the reset), the zoo-ptb
     suite's evaluation with fewer importance samples. Aggressive training's inner loops are capped at 2 steps (one
-    random batch each) and SA-VAE's refinement at 5 steps (each step is 3 gradient evaluations end to end): with
+    random batch each) and SA-VAE's refinement at 5 steps (each step 2 gradient evaluations end to end): with
     the presets' 100 and 20, an epoch of PTB's 1,315 batches would take hours."""
     epochs, bindings = 1, ["EMBEDDING = 64", "HIDDEN = 64", "LATENT = 8"]
     if preset == "free_bits_reset":
