@@ -12,14 +12,21 @@ With ``--timing``, what a training step of ``procedures.svi`` costs on the same 
 backward pass with the gradient stopped at the refined posterior, and end to end (back through the steps) with each
 finite difference of its Hessian-vector products, one-sided and central, the three alternating batch by batch so
 that the machine's load falls on all alike; printed per batch, then the medians and their ratios to the stopped
-step and to each other:
+step and to each other.
 
-    python benchmarks/svi_refinement.py RUN_FOLDER [--batches 8] [--timing] [--data-dir ../shared/data]
+With ``--accuracy``, how far each finite difference's gradient through the refinement is from the derivative, on
+the same batches (Kim et al.'s 20 steps, KL weight 1, dropout off): in float64, each difference at the default
+``hvp_step`` against the central difference at a step of 1e-6 (whose error is far below either's), and in float32,
+the one-sided gradient against the central one; printed per batch as the norm of the difference over the
+reference's norm:
+
+    python benchmarks/svi_refinement.py RUN_FOLDER [--batches 8] [--timing | --accuracy] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import statistics
 import sys
@@ -51,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--draws", type=int, default=20, help="noise draws of the -ELBO before and after")
     parser.add_argument("--data-dir", default=None, help="folder holding the corpora (default: $SEQVAE_DATA)")
-    parser.add_argument("--timing", action="store_true",
-                        help="time a training step stopped at the refined posterior and end to end instead")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--timing", action="store_true",
+                       help="time a training step stopped at the refined posterior and end to end instead")
+    modes.add_argument("--accuracy", action="store_true",
+                       help="each finite difference's gradient through the refinement against the derivative instead")
     args = parser.parse_args(argv)
     try:
         loaded = load_checkpoint(args.run)
@@ -66,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = make_loader(sentences, 32, loaded.vocab.pad_id, shuffle=False)
     if args.timing:
         return print_step_costs(model, batches, weights)
+    if args.accuracy:
+        return print_gradient_errors(model, batches, weights)
     print(f"{svi.steps} steps, lr {svi.lr}, momentum {svi.momentum}; -ELBO over {args.draws} draws")
     print("batch | encoder logvar | per sentence, lr 1: logvar, max KL(enc||ref), -ELBO, worse | "
           "Kim et al.: logvar, max KL(enc||ref), -ELBO, worse")
@@ -109,6 +121,38 @@ def print_step_costs(model, batches, weights) -> int:
           f"over stopped: one-sided {one_sided / stopped:.2f}, central {central / stopped:.2f}; "
           f"central / one-sided: {central / one_sided:.2f}")
     return 0
+
+
+def gradient_through_refinement(model, tokens, lengths, weights, difference: str, hvp_step: float) -> torch.Tensor:
+    """Every parameter's gradient of the objective at the refined posterior, end to end, dropout off, one seed."""
+    model.eval().zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    svi = SVIRefinement(hvp_step=hvp_step, hvp_difference=difference)
+    refined = refine_posterior(model, tokens, lengths, model.encoder(tokens, lengths).posterior, weights, svi.steps,
+                               svi.lr, svi.momentum, svi.max_grad_norm, end_to_end=True, hvp_step=hvp_step,
+                               hvp_difference=difference)
+    model.objective(model(tokens, lengths, posterior=refined), weights).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def print_gradient_errors(model, batches, weights) -> int:
+    """Per batch, the relative error of each difference's gradient in float64 and their gap in float32."""
+    default_step = SVIRefinement().hvp_step
+    double = copy.deepcopy(model).double()
+    print(f"batch | float64, one-sided at {default_step:g} | float64, central at {default_step:g} | "
+          "float32, one-sided against central")
+    for index, (tokens, lengths) in enumerate(batches):
+        reference = gradient_through_refinement(double, tokens, lengths, weights, "central", 1e-6)
+        errors = [relative_gap(gradient_through_refinement(double, tokens, lengths, weights, difference, default_step),
+                               reference) for difference in ("one-sided", "central")]
+        single = [gradient_through_refinement(model, tokens, lengths, weights, difference, default_step)
+                  for difference in ("one-sided", "central")]
+        print(f"{index:5d} | {errors[0]:.2e} | {errors[1]:.2e} | {relative_gap(*single):.2e}", flush=True)
+    return 0
+
+
+def relative_gap(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value - reference).norm() / reference.norm())
 
 
 if __name__ == "__main__":

@@ -34,3 +34,14 @@ def test_a_missing_run_is_one_line_and_exit_2(svi_refinement, tmp_path, capsys):
     assert svi_refinement.main([str(tmp_path / "nowhere")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: checkpoint") and error.count("\n") == 1
+
+
+def test_accuracy_gives_each_differences_error_per_batch(svi_refinement, tiny_run_dir, capsys):
+    assert svi_refinement.main([str(tiny_run_dir), "--batches", "1", "--accuracy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("batch | float64, one-sided at 0.001 | float64, central at 0.001 |") and len(lines) == 2
+    for line in lines[1:]:
+        one_sided, central, gap = map(float, line.split("|")[1:])
+        # the one-sided difference's error is first order in its step, the central one's second: in float64, where
+        # rounding is far below both, the central one is the closer; in float32 the two stay close
+        assert central < one_sided < 1e-3 and gap < 1e-3
