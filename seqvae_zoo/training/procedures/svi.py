@@ -123,13 +123,8 @@ def refine_posterior(model: SeqVAE, tokens: torch.Tensor, lengths: torch.Tensor,
     return refinement.family(*refined)
 
 
-HVP_DIFFERENCES = {
-    "one-sided": "(g(lambda + r v) - g(lambda)) / r, g(lambda) kept from the refinement itself: Kim et al.'s form, "
-                 "one gradient per step on the way back, the forward steps' gradients in the model's parameters "
-                 "taken and held in memory (steps times the model's size, in float32)",
-    "central": "(g(lambda + r v) - g(lambda - r v)) / 2r: its error second order in r, two gradients per step on "
-               "the way back, the forward steps' gradients in the posterior's parameters only",
-}
+#: The finite differences of the Hessian-vector products on the way back (:class:`ThroughRefinement`).
+HVP_DIFFERENCES = ("one-sided", "central")
 
 
 class ThroughRefinement(torch.autograd.Function):
@@ -139,10 +134,15 @@ class ThroughRefinement(torch.autograd.Function):
     The backward pass walks the steps in reverse. Step k's gradient g_k = c_k * grad L(lambda_k; theta) (c_k its
     clipping factor, held fixed) passes the adjoint a on as c_k times the Hessian-vector products H_lambda_lambda a
     (into lambda_k) and H_theta_lambda a (into the model's parameters). Each product is a finite difference of the
-    gradient along a (:data:`HVP_DIFFERENCES`), with the step's own noise and dropout drawn again, r chosen so the
-    largest entry of r a is ``hvp_step``: only first derivatives are needed, so every decoder and kernel can take
-    part. (Kim et al.: one-sided with r = 1e-5, and the adjoints clipped to norm 5.) With the one-sided difference
-    the refinement's steps run in float32 even under autocast, as its products do: the difference subtracts them."""
+    gradient g along a, with the step's own noise and dropout drawn again, r chosen so the largest entry of r a is
+    ``hvp_step``: only first derivatives are needed, so every decoder and kernel can take part.
+
+    ``hvp_difference`` "one-sided" (Kim et al.'s, with r = 1e-5 and the adjoints clipped to norm 5):
+    (g(lambda + r a) - g(lambda)) / r, g(lambda) the gradient the refinement's step took, which the steps then take
+    in the model's parameters too and keep (steps times the model's size, in float32): one gradient per step on the
+    way back. The steps run in float32 even under autocast, as the products do, since the difference subtracts
+    them. "central": (g(lambda + r a) - g(lambda - r a)) / 2r, its error second order in r: two gradients per step
+    on the way back, nothing kept."""
 
     @staticmethod
     def forward(ctx, refinement: Refinement, hvp_step: float, hvp_difference: str, count: int,
