@@ -127,11 +127,7 @@ def gradient_through_refinement(model, tokens, lengths, weights, difference: str
     """Every parameter's gradient of the objective at the refined posterior, end to end, dropout off, one seed."""
     model.eval().zero_grad(set_to_none=True)
     torch.manual_seed(1)
-    svi = SVIRefinement(hvp_step=hvp_step, hvp_difference=difference)
-    refined = refine_posterior(model, tokens, lengths, model.encoder(tokens, lengths).posterior, weights, svi.steps,
-                               svi.lr, svi.momentum, svi.max_grad_norm, end_to_end=True, hvp_step=hvp_step,
-                               hvp_difference=difference)
-    model.objective(model(tokens, lengths, posterior=refined), weights).backward()
+    SVIRefinement(hvp_step=hvp_step, hvp_difference=difference).loss(model, tokens, lengths, weights)[0].backward()
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 

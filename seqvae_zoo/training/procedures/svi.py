@@ -137,7 +137,7 @@ class ThroughRefinement(torch.autograd.Function):
     gradient g along a, with the step's own noise and dropout drawn again, r chosen so the largest entry of r a is
     ``hvp_step``: only first derivatives are needed, so every decoder and kernel can take part.
 
-    ``hvp_difference`` "one-sided" (Kim et al.'s, with r = 1e-5 and the adjoints clipped to norm 5):
+    ``hvp_difference`` "one-sided" (Kim et al.'s form; they take r = 1e-5 and clip the adjoints to norm 5):
     (g(lambda + r a) - g(lambda)) / r, g(lambda) the gradient the refinement's step took, which the steps then take
     in the model's parameters too and keep (steps times the model's size, in float32): one gradient per step on the
     way back. The steps run in float32 even under autocast, as the products do, since the difference subtracts
