@@ -279,6 +279,35 @@ def test_two_processes_train_like_one_with_the_whole_batch(tmp_path, determinist
     assert len(list((two / "tensorboard").iterdir())) == len(list((one / "tensorboard").iterdir())) == 1
 
 
+THREADS_AFTER_RUN = '''\
+"""Train one step over the process group, then write the names of this process's threads that are still running."""
+import json
+import os
+import sys
+
+from seqvae_zoo.training.run import train_run
+
+train_run(["vrae_sa_aux"], "synthetic", sys.argv[1], bindings=sys.argv[2:], max_steps=1, device="cpu", progress=False,
+          dataset_options={"train_size": 45, "valid_size": 9, "test_size": 4})
+names = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
+with open(os.path.join(sys.argv[1], f"threads-{os.environ['RANK']}.json"), "w") as file:
+    json.dump(names, file)
+'''
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a process's threads from /proc (Linux)")
+def test_a_finished_run_leaves_no_thread_of_the_process_group_behind(tmp_path):
+    """The group is torn down when the run ends, not at the interpreter's exit: a group left alive (torch's
+    collectives pin the default group when imported after it exists) keeps gloo's threads running into the exit,
+    where a process can abort ('terminate called without an active exception') after a run that finished."""
+    script = tmp_path / "threads_after_run.py"
+    script.write_text(THREADS_AFTER_RUN)
+    subprocess.run(_torchrun(script, [str(tmp_path / "run"), *TINY]), env=ENV, check=True)
+    for rank in (0, 1):
+        names = json.loads((tmp_path / "run" / f"threads-{rank}.json").read_text())
+        assert not [name for name in names if "gloo" in name], names
+
+
 def test_a_killed_two_process_run_resumed_by_one_process_ends_like_a_one_process_run(tmp_path, deterministic):
     """Killed (SIGKILL to torchrun and both workers) between checkpoints, resumed by one process from the position
     in the epoch's batches, a run ends where an uninterrupted one-process run ends, with the same epoch rows (the

@@ -9,6 +9,7 @@ trainer has one code path.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -127,6 +128,10 @@ class DistributedContext:
         if dist.is_initialized():
             return cls(dist.get_rank(), dist.get_world_size(), chosen, dist.get_backend())
         name = choose_backend(chosen, backend)
+        # DistributedDataParallel imports torch.distributed.nn on first use, whose functions take the default group
+        # as a default argument: imported after the group exists, they would hold it past destroy_process_group,
+        # and its gloo threads would outlive the run into the interpreter's exit.
+        importlib.import_module("torch.distributed.nn")
         dist.init_process_group(name, init_method="env://", rank=launch.rank, world_size=launch.world_size,
                                 device_id=chosen if name == "nccl" else None)
         return cls(launch.rank, launch.world_size, chosen, name, owns_group=True)
