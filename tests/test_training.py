@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -155,6 +156,33 @@ def test_resume_refuses_optimizer_state_of_another_shape(tmp_path):
         train_run([], "synthetic", tmp_path / "stopped", resume=True, progress=False)
     # nothing the run had written is lost or changed, and nothing is added
     assert {file: file.read_bytes() for file in (tmp_path / "stopped").rglob("*") if file.is_file()} == written
+
+
+def test_a_resume_names_the_settings_that_changed_since_the_run_began(tmp_path):
+    """A run's saved config names what its presets bind; a default changed in the code since the run began would
+    apply to the rest of it in silence. The resume compares the operative config with the run's start and says."""
+    tiny_run(tmp_path, max_steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same code, and a longer run asked for: nothing to say
+        train_run([], "synthetic", tmp_path, resume=True, progress=False, max_steps=3, epochs=3)
+    path = tmp_path / "checkpoint.pt"
+    state = read_checkpoint(path)
+    started = state["operative_config"]
+    assert "TrainingSettings.clip_norm = 5.0" in started and "TrainingSettings.epochs = 2" in started
+    state["operative_config"] = started.replace("clip_norm = 5.0", "clip_norm = 1.0")  # as if 5.0 came later
+    save_checkpoint(path, {key: value for key, value in state.items() if not key.startswith("format")})
+    with pytest.warns(UserWarning, match=r"with settings it did not start with .*: -TrainingSettings.clip_norm = 1.0; "
+                      r"\+TrainingSettings.clip_norm = 5.0\. The run goes on with the new ones"):
+        train_run([], "synthetic", tmp_path, resume=True, progress=False, max_steps=4)
+    # the run's start is what it keeps, in the checkpoint and its folder, for the next resume to compare with
+    assert read_checkpoint(path)["operative_config"] == (tmp_path / "operative_config.gin").read_text()
+    assert "clip_norm = 1.0" in (tmp_path / "operative_config.gin").read_text()
+    # a checkpoint from before the comparison: the run folder's operative config is its start
+    state = read_checkpoint(path)
+    del state["operative_config"]
+    save_checkpoint(path, {key: value for key, value in state.items() if not key.startswith("format")})
+    with pytest.warns(UserWarning, match=r"-TrainingSettings.clip_norm = 1.0; \+TrainingSettings.clip_norm = 5.0"):
+        train_run([], "synthetic", tmp_path, resume=True, progress=False, max_steps=5)
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):

@@ -8,8 +8,10 @@ processes are on several machines): all of them read a checkpoint to resume, ran
 
 from __future__ import annotations
 
+import difflib
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -111,10 +113,10 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
         text = parse_config(configs, [*bindings, *epoch_binding])
     corpus = load_dataset(dataset, data_dir=data_dir, **(dataset_options or {}))
     _check_same_data(distributed, dataset, corpus.fingerprint)
+    vocabulary_settings = VocabularySettings()  # on resume too: the operative config compared below names it
     if resume:
         vocab = vocabulary_from_dict(saved["vocab"])
     else:
-        vocabulary_settings = VocabularySettings()
         vocab = (build_vocabulary(corpus, kind=vocabulary_settings.kind, max_size=vocabulary_settings.max_size)
                  if distributed.is_main else None)
         if distributed.distributed:  # built once, by rank 0: every process must encode with the same vocabulary
@@ -141,15 +143,42 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
                    "dataset_fingerprint": corpus.fingerprint, "seed": seed}
     trainer = Trainer(model, train_loader, valid_loader, out_dir, settings, extra_state=extra_state,
                       device=distributed.device, progress=progress, distributed=distributed, stop=stop)
+    operative = gin.operative_config_str()
     if resume:
         trainer.resume(checkpoint)
+        started_with = saved.get("operative_config") or _read_if_file(out_dir / "operative_config.gin")
+        if started_with is not None and distributed.is_main:
+            _warn_of_changed_defaults(out_dir, started_with, operative)
+        operative = started_with or operative
+    extra_state["operative_config"] = operative  # the run's start: what a later resume compares its own with
     if distributed.is_main:
         (out_dir / "config.gin").write_text(text)
-        (out_dir / "operative_config.gin").write_text(gin.operative_config_str())
+        (out_dir / "operative_config.gin").write_text(operative)
     started = time.perf_counter()
     history = trainer.train(max_steps=max_steps)
     return TrainedRun(out_dir, trainer.model, vocab, corpus, text, history, time.perf_counter() - started,
                       distributed.rank, settings.precision, settings.procedure)
+
+
+def _read_if_file(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
+def _warn_of_changed_defaults(out_dir: Path, started_with: str, now: str) -> None:
+    """A resumed run reads its saved config, which names only what its presets and bindings set: a default that the
+    code has changed since the run began applies to the rest of it. Say which settings differ from the run's start,
+    so that a resume that cannot continue exactly does not pass for one that does. (The epochs are left out: a
+    resume may extend the run.)"""
+    def settings(config: str) -> list[str]:
+        return [line for line in config.splitlines() if line.strip() and not line.startswith("#")
+                and not line.startswith("TrainingSettings.epochs")]
+
+    changed = [line for line in difflib.unified_diff(settings(started_with), settings(now), lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    if changed:
+        warnings.warn(f"resuming {str(out_dir)!r} with settings it did not start with (the code's defaults have "
+                      f"changed since): {'; '.join(changed)}. The run goes on with the new ones ('+'); to keep to "
+                      "its own, bind the old values ('-') in a gin file and train a new run from it", stacklevel=3)
 
 
 def _check_same_data(distributed: DistributedContext, dataset: str, fingerprint: str) -> None:
