@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -183,6 +184,18 @@ def test_a_resume_names_the_settings_that_changed_since_the_run_began(tmp_path):
     save_checkpoint(path, {key: value for key, value in state.items() if not key.startswith("format")})
     with pytest.warns(UserWarning, match=r"-TrainingSettings.clip_norm = 1.0; \+TrainingSettings.clip_norm = 5.0"):
         train_run([], "synthetic", tmp_path, resume=True, progress=False, max_steps=5)
+
+
+def test_progress_says_the_rate_of_the_steps_since_the_last_checkpoint_of_the_launch(tmp_path):
+    """progress.json carries, beside the run's total, the steps and seconds since the launch's previous checkpoint
+    (or since the launch began): the rate under the load the run trains under now, for `seqvae bench --status`."""
+    tiny_run(tmp_path, max_steps=6)  # checkpoints at steps 4 and 6
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress["step"] == 6 and progress["recent"]["steps"] == 2
+    assert 0 < progress["recent"]["seconds"] < progress["train_seconds"]
+    train_run([], "synthetic", tmp_path, resume=True, progress=False, max_steps=7)
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress["step"] == 7 and progress["recent"]["steps"] == 1  # from the resume, not the run's start
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):

@@ -24,6 +24,8 @@ from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.saved_pass import claim_file, claimed_by_a_live_process, saved_pass_rate
 
 HEADLINE_COLUMNS = 4
+#: The fewest steps of a run's latest checkpoint interval whose rate stands for its time left.
+RECENT_STEPS = 100
 
 
 def campaign_status(results_dir: str | Path) -> str:
@@ -238,15 +240,25 @@ def _headline(description: dict[str, Any], record: dict[str, Any]) -> str:
     return ", ".join(values[:HEADLINE_COLUMNS]) or "no metrics"
 
 
+def _seconds_per_step(progress: dict[str, Any]) -> tuple[float | None, str]:
+    """The run's rate over its latest checkpoint interval where that is long enough to stand for the load it runs
+    under now (an average over a run stopped and resumed beside other work mixes days of other loads), else over all
+    its steps. With the rate, the words that say which it is."""
+    recent = progress.get("recent") or {}  # progress.json before the interval was written: the average
+    if progress["step"] > recent.get("steps", 0) >= RECENT_STEPS and recent["seconds"] > 0:
+        return recent["seconds"] / recent["steps"], f" at the rate of its last {recent['steps']:,} steps"
+    return (progress["train_seconds"] / progress["step"] if progress["step"] else None), ""
+
+
 def _training_detail(progress: dict[str, Any]) -> dict[str, Any]:
     total_steps = planned_steps(progress)
-    per_step = progress["train_seconds"] / progress["step"] if progress["step"] else None
+    per_step, basis = _seconds_per_step(progress)
     left = (total_steps - progress["step"]) * per_step if per_step else None
     valid = progress.get("last_valid_nll")
+    timing = "time left unknown" if left is None else f"about {_duration(left)} left{basis}"
     detail = (f"epoch {min(progress['epoch'] + 1, progress['epochs'])} of {progress['epochs']}, step "
               f"{progress['step']:,} of {total_steps:,}, last validation NLL "
-              f"{'–' if valid is None else f'{valid:.2f}'}, training "
-              f"{'time left unknown' if left is None else f'about {_duration(left)} left'} (at the last checkpoint, "
+              f"{'–' if valid is None else f'{valid:.2f}'}, training {timing} (at the last checkpoint, "
               f"{progress['updated_at']})")
     return {"detail": detail, "left_s": left, "projected_s": per_step * total_steps if per_step else None}
 

@@ -210,6 +210,7 @@ class Trainer:
         self._slowest_step_s = 0.0
         self._slowest_save_s = 0.0
         self._max_steps: int | None = None  # train()'s limit: progress.json says how many steps are planned
+        self._since_summary: tuple[int, float] | None = None  # (step, seconds) at this launch's last summary
         self._batches = iter(())  # the epoch's batch stream, while an epoch is under way
         self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])  # (epoch, its batches), for random_batch
         self._bar = tqdm(disable=True)
@@ -293,17 +294,26 @@ class Trainer:
                 write_json_atomically(self.out_dir / "progress.json", self.progress_summary())
         self._slowest_save_s = max(self._slowest_save_s, time.perf_counter() - started)
 
+    def train_seconds(self) -> float:
+        """The run's training time so far, over all its launches: the finished epochs' and the current one's."""
+        epoch_seconds = time.perf_counter() - self.epoch_started
+        return sum(row["seconds"] for row in self.history) + (epoch_seconds if self.epoch < self.settings.epochs
+                                                               else 0.0)
+
     def progress_summary(self) -> dict[str, Any]:
         """Where the run stands, in plain JSON: read without loading the checkpoint."""
-        epoch_seconds = time.perf_counter() - self.epoch_started
-        seconds = sum(row["seconds"] for row in self.history) + (epoch_seconds if self.epoch < self.settings.epochs
-                                                                  else 0.0)
+        seconds = self.train_seconds()
         total_steps = self.settings.epochs * len(self.sampler)
         if self._max_steps is not None:
             total_steps = min(total_steps, self._max_steps)
+        # the steps since this launch began or last summed up: the rate under today's load, which a run stopped and
+        # resumed beside other work (a bench in slices) can have far from its average
+        since_step, since_seconds = self._since_summary or (self.step, seconds)
+        recent = {"steps": self.step - since_step, "seconds": seconds - since_seconds}
+        self._since_summary = (self.step, seconds)
         return {"step": self.step, "epoch": self.epoch, "epochs": self.settings.epochs,
                 "steps_per_epoch": len(self.sampler), "total_steps": total_steps, "train_seconds": seconds,
-                "precision": self.settings.precision,
+                "recent": recent, "precision": self.settings.precision,
                 "last_valid_nll": self.history[-1]["valid_nll"] if self.history else None,
                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -313,6 +323,7 @@ class Trainer:
         settings = self.settings
         steps_per_epoch = len(self.sampler)
         self._max_steps = max_steps
+        self._since_summary = (self.step, self.train_seconds())
         try:
             while self.epoch < settings.epochs:
                 if max_steps is not None and self.step >= max_steps:
