@@ -25,6 +25,7 @@ from seqvae_zoo.data.loading import load_dataset
 from seqvae_zoo.data.vocab import build_vocabulary
 from seqvae_zoo.evaluation import evaluate_corpus
 from seqvae_zoo.kernels import precision as precision_module
+from seqvae_zoo.kernels import output as output_module
 from seqvae_zoo.kernels.output import linear_cross_entropy
 from seqvae_zoo.kernels.precision import PrecisionError, autocast, bf16_supported, check_precision
 from seqvae_zoo.training.checkpoint import read_checkpoint
@@ -89,6 +90,37 @@ def test_bf16_fused_output_layer_matches_float32():
     assert all(t.dtype == torch.float32 for t in results["bf16"])
     for value, reference in zip(results["bf16"], results["fp32"]):
         assert EPS / 256 < relative_error(value, reference) <= 8 * EPS
+
+
+@needs_bf16
+def test_bf16_fused_output_layer_gives_the_same_bits_whatever_its_row_blocks(monkeypatch):
+    """From bfloat16 logits the softmax and P - Y are formed block of rows by block of rows, each in cache: a row's
+    loss and gradients are its own, so blocks of 64 rows (the last one short) give the bits of one block of all,
+    rows whose target probability underflows (recomputed from their logits) included."""
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(200, 48, generator=generator)
+    wide = torch.tensor([0, 1, 2, 130, 131, 132])  # in the first block of 64 and the third
+    hidden[wide] *= 40  # logits hundreds apart: the target's probability underflows in some of these rows
+    weight = (torch.randn(300, 48, generator=generator) / 7).requires_grad_()
+    bias = torch.randn(300, generator=generator).requires_grad_()
+    targets = torch.randint(0, 300, (200,), generator=generator)
+    with torch.no_grad():  # in those rows, the least likely word as the target
+        targets[wide] = (hidden[wide] @ weight.t() + bias).argmin(1)
+    hidden.requires_grad_()
+    results = {}
+    for elements, rows in ((64 * 300, 64), (10 ** 9, 3333312)):
+        monkeypatch.setattr(output_module, "CONVERTED_BLOCK_ELEMENTS", elements)
+        assert output_module.converted_block_rows(300) == rows
+        with autocast("bf16", "cpu"):
+            nll = linear_cross_entropy(hidden, weight, bias, targets)
+        results[elements] = (nll, *torch.autograd.grad((nll * torch.linspace(0.5, 2, 200)).sum(),
+                                                       (hidden, weight, bias)))
+    assert all(torch.equal(a, b) for a, b in zip(*results.values()))
+    with torch.no_grad():
+        logits = (hidden[wide] @ weight.t() + bias).double()
+        exact = torch.logsumexp(logits, 1) - logits.gather(1, targets[wide, None])[:, 0]
+    assert exact[:3].max() > 90 and exact[3:].max() > 90  # probabilities below float32's normal range, exp(-87.3)
+    assert torch.allclose(results[64 * 300][0][wide].double(), exact, rtol=0.05)
 
 
 # -- training -------------------------------------------------------------------------------------------------
