@@ -76,16 +76,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         nll = hidden.new_empty(hidden.size(0))
         # P - Y, the backward's input, formed here in the products' dtype. In float32 the softmax runs in place over
         # the logits of all rows at once. From bfloat16 logits it runs in float32 over blocks of rows small enough to
-        # stay in cache until rounded into the bfloat16 P - Y: one pass over the whole block instead of three
+        # stay in cache until rounded into the bfloat16 P - Y (one pass over the whole block instead of three), each
+        # block converted into the same float32 buffer
         in_place = weight.dtype == hidden.dtype
         block = hidden.size(0) if in_place else converted_block_rows(weight.size(0))
         d_logits = None if in_place else hidden.new_empty(hidden.size(0), weight.size(0), dtype=weight.dtype)
+        converted = None if in_place else hidden.new_empty(min(block, hidden.size(0)), weight.size(0))  # each block's
         underflowed = []
         for start in range(0, hidden.size(0), block):
             part = slice(start, start + block)
             logits = linear(product_hidden[part], weight, product_bias)
-            probs = (torch.softmax(logits, dim=1, out=logits) if in_place
-                     else torch.softmax(logits, dim=1, dtype=hidden.dtype))
+            probs = logits if in_place else converted[:logits.size(0)].copy_(logits)
+            torch.softmax(probs, dim=1, out=probs)
             target_probs = probs.gather(1, targets[part, None])
             torch.log(target_probs[:, 0], out=nll[part]).neg_()
             # below the dtype's normal range the probability has lost precision (or is 0): those rows, rare, are
