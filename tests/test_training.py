@@ -196,6 +196,11 @@ def test_progress_says_the_rate_of_the_steps_since_the_last_checkpoint_of_the_la
     train_run([], "synthetic", tmp_path, resume=True, progress=False, max_steps=7)
     progress = json.loads((tmp_path / "progress.json").read_text())
     assert progress["step"] == 7 and progress["recent"]["steps"] == 1  # from the resume, not the run's start
+    # the checkpoint at an epoch's end counts that epoch once (its clock restarts only with the next epoch's batches)
+    train_run([], "synthetic", tmp_path, resume=True, progress=False, max_steps=10)  # 10 batches an epoch
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    history = read_checkpoint(tmp_path / "checkpoint.pt")["history"]
+    assert progress["epoch"] == 1 and progress["train_seconds"] == sum(row["seconds"] for row in history)
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):

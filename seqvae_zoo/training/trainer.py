@@ -295,9 +295,11 @@ class Trainer:
         self._slowest_save_s = max(self._slowest_save_s, time.perf_counter() - started)
 
     def train_seconds(self) -> float:
-        """The run's training time so far, over all its launches: the finished epochs' and the current one's."""
-        epoch_seconds = time.perf_counter() - self.epoch_started
-        return sum(row["seconds"] for row in self.history) + (epoch_seconds if self.epoch < self.settings.epochs
+        """The run's training time so far, over all its launches: the finished epochs' and, while one is under way
+        (between its first batch and its end, when its clock is not yet restarted), the current one's."""
+        sampler = self.sampler.state_dict()
+        under_way = sampler["epoch"] == self.epoch and sampler["position"] > 0
+        return sum(row["seconds"] for row in self.history) + (time.perf_counter() - self.epoch_started if under_way
                                                                else 0.0)
 
     def progress_summary(self) -> dict[str, Any]:
