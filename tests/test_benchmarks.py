@@ -265,3 +265,22 @@ def test_ranker_signal_scores_a_ranking_by_relevance_as_one_and_its_reverse_as_m
 
     assert script.main([str(tmp_path / "missing.pt")]) == 2
     assert "does not exist: give a run folder's checkpoint.pt or best.pt" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no native bfloat16 products")
+def test_output_layer_alternates_its_configurations_and_puts_the_block_back(benchmark_script, monkeypatch, capsys):
+    output_layer = benchmark_script("output_layer")
+    from seqvae_zoo.kernels import output
+    default, seen, fused = output.CONVERTED_BLOCK_ELEMENTS, [], output.linear_cross_entropy
+
+    def recording(*args):
+        seen.append((torch.is_autocast_enabled("cpu"), output.CONVERTED_BLOCK_ELEMENTS))
+        return fused(*args)
+    monkeypatch.setattr(output, "linear_cross_entropy", recording)
+    seconds = output_layer.time_configurations(rows=70, hidden=8, vocabulary=300, blocks=[64, 5000], repeats=2)
+    assert list(seconds) == ["fp32", "bf16, 64 rows", "bf16, 5000 rows"] and all(len(v) == 2 for v in seconds.values())
+    one_pass = [(False, default), (True, 64 * 300), (True, 5000 * 300)]
+    assert seen == one_pass * 3  # an untimed pass, then the two timed ones, each configuration in turn
+    assert output.CONVERTED_BLOCK_ELEMENTS == default
+    assert output_layer.main(["--blocks", "64", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --rows, --hidden, --vocabulary, --repeats and every --blocks")

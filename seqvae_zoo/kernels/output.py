@@ -11,8 +11,8 @@ from seqvae_zoo.kernels.precision import follows_autocast
 
 
 #: Elements of a block of rows whose float32 softmax a bfloat16 training step computes at once: small enough that
-#: the block stays in cache from the logits to the bfloat16 P - Y (128 rows of a 10,002-word vocabulary, the fastest
-#: of 64 to 512 rows timed on the paper's shapes: benchmarks/README.md).
+#: the block stays in cache from the logits to the bfloat16 P - Y. 128 rows of a 10,002-word vocabulary, as fast as
+#: 256 and faster than 64 or 512 at the paper's shapes (``python benchmarks/output_layer.py``; benchmarks/README.md).
 CONVERTED_BLOCK_ELEMENTS = 3 * 2 ** 19
 
 #: Elements of the (rows, vocabulary) logits block the fused output layer computes at once when no backward pass
