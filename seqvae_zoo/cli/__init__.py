@@ -14,10 +14,9 @@ import re
 import sys
 import warnings
 
-from seqvae_zoo.data.files import verify_by_default
 from seqvae_zoo.errors import UserError
-from seqvae_zoo.kernels.matmul import onednn_linear_available
 from seqvae_zoo.training.memory import keep_freed_memory
+from seqvae_zoo.training.openmp import short_openmp_waits
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +57,11 @@ def one_line_warnings(format_warning):
 
 
 def main(argv: list[str] | None = None) -> int:
+    short_openmp_waits()  # first: the subcommands' modules load torch, and its OpenMP runtime reads its settings then
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    from seqvae_zoo.data.files import verify_by_default  # both load torch: imported after short_openmp_waits
+    from seqvae_zoo.kernels.matmul import onednn_linear_available
     format_warning, warnings.formatwarning = warnings.formatwarning, one_line_warnings(warnings.formatwarning)
     try:
         # a bad SEQVAE_ONEDNN_MATMUL or SEQVAE_VERIFY stops the command before it writes anything
