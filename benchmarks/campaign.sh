@@ -3,8 +3,9 @@
 # within one wall-clock budget, stopping at a checkpoint before the budget is spent (exit status 75); running this
 # script again continues where it stopped. Each suite's records and tables (never its run folders: checkpoints stay
 # in OUT) are then copied into RESULTS, the folder that is committed, with the saved IW passes of the records still
-# waiting for theirs: should OUT be lost, the records copied back into a new OUT train again and such a pass goes on
-# where it was, if the new training reproduces the lost one to the last bit.
+# waiting for theirs. Should a suite's folder in OUT be lost with its machine, the next run starts it from the records
+# and saved passes of RESULTS: a complete record stays done, one still waiting for its IW pass trains again, and such
+# a pass goes on where it was if the new training reproduces the lost one to the last bit.
 #
 #   benchmarks/campaign.sh OUT BUDGET [SUITE...]      e.g. benchmarks/campaign.sh ~/campaign 2h40m
 #
@@ -27,6 +28,14 @@ suites=("$@")
 seqvae=${SEQVAE:-seqvae}
 results=${RESULTS:-$(cd "$(dirname "$0")" && pwd)/results}
 
+for suite in "${suites[@]}"; do  # a suite's folder lost with OUT starts again from what RESULTS holds of it
+    name=$(basename "$suite" .toml)
+    if [ ! -d "$out/$name" ] && [ -d "$results/$name/records" ]; then
+        mkdir -p "$out/$name" && cp -r "$results/$name/records" "$out/$name/"
+        [ -d "$results/$name/iw-progress" ] && cp -r "$results/$name/iw-progress" "$out/$name/"
+        echo "$name: $out/$name was not there; its records and saved IW passes come from $results/$name"
+    fi
+done
 "$seqvae" bench "${suites[@]}" --out "$out" --time-limit "$budget" --workers "${WORKERS:-1}" --quiet
 status=$?
 [ "$status" -eq 2 ] && exit 2

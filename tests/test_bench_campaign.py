@@ -920,3 +920,37 @@ def test_the_campaign_script_runs_in_slices_and_copies_records_and_tables_but_no
     assert (committed / "leaderboard.md").read_text() == (out / "slices" / "leaderboard.md").read_text()
     assert not list(committed.rglob("*.pt")) and not (committed / "runs").exists()
     assert subprocess.run(["bash", str(script), str(out)], env=env, capture_output=True).returncode == 2
+
+
+def test_the_campaign_script_starts_a_lost_folder_again_from_the_committed_records(tmp_path, suite_file):
+    """OUT lost with its machine: the next slice copies the committed records and saved IW passes into a new OUT, so
+    the complete row is not trained again and the row still waiting for its IW pass trains again and goes on with
+    the committed pass (the new training reproduces the lost one); a folder that is there is left as it is."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign.sh"
+    env = {**os.environ, "SEQVAE": str(Path(sys.executable).with_name("seqvae")),
+           "RESULTS": str(tmp_path / "committed")}
+    out = tmp_path / "campaign"
+
+    def campaign(budget: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(script), str(out), budget, str(suite_file)], env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    with pytest.raises(BenchStopped):  # the LSTM done, VRAE-SA one batch into its IW pass
+        quiet_bench(suite_file, out, StopAfter(2 * (1 + 12) + 1 + 3 + 1 + 1)).run()
+    landed = campaign("1s")
+    assert landed.returncode == EXIT_STOPPED_EARLY and "was not there" not in landed.stdout
+    committed = tmp_path / "committed" / "slices"
+    assert len(list((committed / "iw-progress").iterdir())) == 1
+    shutil.rmtree(out)
+    finished = campaign("1h")
+    assert finished.returncode == 0, finished.stderr
+    assert f"slices: {out / 'slices'} was not there; its records and saved IW passes come from {committed}" in \
+        finished.stdout
+    assert "[1/2] LSTM on synthetic, seed 0: cached" in finished.stdout
+    assert "training again, then every column (the training its record came from is gone)" in finished.stdout
+    assert "its saved IW pass goes on" in finished.stdout
+    whole = tmp_path / "whole"
+    quiet_bench(suite_file, whole).run()
+    for name, record in records_of(out).items():
+        record.pop("retrained", None)
+        assert comparable(record) == comparable(records_of(whole)[name])
