@@ -4,7 +4,7 @@ PyTorch's Linux wheels run their threads on GNU OpenMP (libgomp), whose threads 
 barrier before they sleep. On cores that other processes also use (a second training, a test run, a shared server),
 a spinning thread holds a core that the thread it waits for needs, and many of the small parallel operations of a
 step wait out a scheduler time slice. `vrae_sa_aux` on two threads beside two one-thread trainings on two cores
-trained at 121-124 tokens/s with that spin, 1,126-1,160 with a 10,000-iteration one and 2,130-2,328 on one thread;
+trained at 121-124 tokens/s with that spin, 1,126-1,160 with a 10,000-iteration one and 1,661-2,328 on one thread;
 on idle cores the two spins trained at the same rate (benchmarks/README.md, "OpenMP's busy wait"). libgomp reads its
 settings once, when torch loads it, so the ``seqvae`` command sets ``GOMP_SPINCOUNT`` before it imports anything that
 loads torch, unless the user set it or ``OMP_WAIT_POLICY``; a library user sets it in the environment. On cores
