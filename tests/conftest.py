@@ -1,7 +1,7 @@
 """Shared test setup: the real corpora are read from ../shared/data beside the checkout unless SEQVAE_DATA says
-otherwise; ``tiny_run_dir`` is a run folder of a tiny ``vrae_sa_aux`` trained for one step, for CLI tests;
-``benchmark_script`` imports a script of benchmarks/; ``own_ptb_layout`` is a data folder holding a corpus that is not
-PTB in PTB's layout."""
+otherwise, and OpenMP's threads wait as under the ``seqvae`` command; ``tiny_run_dir`` is a run folder of a tiny
+``vrae_sa_aux`` trained for one step, for CLI tests; ``benchmark_script`` imports a script of benchmarks/;
+``own_ptb_layout`` is a data folder holding a corpus that is not PTB in PTB's layout."""
 
 import importlib
 import os
@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from seqvae_zoo.training.openmp import short_openmp_waits
+
+short_openmp_waits()  # before torch loads: the tests train in this process, with the waits the `seqvae` command sets
 os.environ.setdefault("SEQVAE_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
