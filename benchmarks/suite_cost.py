@@ -62,9 +62,9 @@ class UpdateClock:
 def time_run(model, dataset: str, suite, warmup: int, updates: int, data_dir: str | None) -> dict[str, float]:
     """One run's timed updates: seconds per update (median after ``warmup``), updates per epoch batch, batches."""
     with tempfile.TemporaryDirectory() as out, UpdateClock() as clock:
-        train_run(list(model.configs), dataset, Path(out) / "run", data_dir=data_dir, bindings=suite.training_bindings(model),
-                  max_steps=warmup + updates, seed=suite.seeds[0], progress=False, device="cpu",
-                  dataset_options=suite.dataset_options.get(dataset))
+        train_run(list(model.configs), dataset, Path(out) / "run", data_dir=data_dir,
+                  bindings=suite.training_bindings(model), max_steps=warmup + updates, seed=suite.seeds[0],
+                  progress=False, device="cpu", dataset_options=suite.dataset_options.get(dataset))
     timed = clock.seconds[warmup:]
     return {"per_update": statistics.median(timed), "updates_per_batch": len(clock.seconds) / max(clock.batches, 1),
             "batches_per_epoch": clock.batches_per_epoch}

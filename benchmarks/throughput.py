@@ -393,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(pool.submit(measure_preset, preset, options).result())
         if not args.json:
             print(f"{preset}: done", file=sys.stderr)
-    environment = {"device": args.device, "torch": torch.__version__, "threads": args.threads or torch.get_num_threads(),
+    environment = {"device": args.device, "torch": torch.__version__,
+                   "threads": args.threads or torch.get_num_threads(),
                    "machine": platform.processor() or platform.machine(), "options": options}
     if torch.device(args.device).type == "cuda":
         environment["gpu"] = torch.cuda.get_device_name(torch.device(args.device))

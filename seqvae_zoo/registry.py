@@ -110,7 +110,8 @@ class Registry:
         known = sorted(self._entries)
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {name!r}.{hint} Registered {self.kind}: {', '.join(known) or '(none)'}."
+        kind = self.kind[:-1] if self.kind.endswith('s') else self.kind
+        return f"unknown {kind} {name!r}.{hint} Registered {self.kind}: {', '.join(known) or '(none)'}."
 
 
 ENCODERS = Registry("encoders", "seqvae_zoo.encoders.base.Encoder", "seqvae_zoo.encoders",

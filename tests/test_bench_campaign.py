@@ -636,7 +636,8 @@ def test_a_stop_signal_ends_the_bench_at_a_checkpoint_and_the_same_command_conti
 def hold_lock(path: Path) -> subprocess.Popen:
     """Another process holding the folder's lock, as a running bench does."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    code = ("import fcntl, sys, time\nh = open(sys.argv[1], 'a+')\nfcntl.flock(h, fcntl.LOCK_EX)\nh.seek(0); h.truncate()\n"
+    code = ("import fcntl, sys, time\nh = open(sys.argv[1], 'a+')\nfcntl.flock(h, fcntl.LOCK_EX)\n"
+            "h.seek(0); h.truncate()\n"
             "h.write('pid ' + str(__import__('os').getpid()) + ' on testhost'); h.flush()\nprint('held', flush=True)\n"
             "time.sleep(600)\n")
     process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
@@ -787,7 +788,8 @@ def one_line_error_and_nothing_changed(args: list[str], folder: Path, capsys, ex
 
 def test_bad_input_gets_one_line_exit_2_and_leaves_the_folder_as_it_was(tmp_path, suite_file, capsys):
     out = tmp_path / "out"
-    suite_file.write_text(SUITE.split("[[models]]\nname = \"VRAE-SA\"")[0] + SUITE.split('configs = ["vrae_sa_aux"]')[1])
+    without_vrae_sa = SUITE.split("[[models]]\nname = \"VRAE-SA\"")[0] + SUITE.split('configs = ["vrae_sa_aux"]')[1]
+    suite_file.write_text(without_vrae_sa)
     quiet_bench(suite_file, out).run()
     one_line_error_and_nothing_changed(["bench", "paper-ptbb", "--out", str(out)], out, capsys,
                                        "unknown suite 'paper-ptbb'. Did you mean 'paper-ptb'")

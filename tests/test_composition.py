@@ -45,7 +45,8 @@ def test_an_aux_loss_is_refused_a_decoder_without_the_capability_it_requires(dec
     assert ("aux loss 'context_prediction' needs a decoder that provides context_prior (the predicted attention "
             "context p(c~_t | z_t)") in message
     assert f"decoder {decoder!r} provides nothing" in message
-    assert "models.SeqVAE.decoder = @decoders.attentive) or leave the aux loss out of models.SeqVAE.aux_losses" in message
+    assert ("models.SeqVAE.decoder = @decoders.attentive) or leave the aux loss out of models.SeqVAE.aux_losses"
+            in message)
 
 
 def test_the_declaration_decides_not_the_decoders_attributes():

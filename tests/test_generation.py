@@ -130,7 +130,8 @@ def test_the_attention_map_is_written_and_each_row_sums_to_one(tmp_path):
 def test_the_attention_map_refuses_models_without_attention_and_files_that_are_not_png(tmp_path):
     with pytest.raises(GenerationError, match="needs an attentive decoder; this model's decoder is 'lstm'"):
         attention_weights(small_model("vrae"), VOCAB, SENTENCES)
-    parse_config(["vrae"], ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4", "models.SeqVAE.decoder = @decoders.stochastic"])
+    parse_config(["vrae"], ["EMBEDDING = 16", "HIDDEN = 32", "LATENT = 4",
+                            "models.SeqVAE.decoder = @decoders.stochastic"])
     stochastic = build_model(VOCAB.size, VOCAB.pad_id, VOCAB.bos_id, VOCAB.unk_id, VOCAB.eos_id)
     with pytest.raises(GenerationError, match="without attention weights"):
         attention_weights(stochastic, VOCAB, SENTENCES)

@@ -17,13 +17,15 @@ def test_new_sentences_one_per_line(tiny_run_dir, capsys):
 
 
 def test_each_given_sentence_and_its_reconstruction(tiny_run_dir, capsys):
-    assert generate(tiny_run_dir, "-s", "ba be bi", "--sentence", "bo bu", "--strategy", "beam", "--beam-size", "3") == 0
+    assert generate(tiny_run_dir, "-s", "ba be bi", "--sentence", "bo bu", "--strategy", "beam",
+                    "--beam-size", "3") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "> ba be bi" and lines[2] == "> bo bu" and len(lines) == 4
 
 
 def test_interpolation_prints_each_point_of_the_path(tiny_run_dir, capsys):
-    assert generate(tiny_run_dir, "-s", "ba be bi", "--sentence", "bo bu", "--interpolate", "--steps", "3", "--path", "spherical") == 0
+    assert generate(tiny_run_dir, "-s", "ba be bi", "--sentence", "bo bu", "--interpolate", "--steps", "3",
+                    "--path", "spherical") == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["0.00", "0.50", "1.00"]
 
 

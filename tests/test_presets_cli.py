@@ -161,7 +161,8 @@ def test_a_value_the_model_cannot_use_is_a_config_error_naming_the_configurable(
     status, _, err = run_cli(capsys, "describe", "vrae_sa", "--gin", "models.SeqVAE.encoder = None")
     assert status == 2
     assert "decoder 'attentive' has a posterior that reads the encoder" in err
-    assert err.splitlines() == [err.rstrip("\n")] and err.rstrip().endswith("(gin call: SeqVAE > attentive > stochastic)")
+    assert err.splitlines() == [err.rstrip("\n")]
+    assert err.rstrip().endswith("(gin call: SeqVAE > attentive > stochastic)")
 
 
 def test_an_aux_loss_without_the_decoder_it_reads_is_refused():

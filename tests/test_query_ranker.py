@@ -24,7 +24,8 @@ def test_the_question_is_the_title_then_the_narratives_sentences():
 
 
 def test_a_mixture_keeps_the_first_two_moments():
-    first, second = GaussianLatent(torch.zeros(2), torch.zeros(2)), GaussianLatent(torch.full((2,), 2.0), torch.zeros(2))
+    first = GaussianLatent(torch.zeros(2), torch.zeros(2))
+    second = GaussianLatent(torch.full((2,), 2.0), torch.zeros(2))
     mixed = mixture(first, second, 0.5)
     assert torch.allclose(mixed.mean, torch.ones(2)) and torch.allclose(mixed.logvar.exp(), torch.full((2,), 2.0))
     assert torch.allclose(mixture(first, second, 1.0).mean, first.mean)

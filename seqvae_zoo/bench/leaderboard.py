@@ -165,8 +165,8 @@ def _apart_references(description: dict[str, Any], dataset: str, fmt: str) -> st
                   if r.get("apart") and r.get("dataset", dataset) == dataset]
     if not references:
         return ""
-    body = [[r["model"], r["source"], r["protocol"], "; ".join(f"{name} {value}" for name, value in r["values"].items())]
-            for r in references]
+    body = [[r["model"], r["source"], r["protocol"],
+             "; ".join(f"{name} {value}" for name, value in r["values"].items())] for r in references]
     table = tabulate(body, headers=["published model", "source", "protocol", "values"], tablefmt=FORMATS[fmt],
                      disable_numparse=True)
     note = "Published under other protocols, not comparable with the columns above:"

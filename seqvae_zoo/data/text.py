@@ -18,8 +18,8 @@ from seqvae_zoo.registry import DATASETS
 class TextFiles(Dataset):
     """Your own one-sentence-per-line files: train=PATH, and optionally valid=PATH and test=PATH.
 
-    A split without a file is held out from train (``heldout``: the fraction of train each missing split takes). ``lowercase`` folds case. Paths are
-    taken as given (``data_dir`` is not used)."""
+    A split without a file is held out from train (``heldout``: the fraction of train each missing split takes).
+    ``lowercase`` folds case. Paths are taken as given (``data_dir`` is not used)."""
 
     def __init__(self, data_dir: str | None = None, train: str | None = None, valid: str | None = None,
                  test: str | None = None, lowercase: bool = False, heldout: float = 0.05, seed: int = 0):

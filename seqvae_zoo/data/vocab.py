@@ -147,8 +147,8 @@ class SentencePieceVocabulary(VocabularyBase):
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(lines), model_writer=model, model_type=kind, vocab_size=size,
                 pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece=PAD, bos_piece=BOS, eos_piece=EOS, unk_piece=UNK,
-                unk_surface=f" {UNK} ", normalization_rule_name="identity", character_coverage=1.0, hard_vocab_limit=False,
-                minloglevel=2, num_threads=1)
+                unk_surface=f" {UNK} ", normalization_rule_name="identity", character_coverage=1.0,
+                hard_vocab_limit=False, minloglevel=2, num_threads=1)
         except RuntimeError as error:  # sentencepiece reports bad settings (a size too large) this way
             raise DataError(f"sentencepiece ({kind}, {size} pieces) could not be trained on this corpus: {error}") \
                 from None

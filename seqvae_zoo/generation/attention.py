@@ -49,7 +49,8 @@ def draw_attention_map(path: str | Path, vocab, sentences: Sequence[Sequence[str
     """A PNG with one heat map per sentence, the words on both axes."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise GenerationError(f"the attention map is written as PNG: give a file name ending in .png, not {path.name!r}")
+        raise GenerationError(f"the attention map is written as PNG: give a file name ending in .png, "
+                              f"not {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     sizes = [len(w) for w in weights]
     figure = Figure(figsize=(max(5.0, 0.3 * max(sizes) + 3), sum(0.3 * n + 2 for n in sizes)), layout="constrained")

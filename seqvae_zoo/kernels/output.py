@@ -30,20 +30,20 @@ def converted_block_rows(vocabulary: int) -> int:
 class _LinearCrossEntropy(torch.autograd.Function):
     """-log softmax(hidden weight^T + bias)[target] per row.
 
-    Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic and time. Its three
-    matrix products run through :func:`seqvae_zoo.kernels.matmul.linear` (oneDNN on a CPU). For a backward pass the forward
+    Exactly the softmax cross-entropy of the linear layer; what it saves is memory traffic and time. Its three matrix
+    products run through :func:`seqvae_zoo.kernels.matmul.linear` (oneDNN on a CPU). For a backward pass the forward
     computes the softmax in place over the logits and turns it into d logits = P - Y (one write per row), which it
-    keeps: one exponential per logit in all (log-softmax, then exp in the backward, takes two, and the exponential
-    is the costliest elementwise work of a training step). The loss is -log of the target's probability read off the
-    softmax, with no pass over the block beyond the softmax's own; a row whose target probability is below the
-    dtype's normal range, where it has lost precision or is 0, is recomputed from its logits (log-sum-exp minus the
-    target's logit). The backward folds the per-row gradient g into the (N, H) side of the products, so the (N, V)
-    block is read only by two products: d hidden = g ((P - Y) W), and
-    [d weight | d bias]^T = [g hidden | g]^T (P - Y), which reads the block as it lies (its transpose, which the other
-    order of that product needs, costs a copy as long as a product), and gives d weight^T contiguous, the layout of
-    the decoders' weight parameter (:class:`seqvae_zoo.decoders.base.OutputLayer`). The rows are padded as
-    :func:`seqvae_zoo.kernels.matmul.pad_rows` says (their gradient weight is 0). Without a backward pass the rows go
-    through in blocks of ``OUTPUT_BLOCK_ELEMENTS``.
+    keeps: one exponential per logit in all (log-softmax, then exp in the backward, takes two, and the exponential is
+    the costliest elementwise work of a training step). The loss is -log of the target's probability read off the
+    softmax, with no pass over the block beyond the softmax's own; a row whose target probability is below the dtype's
+    normal range, where it has lost precision or is 0, is recomputed from its logits (log-sum-exp minus the target's
+    logit). The backward folds the per-row gradient g into the (N, H) side of the products, so the (N, V) block is read
+    only by two products: d hidden = g ((P - Y) W), and [d weight | d bias]^T = [g hidden | g]^T (P - Y), which reads
+    the block as it lies (its transpose, which the other order of that product needs, costs a copy as long as a
+    product), and gives d weight^T contiguous, the layout of the decoders' weight parameter
+    (:class:`seqvae_zoo.decoders.base.OutputLayer`). The rows are padded as :func:`seqvae_zoo.kernels.matmul.pad_rows`
+    says (their gradient weight is 0). Without a backward pass the rows go through in blocks of
+    ``OUTPUT_BLOCK_ELEMENTS``.
 
     Under bfloat16 autocast the three products take bfloat16 operands (the weight cast once) and the logits come
     back bfloat16; the softmax, its logarithm, the loss and P_t - 1 are float32 (the softmax of 10,000 words sums

@@ -2,9 +2,10 @@
 
 A run lives in one folder: ``checkpoint.pt`` (latest, atomic), ``best.pt`` (best validation -ELBO), ``config.gin``
 (the operative gin config), ``metrics.csv`` (one row per epoch), ``progress.json`` (where the run stands, written
-with every checkpoint, for ``seqvae bench --status``), ``tensorboard/`` (event files) and ``learning_curves.png``. Resuming reads ``checkpoint.pt`` and continues with the very next batch, with the RNG
-states, optimizer, scheduler, schedule step, training procedure's state and the epoch's metrics so far of the
-moment it was written, so a resumed run ends with the same parameters and epoch rows as an uninterrupted one.
+with every checkpoint, for ``seqvae bench --status``), ``tensorboard/`` (event files) and ``learning_curves.png``.
+Resuming reads ``checkpoint.pt`` and continues with the very next batch, with the RNG states, optimizer, scheduler,
+schedule step, training procedure's state and the epoch's metrics so far of the moment it was written, so a resumed
+run ends with the same parameters and epoch rows as an uninterrupted one.
 
 Several processes (started by torchrun, see :mod:`seqvae_zoo.training.distributed`) train one model: each scores its
 share of every batch, DistributedDataParallel averages the gradients, the epoch's metrics are summed over all
