@@ -24,7 +24,7 @@ def unigram_nll_per_sentence(train: list[list[str]], scored: list[list[str]]) ->
 def test_vrae_trained_briefly_on_real_ptb_beats_the_unigram_model_of_its_training_split(tmp_path):
     """300 steps of 32 sentences (a quarter of an epoch) at reduced sizes: the IW-NLL of PTB's validation split, K =
     2, falls below the unigram model's 142.9 nats a sentence (uniform over the vocabulary: 201.6), so the decoder
-    uses context on real text. Measured here: 136.9."""
+    uses context on real text. It reached 136.9 on an Intel Xeon with torch 2.13."""
     corpus = load_dataset("ptb")
     unigram = unigram_nll_per_sentence(corpus.splits["train"], corpus.splits["valid"])
     assert 140 < unigram < 146
