@@ -481,8 +481,9 @@ def test_status_with_workers_is_never_shorter_than_the_longest_training_left():
 
 def test_a_training_s_time_left_is_at_its_latest_interval_s_rate_where_that_is_long_enough():
     """A run stopped and resumed beside other work has an average rate of other days' loads: the time left comes
-    from the steps since the latest launch's previous checkpoint, when there are enough of them to stand for it."""
-    from seqvae_zoo.bench.status import RECENT_STEPS, _training_detail
+    from the steps since the latest launch's previous checkpoint, when there are enough of them, or enough minutes
+    of them, to stand for it."""
+    from seqvae_zoo.bench.status import RECENT_SECONDS, RECENT_STEPS, _training_detail
 
     progress = {"step": 1000, "epoch": 0, "epochs": 2, "steps_per_epoch": 1000, "total_steps": 2000,
                 "train_seconds": 10_000.0, "last_valid_nll": None, "updated_at": "2026-01-01T00:00:00Z"}
@@ -492,7 +493,10 @@ def test_a_training_s_time_left_is_at_its_latest_interval_s_rate_where_that_is_l
     assert recent["left_s"] == 6000.0 and recent["projected_s"] == 12_000.0
     assert "about 1 h 40 min left at the rate of its last 400 steps (at the last checkpoint" in recent["detail"]
     short = _training_detail({**progress, "recent": {"steps": RECENT_STEPS - 1, "seconds": 99.0}})
-    assert short["left_s"] == 10_000.0  # too few steps to stand for a load: the average
+    assert short["left_s"] == 10_000.0  # too few steps and seconds to stand for a load: the average
+    slow = _training_detail({**progress, "recent": {"steps": 30, "seconds": RECENT_SECONDS + 60}})
+    assert slow["left_s"] == 1000 * (RECENT_SECONDS + 60) / 30  # a slow model: few steps, but minutes of them
+    assert "at the rate of its last 30 steps" in slow["detail"]
 
 
 def lstm_done_and_vrae_sa_at_step_5(suite_file: Path, out: Path) -> None:

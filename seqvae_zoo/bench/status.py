@@ -24,8 +24,10 @@ from seqvae_zoo.errors import UserError
 from seqvae_zoo.evaluation.saved_pass import claim_file, claimed_by_a_live_process, saved_pass_rate
 
 HEADLINE_COLUMNS = 4
-#: The fewest steps of a run's latest checkpoint interval whose rate stands for its time left.
+#: The fewest steps, or seconds, of a run's latest checkpoint interval whose rate stands for its time left: a slow
+#: model (tens of seconds a step) gives a steady rate in fewer steps than a fast one.
 RECENT_STEPS = 100
+RECENT_SECONDS = 300.0
 
 
 def campaign_status(results_dir: str | Path) -> str:
@@ -245,7 +247,8 @@ def _seconds_per_step(progress: dict[str, Any]) -> tuple[float | None, str]:
     under now (an average over a run stopped and resumed beside other work mixes days of other loads), else over all
     its steps. With the rate, the words that say which it is."""
     recent = progress.get("recent") or {}  # progress.json before the interval was written: the average
-    if progress["step"] > recent.get("steps", 0) >= RECENT_STEPS and recent["seconds"] > 0:
+    steps, seconds = recent.get("steps", 0), recent.get("seconds", 0.0)
+    if progress["step"] > steps > 0 and seconds > 0 and (steps >= RECENT_STEPS or seconds >= RECENT_SECONDS):
         return recent["seconds"] / recent["steps"], f" at the rate of its last {recent['steps']:,} steps"
     return (progress["train_seconds"] / progress["step"] if progress["step"] else None), ""
 
