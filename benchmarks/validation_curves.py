@@ -37,6 +37,23 @@ WIDE_RANGE = 3.0
 PANELS_WIDTH = 0.75
 
 
+#: Markers of the validation lines, one per round of the palette: a colour that comes round again (more than 20
+#: models) comes with another marker.
+MARKERS = ("o", "s", "^", "D", "v")
+
+
+def line_styles(count: int) -> list[tuple[tuple[float, ...], str]]:
+    """A (colour, marker) per model, no two alike: matplotlib's ten colours while they suffice; beyond ten, the 20
+    of tab20, its dark shades first so that a model and its neighbour in the suite's order differ in hue, not only in
+    shade (the default cycle would give the eleventh model the first one's colour)."""
+    if count <= 10:
+        palette = list(plt.get_cmap("tab10").colors)
+    else:
+        shades = plt.get_cmap("tab20").colors
+        palette = list(shades[0::2] + shades[1::2])
+    return [(palette[i % len(palette)], MARKERS[i // len(palette) % len(MARKERS)]) for i in range(count)]
+
+
 def y_scale(values: list[float]) -> str:
     """"log" for positive values spanning more than WIDE_RANGE, else "linear"."""
     low, high = min(values), max(values)
@@ -71,11 +88,12 @@ def draw(results_dir: Path) -> list[Path]:
         for dataset in dict.fromkeys(r["dataset"]["name"] for r in trained):
             figure, axes = plt.subplots(1, len(PANELS), figsize=(13, 4))
             drawn: list[list[float]] = [[] for _ in PANELS]
-            for model, histories in curves_of(description["models"], trained, dataset):
+            curves = curves_of(description["models"], trained, dataset)
+            for (model, histories), (color, marker) in zip(curves, line_styles(len(curves))):
                 for axis, values, (valid_key, train_key, _) in zip(axes, drawn, PANELS):
                     valid, train = mean_curve(histories, valid_key), mean_curve(histories, train_key)
-                    (line,) = axis.plot(*valid, marker="o", markersize=3, label=f"{model} (valid)")
-                    axis.plot(*train, linestyle="--", color=line.get_color(), label=f"{model} (train)")
+                    axis.plot(*valid, marker=marker, markersize=3, color=color, label=f"{model} (valid)")
+                    axis.plot(*train, linestyle="--", color=color, label=f"{model} (train)")
                     values += valid[1] + train[1]
             for axis, values, (_, _, title) in zip(axes, drawn, PANELS):
                 if values:

@@ -57,3 +57,12 @@ def test_a_row_scored_from_another_rows_training_is_drawn_once(curves):
     drawn = curves.curves_of(["VRAE", "VRAE, best validation epoch", "VRAE-SA"], trained, "ptb")
     assert [model for model, _ in drawn] == ["VRAE", "VRAE-SA"]
     assert [len(histories) for _, histories in drawn] == [1, 1]
+
+
+@pytest.mark.parametrize("count", [4, 10, 17, 45])
+def test_every_model_of_a_suite_gets_a_line_style_of_its_own(curves, count):
+    """The zoo's suite has 17 rows: past matplotlib's ten colours, its eleventh would take the first's."""
+    styles = curves.line_styles(count)
+    assert len(styles) == count and len(set(styles)) == count
+    if count > 10:
+        assert styles[0][0] != styles[1][0] != styles[10][0] != styles[0][0]  # neighbours, and a round later
