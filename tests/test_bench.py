@@ -90,6 +90,7 @@ def test_bench_writes_records_with_provenance_and_rebuilds_the_same_table(tmp_pa
     assert record["dataset"]["fingerprint"] and record["protocol_version"]
     assert record["training"]["epochs"] == 1 and record["training"]["tokens_per_s"] > 0
     assert record["training"]["precision"] == "fp32"  # the training precision, whatever evaluation ran in
+    assert record["training"]["processes"] == [1]  # a bench worker trains on one process
     assert metric_value(record, "iw.nll") == record["metrics"]["iw"]["nll"]
     assert main(["leaderboard", str(tmp_path / "out"), "--format", "md"]) == 0
     rebuilt = capsys.readouterr().out

@@ -36,6 +36,7 @@ from seqvae_zoo.training.checkpoint import read_checkpoint
 from seqvae_zoo.training.distributed import (DistributedError, choose_backend, launch_from_environment,
                                              rank_seed)
 from seqvae_zoo.training.run import train_run
+from seqvae_zoo.training.trainer import processes_of
 
 LENGTHS = [int(n) for n in np.random.default_rng(0).integers(2, 40, size=203)]
 TINY = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "INPUT_DROPOUT = 0.0"]
@@ -236,12 +237,12 @@ def assert_same_training_state(left: Path, right: Path, atol: float, rtol: float
 
 
 def assert_same_epoch_rows(left: list[dict], right: list[dict]) -> None:
-    """The same metrics.csv rows, but for the wall-clock columns."""
+    """The same metrics.csv rows, but for the wall-clock columns and the number of processes that ran them."""
     assert len(left) == len(right)
     for row_left, row_right in zip(left, right):
         assert row_left.keys() == row_right.keys()
         for name, value in row_right.items():
-            if name not in ("seconds", "tokens_per_s"):
+            if name not in ("seconds", "tokens_per_s", "processes"):
                 assert row_left[name] == pytest.approx(value, rel=1e-5), name
 
 
@@ -273,7 +274,9 @@ def test_two_processes_train_like_one_with_the_whole_batch(tmp_path, determinist
     saved = read_checkpoint(two / "checkpoint.pt")
     assert saved["step"] == 2 and len(saved["rank_rng"]) == 2
     assert not torch.equal(saved["rank_rng"][0]["torch"], saved["rank_rng"][1]["torch"])
-    assert_same_epoch_rows(*(read_checkpoint(run / "checkpoint.pt")["history"] for run in (two, one)))
+    rows_of_two, rows_of_one = (read_checkpoint(run / "checkpoint.pt")["history"] for run in (two, one))
+    assert_same_epoch_rows(rows_of_two, rows_of_one)
+    assert [row["processes"] for row in rows_of_two] == [2] and [row["processes"] for row in rows_of_one] == [1]
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     # rank 0 alone writes events: as many event files as the one-process run's (one a launch that logged a value)
     assert len(list((two / "tensorboard").iterdir())) == len(list((one / "tensorboard").iterdir())) == 1
@@ -337,6 +340,10 @@ def test_a_killed_two_process_run_resumed_by_one_process_ends_like_a_one_process
                          device="cpu", progress=False, dataset_options=sizes)
     assert [row["step"] for row in resumed.history] == [11, 22]
     assert_same_epoch_rows(resumed.history, straight.history)
+    # each epoch row says which numbers of processes ran its steps: the record is not one process's arithmetic
+    assert [processes_of(row) for row in resumed.history] == [[2, 1] if stopped_at < 11 else [2],
+                                                              [2, 1] if stopped_at > 11 else [1]]
+    assert [row["processes"] for row in straight.history] == [1, 1]
     assert_same_training_state(checkpoint, tmp_path / "straight" / "checkpoint.pt", atol=1e-5)
 
 

@@ -23,7 +23,7 @@ from seqvae_zoo.kernels.matmul import onednn_linear_available
 from seqvae_zoo.schedules.annealing import Cyclical, Linear, TwoPhase
 from seqvae_zoo.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from seqvae_zoo.training.run import train_run
-from seqvae_zoo.training.trainer import NonFiniteLossError, TrainingSettings, make_optimizer
+from seqvae_zoo.training.trainer import NonFiniteLossError, TrainingSettings, make_optimizer, processes_of
 
 TINY = ["EMBEDDING = 16", "HIDDEN = 16", "LATENT = 4", "training.TrainingSettings.batch_size = 16",
         "training.TrainingSettings.checkpoint_every = 4", "kl_schedules.linear.warmup_epochs = 1.0"]
@@ -125,6 +125,28 @@ def test_resume_equals_uninterrupted_training(tmp_path, device):
     # a GPU's atomic additions (embedding and index gradients) sum in no fixed order: equal to float rounding there
     assert_same_parameters(tmp_path / "straight" / "checkpoint.pt", tmp_path / "stopped" / "checkpoint.pt",
                            atol=0.0 if device == "cpu" else 1e-5)
+
+
+def test_each_epoch_row_names_the_numbers_of_processes_that_ran_its_steps(tmp_path):
+    """One process: 1 in every row. A checkpoint whose epoch so far ran on two processes (as torchrun writes it),
+    resumed by one: "2, then 1" for that epoch, 1 for the next, which is all one process's. A checkpoint from
+    before the column: its epoch so far ran on as many processes as wrote it (one random stream each)."""
+    straight = tiny_run(tmp_path / "straight")
+    assert [row["processes"] for row in straight.history] == [1, 1]
+    for name, change, first_epoch in [("two", lambda state: state["epoch_progress"].update(processes=[2]), [2, 1]),
+                                      ("before", lambda state: state["epoch_progress"].pop("processes"), [1])]:
+        tiny_run(tmp_path / name, max_steps=6)  # mid-epoch: 10 batches per epoch
+        path = tmp_path / name / "checkpoint.pt"
+        state = read_checkpoint(path)
+        assert state["epoch_progress"]["processes"] == [1]
+        change(state)
+        save_checkpoint(path, state)
+        resumed = train_run([], "synthetic", tmp_path / name, resume=True, progress=False)
+        assert [processes_of(row) for row in resumed.history] == [first_epoch, [1]]
+        if name == "two":
+            assert resumed.history[0]["processes"] == "2, then 1"
+            assert "2, then 1" in (tmp_path / name / "metrics.csv").read_text()
+    assert processes_of({"epoch": 1}) == []  # a row written before the column: not recorded
 
 
 def test_resume_from_a_checkpoint_of_the_row_major_output_weight_matches_uninterrupted(tmp_path):

@@ -68,7 +68,7 @@ from seqvae_zoo.evaluation.saved_pass import open_batches
 from seqvae_zoo.presets import config_hash, parse_config
 from seqvae_zoo.training.run import CHECKPOINT, default_device, train_run
 from seqvae_zoo.training.stopping import STOP_SIGNALS, StopRequest, StopRequested
-from seqvae_zoo.training.trainer import NonFiniteLossError
+from seqvae_zoo.training.trainer import NonFiniteLossError, processes_of
 
 RECORD_VERSION = 1
 LOCK_FILE = "bench.lock"
@@ -511,6 +511,9 @@ class Bench:
                                  / max(sum(row["seconds"] for row in history), 1e-9)),
                 "parameters": trained.model.num_parameters(),
                 "precision": trained.precision,
+                # the numbers of processes that trained it, in order: more than one, or another than one, and a
+                # rerun by one bench worker matches the record only to rounding
+                "processes": list(dict.fromkeys(count for row in history for count in processes_of(row))),
                 "history": history,
             },
         }

@@ -56,7 +56,7 @@ class RunLog:
 
     def epoch(self, row: dict[str, float], history: list[dict[str, Any]]) -> None:
         for name, value in row.items():
-            if name not in ("epoch", "step"):
+            if name not in ("epoch", "step") and isinstance(value, (int, float)):  # not "2, then 1" processes
                 self.writer.add_scalar(f"epoch/{name}", value, int(row["epoch"]))
         self.writer.flush()
         _write_csv_atomically(self.out_dir / "metrics.csv", history)

@@ -46,6 +46,22 @@ from seqvae_zoo.training.procedures.standard import Standard
 from seqvae_zoo.training.stopping import StopRequest, StopRequested
 
 
+def processes_label(counts: Sequence[int]) -> int | str:
+    """An epoch row's ``processes``: the number of processes its steps ran on, or where a run was resumed on
+    another number within the epoch, each in order ("2, then 1"): the epoch's arithmetic is not one process's,
+    or not the same number's throughout, so a rerun on one number matches it only to rounding."""
+    return counts[0] if len(counts) == 1 else ", then ".join(map(str, counts))
+
+
+def processes_of(row: dict[str, Any]) -> list[int]:
+    """The numbers of processes an epoch row's steps ran on (:func:`processes_label` read back); none for a row
+    written before the column, which did not record them."""
+    label = row.get("processes")
+    if label is None:
+        return []
+    return [label] if isinstance(label, int) else [int(count) for count in label.split(", then ")]
+
+
 def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
     """Adam as one fused kernel over all the parameters where torch has one for their device (CPU and CUDA): the
     same update as the default implementation, which runs separate elementwise operations parameter by parameter,
@@ -200,9 +216,11 @@ class Trainer:
         self.procedure = self.settings.procedure
         self.step = 0
         self.epoch = 0
-        # the epoch under way: its totals so far (this process's) and when it began, as time.perf_counter() reads it
+        # the epoch under way: its totals so far (this process's), when it began, as time.perf_counter() reads it,
+        # and the numbers of processes its steps ran on, in order (a run resumed on another number changes it)
         self.totals = EpochTotals()
         self.epoch_started = time.perf_counter()
+        self.epoch_processes: list[int] = []
         self.history: list[dict[str, float]] = []
         self.best_valid = math.inf
         self.log = RunLog(self.out_dir, enabled=progress) if self.distributed.is_main else SilentLog()
@@ -231,7 +249,8 @@ class Trainer:
             "history": self.history,
             "best_valid": self.best_valid,
             "epoch_progress": {"totals": asdict(self._reduced(self.totals)),
-                               "seconds": time.perf_counter() - self.epoch_started},
+                               "seconds": time.perf_counter() - self.epoch_started,
+                               "processes": self.epoch_processes},
             "rank_rng": rng,  # each process's random state, in rank order
             "procedure": {"name": self.procedure.registry_name, "state": self.procedure.state_dict()},
             "precision": self.settings.precision,
@@ -283,6 +302,10 @@ class Trainer:
         progress = state.get("epoch_progress", {"totals": {}, "seconds": 0.0})
         self.totals = EpochTotals(**progress["totals"]) if self.distributed.is_main else EpochTotals()
         self.epoch_started = time.perf_counter() - progress["seconds"]
+        # checkpoints before "processes": the epoch's steps so far ran on as many processes as wrote the checkpoint
+        # (at an epoch's start the loop clears the list)
+        written_by = len(state.get("rank_rng") or [state.get("rng")])
+        self.epoch_processes = list(progress.get("processes", [written_by]))
         self._restore_rng(state)
 
     def save(self, name: str = "checkpoint.pt") -> None:
@@ -333,7 +356,7 @@ class Trainer:
                     break
                 self.sampler.set_epoch(self.epoch)
                 if self.sampler.state_dict()["position"] == 0:
-                    self.totals, self.epoch_started = EpochTotals(), time.perf_counter()
+                    self.totals, self.epoch_started, self.epoch_processes = EpochTotals(), time.perf_counter(), []
                 self._bar = self.log.progress(self.epoch, settings.epochs, steps_per_epoch,
                                               self.sampler.state_dict())
                 self._batches = iter(self.train_loader)
@@ -427,6 +450,8 @@ class Trainer:
                                              parameters), batch.rows)
         self.totals.add(terms)
         self.step += 1
+        if self.epoch_processes[-1:] != [self.distributed.world_size]:
+            self.epoch_processes.append(self.distributed.world_size)
         tokens_so_far = self.totals.tokens
         logged = terms
         if self.step % LOG_EVERY == 0:  # what the log shows: the whole batch, all processes' tokens
@@ -492,7 +517,8 @@ class Trainer:
         totals = self._reduced(self.totals)
         weights = self.weights(self.step - 1)
         row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
-               "seconds": seconds, "tokens_per_s": totals.tokens / max(seconds, 1e-9)}
+               "seconds": seconds, "tokens_per_s": totals.tokens / max(seconds, 1e-9),
+               "processes": processes_label(self.epoch_processes or [self.distributed.world_size])}
         row.update(totals.summary("train_"))
         row.update({f"weight_{name}": value for name, value in self.model.term_weights(weights).items()})
         row.update(self.validate().summary("valid_"))
