@@ -13,6 +13,19 @@ class BatchError(UserError, ValueError):
     """A batch of token rows and lengths that the model would score wrongly, or fail on deep inside."""
 
 
+class SizeError(UserError, ValueError):
+    """A layer or latent size that is not a positive integer: torch would build a layer of no width (a latent of
+    size 0 trains as a language model with a KL of 0) or fail with a message about tensors."""
+
+
+def check_sizes(owner: str, hint: str = "", **sizes: int) -> None:
+    """Refuse any of ``sizes`` that is not a positive integer, naming its binding (``owner.name``); ``hint`` says
+    what to do instead, where there is more to say than "give a positive integer"."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SizeError(f"{owner}.{name} must be a positive integer; got {value!r}{hint and ': ' + hint}")
+
+
 class LengthsError(BatchError):
     """Sentence lengths that do not fit the batch they come with."""
 

@@ -109,6 +109,25 @@ def test_a_bad_value_inside_nested_components_is_one_line_without_gins_call_chai
     assert err.rstrip().endswith(f"{binding.split('.')[1]})"), err
 
 
+@pytest.mark.parametrize("preset, binding, message, call", [
+    ("vrae", "LATENT = 0", "encoders.lstm.latent_dim must be a positive integer; got 0: the dimensions of z_enc (a "
+     "model without one is the lstm preset)", "SeqVAE > lstm"),
+    ("vrae_sa", "decoders.attentive.latent_dim = 0", "decoders.attentive.latent_dim must be a positive integer; got "
+     "0: the dimensions of each z_t (decoders.lstm has no per-step latents)", "SeqVAE > attentive > stochastic"),
+    ("vrae_sa_aux", "decoders.attentive.attention_size = 0", "decoders.attentive.attention_size must be a positive "
+     "integer; got 0", "SeqVAE > attentive"),
+    ("lstm", "HIDDEN = 2.5", "decoders.lstm.hidden_size must be a positive integer; got 2.5", "SeqVAE > lstm"),
+    ("transformer_vae", "decoders.transformer.heads = 0", "decoders.transformer.heads must be a positive integer; "
+     "got 0", "SeqVAE > transformer"),
+])
+def test_a_size_of_no_width_is_refused_before_a_layer_is_built(capsys, preset, binding, message, call):
+    """torch builds a latent of size 0 (it trains as a language model with a KL of 0) and fails on a negative or
+    fractional one with a message about tensors: the binding is named instead."""
+    status, out, err = run_cli(capsys, "describe", preset, "--gin", binding)
+    assert status == 2 and out == ""
+    assert err.splitlines() == [f"error: {message} (gin call: {call})"]
+
+
 def test_a_missing_gin_file_is_named(capsys, tmp_path):
     status, _, err = run_cli(capsys, "describe", str(tmp_path / "nowhere.gin"))
     assert status == 2 and err.splitlines() == [f"error: gin file '{tmp_path / 'nowhere.gin'}' does not exist"]

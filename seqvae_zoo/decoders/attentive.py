@@ -24,6 +24,7 @@ from torch import nn
 from seqvae_zoo.decoders.base import DecoderOutput
 from seqvae_zoo.decoders.stochastic import ContextReader, StochasticDecoder, draw
 from seqvae_zoo.encoders.base import EncoderOutput
+from seqvae_zoo.errors import check_sizes
 from seqvae_zoo.gaussian import split_params
 from seqvae_zoo.kernels.latent_heads import AttentiveHead
 from seqvae_zoo.kernels.matmul import linear_layer
@@ -41,6 +42,7 @@ class AttentiveDecoder(StochasticDecoder):
                  embedding_dim: int = 512, hidden_size: int = 256, latent_dim: int = 32, context_dim: int = 32,
                  attention_size: int = 256, input_dropout: float = 0.5, projection_seed: int = 0,
                  cell: str = "lstm"):
+        check_sizes("decoders.attentive", attention_size=attention_size, context_dim=context_dim)
         self.query_size = attention_size
         self.extra_latent_size = context_dim
         super().__init__(vocab_size, pad_id, z_enc_dim, memory_size, embedding_dim, hidden_size, latent_dim,

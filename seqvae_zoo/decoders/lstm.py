@@ -8,7 +8,7 @@ from torch import nn
 
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput, OutputLayer
 from seqvae_zoo.encoders.base import EncoderOutput
-from seqvae_zoo.errors import UserError
+from seqvae_zoo.errors import UserError, check_sizes
 from seqvae_zoo.registry import DECODERS
 
 
@@ -44,6 +44,7 @@ class LSTMDecoder(Decoder):
     def __init__(self, vocab_size: int, pad_id: int, z_enc_dim: int = 0, memory_size: int = 0,
                  embedding_dim: int = 512, hidden_size: int = 256, input_dropout: float = 0.5,
                  output_dropout: float = 0.0, skip_connections: bool = False):
+        check_sizes("decoders.lstm", embedding_dim=embedding_dim, hidden_size=hidden_size)
         super().__init__(vocab_size, hidden_size)
         if skip_connections and not z_enc_dim:
             raise UserError("decoders.lstm.skip_connections feeds z_enc to the output layer, and this model has no "

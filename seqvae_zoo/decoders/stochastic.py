@@ -28,6 +28,7 @@ from torch import nn
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput, check_mode
 from seqvae_zoo.decoders.lstm import InputDropout
 from seqvae_zoo.encoders.base import EncoderOutput
+from seqvae_zoo.errors import check_sizes
 from seqvae_zoo.gaussian import gaussian_kl, gaussian_log_prob, split_params
 from seqvae_zoo.kernels.latent_heads import StochasticHead
 from seqvae_zoo.kernels.matmul import linear_layer
@@ -69,6 +70,10 @@ class StochasticDecoder(Decoder):
         if memory_size <= 0:
             raise ValueError(f"decoder {type(self).registry_name!r} has a posterior that reads the encoder: "
                              "configure an encoder (SeqVAE.encoder = @encoders.lstm)")
+        owner = f"decoders.{type(self).registry_name}"
+        check_sizes(owner, "the dimensions of each z_t (decoders.lstm has no per-step latents)",
+                    latent_dim=latent_dim)
+        check_sizes(owner, embedding_dim=embedding_dim, hidden_size=hidden_size)
         super().__init__(vocab_size, hidden_size)
         self.latent_dim = latent_dim
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)

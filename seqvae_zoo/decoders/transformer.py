@@ -9,6 +9,7 @@ from torch import nn
 
 from seqvae_zoo.decoders.base import Decoder, DecoderOutput
 from seqvae_zoo.encoders.base import EncoderOutput
+from seqvae_zoo.errors import check_sizes
 from seqvae_zoo.registry import DECODERS
 
 #: How z_enc enters the decoder: as the embedding of a position before the first word, or as memory that every
@@ -37,6 +38,7 @@ class TransformerDecoder(Decoder):
         if z_enc_as not in Z_ENC_MODES:
             raise ValueError(f"decoders.transformer.z_enc_as must be one of {', '.join(map(repr, Z_ENC_MODES))}, "
                              f"got {z_enc_as!r}")
+        check_sizes("decoders.transformer", hidden_size=hidden_size, heads=heads, feedforward_size=feedforward_size)
         if hidden_size % heads:
             raise ValueError(f"decoders.transformer.hidden_size ({hidden_size}) must be a multiple of heads ({heads})")
         if layers < 1 or max_length < 1 or memory_slots < 1:

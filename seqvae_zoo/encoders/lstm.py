@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqvae_zoo.encoders.base import Encoder, EncoderOutput, FamilyChoice, make_family
+from seqvae_zoo.errors import check_sizes
 from seqvae_zoo.kernels.precision import full_precision
 from seqvae_zoo.registry import ENCODERS
 
@@ -30,6 +31,9 @@ class LSTMEncoder(Encoder):
                  latent_dim: int = 32, bidirectional: bool = False, dropout: float = 0.0,
                  family: FamilyChoice = "gaussian"):
         super().__init__()
+        check_sizes("encoders.lstm", "the dimensions of z_enc (a model without one is the lstm preset)",
+                    latent_dim=latent_dim)
+        check_sizes("encoders.lstm", embedding_dim=embedding_dim, hidden_size=hidden_size)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         self.rnn = nn.LSTM(embedding_dim, hidden_size, batch_first=True, bidirectional=bidirectional)

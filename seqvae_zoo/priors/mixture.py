@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seqvae_zoo.errors import check_sizes
 from seqvae_zoo.gaussian import gaussian_log_prob
 from seqvae_zoo.priors.base import Prior
 from seqvae_zoo.registry import PRIORS
@@ -16,6 +17,7 @@ class MixturePrior(Prior):
 
     def __init__(self, latent_dim: int, components: int = 10, init_spread: float = 1.0):
         super().__init__()
+        check_sizes("priors.mixture", components=components)
         self.latent_dim = latent_dim
         self.logits = nn.Parameter(torch.zeros(components))
         self.means = nn.Parameter(torch.randn(components, latent_dim) * init_spread)
