@@ -13,6 +13,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import gin
 import pytest
 import torch
 
@@ -45,6 +46,32 @@ def assert_same_parameters(a: Path, b: Path, atol: float = 0.0) -> None:
     assert left.keys() == right.keys()
     for name in left:
         assert torch.allclose(left[name], right[name], atol=atol, rtol=0), name
+
+
+@pytest.mark.parametrize("setting, value, rule", [
+    ("lr", -1.0, "a number >= 0"),
+    ("clip_norm", 0.0, "a number > 0"),
+    ("lr_decay_every", 0, "an integer >= 1 (epochs between decays)"),
+    ("lr_decay_factor", 0, "a number > 0 (0.5 halves the rate)"),
+    ("lr_decay_after", -1, "an integer >= 0 (the epochs before the first decay)"),
+    ("checkpoint_every", -3, "an integer >= 0 (steps; 0: at each epoch's end)"),
+    ("epochs", 2.5, "an integer >= 0 (0: build the model, train nothing)"),
+    ("batch_size", 0, "an integer >= 1"),
+    ("eval_batch_size", True, "an integer >= 1"),
+])
+def test_a_setting_training_cannot_run_with_is_refused_in_one_line_before_anything_is_written(
+        tmp_path, capsys, setting, value, rule):
+    """torch would refuse a negative lr with a traceback and divide by a decay every 0 epochs only at epoch 10; a
+    clipping norm of 0 would train a model that never moves. The binding is named, and no run folder is begun."""
+    out = tmp_path / "run"
+    try:
+        status = main(["train", "vrae", "--data", "synthetic", "--quiet", "--out", str(out), "--max-steps", "1",
+                       *(a for b in [*TINY, f"training.TrainingSettings.{setting} = {value}"] for a in ("--gin", b))])
+    finally:
+        gin.clear_config()  # the refused binding stays parsed: a later TrainingSettings() would meet it
+    assert status == 2 and not out.exists()
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: training.TrainingSettings.{setting} must be {rule}; got {value!r} (gin call: TrainingSettings)"]
 
 
 def test_lr_schedule_is_the_papers():
