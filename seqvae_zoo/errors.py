@@ -4,6 +4,8 @@ The command line prints these as one line, ``error: <message>``, without a trace
 wrong and what to do.
 """
 
+from typing import Any, Callable
+
 
 class UserError(Exception):
     """Bad input: a missing or corrupt file, an unknown name, a bad binding or flag."""
@@ -16,6 +18,15 @@ class BatchError(UserError, ValueError):
 class SizeError(UserError, ValueError):
     """A layer or latent size that is not a positive integer: torch would build a layer of no width (a latent of
     size 0 trains as a language model with a KL of 0) or fail with a message about tensors."""
+
+
+def check_number(binding: str, value: object, integer: bool, valid: Callable[[Any], bool], wanted: str,
+                 error: type[UserError] = UserError) -> None:
+    """One clear ``error`` for a setting (``binding``, as gin names it) that is not a number (an integer where
+    ``integer``) for which ``valid`` holds, which ``wanted`` states (">= 1 (epochs between decays)")."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not valid(value):
+        raise error(f"{binding} must be {'an integer' if integer else 'a number'} {wanted}; got {value!r}")
 
 
 def check_sizes(owner: str, hint: str = "", **sizes: int) -> None:

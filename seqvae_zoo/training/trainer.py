@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from seqvae_zoo.atomic import write_json_atomically
 from seqvae_zoo.data.batching import DistributedBucketBatchSampler, share_of
-from seqvae_zoo.errors import UserError
+from seqvae_zoo.errors import UserError, check_number
 from seqvae_zoo.evaluation.latent import mutual_information
 from seqvae_zoo.kernels.precision import PrecisionError, autocast, check_precision
 from seqvae_zoo.latents.base import concatenate
@@ -115,20 +115,18 @@ class TrainingSettings:
         """Refuse a number the optimization cannot run with, naming its binding: torch would fail later with a
         traceback (a negative lr, a decay every 0 epochs at epoch lr_decay_after) or run in silence with a model
         that cannot learn (gradients clipped to norm 0)."""
-        rules = [("epochs", True, lambda v: v >= 0, "an integer >= 0 (0: build the model, train nothing)"),
-                 ("batch_size", True, lambda v: v >= 1, "an integer >= 1"),
-                 ("eval_batch_size", True, lambda v: v >= 1, "an integer >= 1"),
-                 ("lr", False, lambda v: 0 <= v < math.inf, "a number >= 0"),
-                 ("lr_decay_after", True, lambda v: v >= 0, "an integer >= 0 (the epochs before the first decay)"),
-                 ("lr_decay_every", True, lambda v: v >= 1, "an integer >= 1 (epochs between decays)"),
-                 ("lr_decay_factor", False, lambda v: 0 < v < math.inf, "a number > 0 (0.5 halves the rate)"),
-                 ("clip_norm", False, lambda v: v > 0, "a number > 0"),
-                 ("checkpoint_every", True, lambda v: v >= 0, "an integer >= 0 (steps; 0: at each epoch's end)")]
-        for name, integer, valid, rule in rules:
-            value = getattr(self, name)
-            kinds = (int,) if integer else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kinds) or not valid(value):
-                raise SettingsError(f"training.TrainingSettings.{name} must be {rule}; got {value!r}")
+        rules = [("epochs", True, lambda v: v >= 0, ">= 0 (0: build the model, train nothing)"),
+                 ("batch_size", True, lambda v: v >= 1, ">= 1"),
+                 ("eval_batch_size", True, lambda v: v >= 1, ">= 1"),
+                 ("lr", False, lambda v: 0 <= v < math.inf, ">= 0"),
+                 ("lr_decay_after", True, lambda v: v >= 0, ">= 0 (the epochs before the first decay)"),
+                 ("lr_decay_every", True, lambda v: v >= 1, ">= 1 (epochs between decays)"),
+                 ("lr_decay_factor", False, lambda v: 0 < v < math.inf, "> 0 (0.5 halves the rate)"),
+                 ("clip_norm", False, lambda v: v > 0, "> 0"),
+                 ("checkpoint_every", True, lambda v: v >= 0, ">= 0 (steps; 0: at each epoch's end)")]
+        for name, integer, valid, wanted in rules:
+            check_number(f"training.TrainingSettings.{name}", getattr(self, name), integer, valid, wanted,
+                         SettingsError)
 
     def lr_factor(self, epoch: int) -> float:
         """Multiplier of ``lr`` in (0-based) ``epoch``: 1 for the first ``lr_decay_after`` epochs, then decayed by

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import torch
 
-from seqvae_zoo.errors import UserError
+from seqvae_zoo.errors import UserError, check_number
 
 if TYPE_CHECKING:
     from seqvae_zoo.model import SeqVAE
@@ -85,7 +85,4 @@ def check_setting(procedure: str, name: str, value: Any, integer: bool, valid: C
                   wanted: str) -> None:
     """One clear error for a setting that is not a number (an integer where ``integer``) for which ``valid``
     holds, which ``wanted`` states."""
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not valid(value):
-        raise ProcedureError(f"procedures.{procedure}.{name} must be {'an integer' if integer else 'a number'} "
-                             f"{wanted}; got {value!r}")
+    check_number(f"procedures.{procedure}.{name}", value, integer, valid, wanted, ProcedureError)
