@@ -5,12 +5,12 @@ are drawn from the committed records alone, without the run folders and their ch
 
     python benchmarks/validation_curves.py benchmarks/results            # writes <suite>/validation-<dataset>.png
 
-Left: the reconstruction NLL per sentence (the ELBO's first term); right: the -ELBO per sentence. Solid lines are
-the validation split, dashed lines of the same colour the training epoch's running mean, so the gap between the two
-shows how far a model overfits. Several seeds of a model are drawn as one line of their mean; a row scored from
-another row's training (at its best validation epoch) is not drawn again. A panel whose values
-span more than a factor of WIDE_RANGE (a run that ran away beside runs that did not) has a logarithmic axis, so that
-the others are not flattened into one line.
+Left: the reconstruction NLL per sentence (the ELBO's first term); right: the -ELBO per sentence. Solid lines are the
+validation split, dashed lines of the same colour the training epoch's running mean, so the gap between the two shows
+how far a model overfits. Several seeds of a model are drawn as one line of their mean; a row scored from another
+row's training (at its best validation epoch), or whose training drew the same values as an earlier row's, is not
+drawn again. A panel whose values span more than a factor of WIDE_RANGE (a run that ran away beside runs that did
+not) has a logarithmic axis, so that the others are not flattened into one line.
 """
 
 from __future__ import annotations
@@ -67,18 +67,33 @@ def mean_curve(histories: list[list[dict]], key: str) -> tuple[list[int], list[f
             [statistics.fmean(float(history[e][key]) for history in histories) for e in range(epochs)])
 
 
+def drawn_values(histories: list[list[dict]]) -> list[list[tuple]]:
+    """What a curve draws of its histories: the panels' values per epoch (not the timings, which differ between two
+    trainings that are otherwise the same)."""
+    keys = [key for panel in PANELS for key in panel[:2]]
+    return [[tuple(row[key] for key in keys) for row in history] for history in histories]
+
+
 def curves_of(models: list[str], trained: list[dict], dataset: str) -> list[tuple[str, list[list[dict]]]]:
-    """Each model's epoch histories on ``dataset``, in the suite's order. A row scored from trainings an earlier row
-    already shows (a best-epoch row beside its last-epoch twin: the same ``training_folder``) is left out: its
-    curve is its twin's."""
-    curves, shown = [], set()
+    """Each model's label and epoch histories on ``dataset``, in the suite's order. A row scored from trainings an
+    earlier row already shows (a best-epoch row beside its last-epoch twin: the same ``training_folder``) is left
+    out: its curve is its twin's. A row whose trainings of its own drew exactly an earlier row's values (two
+    trainings the same to the bit) is not drawn on top of it, where it would hide: the earlier line's label names
+    both."""
+    curves: list[list] = []
+    shown: set = set()
     for model in models:
         runs = [r for r in trained if r["model"] == model and r["dataset"]["name"] == dataset]
         trainings = {r.get("training_folder") or r.get("run_key") or id(r) for r in runs}
         if runs and not trainings <= shown:
-            curves.append((model, [r["training"]["history"] for r in runs]))
+            histories = [r["training"]["history"] for r in runs]
+            same = [curve for curve in curves if drawn_values(curve[1]) == drawn_values(histories)]
+            if same:
+                same[0][0] += f" = {model}"
+            else:
+                curves.append([model, histories])
         shown |= trainings
-    return curves
+    return [(label, histories) for label, histories in curves]
 
 
 def draw(results_dir: Path) -> list[Path]:

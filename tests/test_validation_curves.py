@@ -53,7 +53,7 @@ def test_a_row_scored_from_another_rows_training_is_drawn_once(curves):
     a row with a training of its own is drawn, whatever its name."""
     history = [(110.0, 111.0), (108.0, 109.0)]
     trained = [record("VRAE", 0, history, "t1"), record("VRAE, best validation epoch", 0, history, "t1"),
-               record("VRAE-SA", 0, history, "t2")]
+               record("VRAE-SA", 0, [(109.0, 111.0), (107.0, 109.0)], "t2")]
     drawn = curves.curves_of(["VRAE", "VRAE, best validation epoch", "VRAE-SA"], trained, "ptb")
     assert [model for model, _ in drawn] == ["VRAE", "VRAE-SA"]
     assert [len(histories) for _, histories in drawn] == [1, 1]
@@ -66,3 +66,14 @@ def test_every_model_of_a_suite_gets_a_line_style_of_its_own(curves, count):
     assert len(styles) == count and len(set(styles)) == count
     if count > 10:
         assert styles[0][0] != styles[1][0] != styles[10][0] != styles[0][0]  # neighbours, and a round later
+
+
+def test_two_trainings_the_same_to_the_bit_are_one_line_that_names_both(curves):
+    """paper-ptb's LSTM (authors' code: init) and its best-epoch row were two trainings with the same values:
+    drawn twice, the second hid the first. Different timings do not make two curves different."""
+    history = [(110.0, 111.0), (108.0, 109.0)]
+    first, again = record("LSTM", 0, history, "t1"), record("LSTM, best validation epoch", 0, history, "t2")
+    again["training"]["history"][0]["seconds"] = 241.0
+    trained = [first, again, record("VRAE", 0, [(110.0, 111.0), (107.0, 109.0)], "t3")]
+    drawn = curves.curves_of(["LSTM", "LSTM, best validation epoch", "VRAE"], trained, "ptb")
+    assert [label for label, _ in drawn] == ["LSTM = LSTM, best validation epoch", "VRAE"]
