@@ -13,6 +13,7 @@ from seqvae_zoo.data.vocab import SPECIALS, Vocabulary
 from seqvae_zoo.generation import (DecodingOptions, GenerationError, attention_weights, draw_attention_map, generate,
                                    interpolate, interpolation_path, reconstruct)
 from seqvae_zoo.generation.decoding import _truncate
+from seqvae_zoo.presets import preset_names
 
 VOCAB = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(30))])
 SENTENCES = [["w1", "w2", "w9", "w4"], ["w3", "w3", "w17"], ["w25"]]
@@ -171,3 +172,18 @@ def test_bad_counts_and_interpolations_are_refused():
         interpolate(model, VOCAB, SENTENCES[0], SENTENCES[1], how="cubic")
     with pytest.raises(GenerationError, match="at least 2 steps"):
         interpolate(model, VOCAB, SENTENCES[0], SENTENCES[1], steps=1)
+
+
+@pytest.mark.parametrize("preset", [name for name in preset_names() if name != "lstm"])
+def test_every_preset_with_a_latent_generates_reconstructs_and_interpolates(preset):
+    """Each prior draws z_enc for generation (a uniform sphere, a mixture of posteriors, a standard normal), and
+    each family's mean stands for a sentence: an interpolation's ends decode as the reconstructions of its two
+    sentences, with the per-step latents at their prior's mean so that nothing else is drawn."""
+    model = small_model(preset)
+    options = DecodingOptions(max_length=8, latent_mode="prior_mean")
+    sentences = generate(model, VOCAB, 3, DecodingOptions("sample", max_length=8), seed=2)
+    assert len(sentences) == 3 and all(len(s) <= 8 and set(s) <= set(VOCAB.tokens) for s in sentences)
+    ends = reconstruct(model, VOCAB, SENTENCES[:2], options)
+    for how in ("linear", "spherical"):
+        path = interpolate(model, VOCAB, SENTENCES[0], SENTENCES[1], 4, how, options)
+        assert len(path) == 4 and [path[0], path[-1]] == ends
