@@ -12,6 +12,7 @@ from seqvae_zoo import build_model, parse_config
 from seqvae_zoo.data.vocab import SPECIALS, Vocabulary
 from seqvae_zoo.generation import (DecodingOptions, GenerationError, attention_weights, draw_attention_map, generate,
                                    interpolate, interpolation_path, reconstruct)
+from seqvae_zoo.generation import sentences
 from seqvae_zoo.generation.decoding import _truncate
 from seqvae_zoo.presets import preset_names
 
@@ -187,3 +188,15 @@ def test_every_preset_with_a_latent_generates_reconstructs_and_interpolates(pres
     for how in ("linear", "spherical"):
         path = interpolate(model, VOCAB, SENTENCES[0], SENTENCES[1], 4, how, options)
         assert len(path) == 4 and [path[0], path[-1]] == ends
+
+
+@pytest.mark.parametrize("preset, path", [("vmf_vae", "spherical"), ("vrae", "linear"), ("bn_vae_06", "linear")])
+def test_the_default_interpolation_stays_on_the_latents_support(preset, path, monkeypatch):
+    """A vMF latent lies on the unit sphere: the straight line between two directions cuts through it."""
+    chosen = []
+    monkeypatch.setattr(sentences, "interpolation_path",
+                        lambda *args: chosen.append(args[-1]) or interpolation_path(*args))
+    model = small_model(preset)
+    assert interpolate(model, VOCAB, SENTENCES[0], SENTENCES[1], 3, options=DecodingOptions(max_length=8)) == \
+        interpolate(model, VOCAB, SENTENCES[0], SENTENCES[1], 3, path, DecodingOptions(max_length=8))
+    assert chosen == [path, path]

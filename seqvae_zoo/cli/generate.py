@@ -28,7 +28,8 @@ def register(subparsers) -> None:
     mode.add_argument("--attention-map", default=None, metavar="OUT.png",
                       help="draw each sentence's self-attention weights as a heat map")
     parser.add_argument("--steps", type=int, default=5, help="interpolation points, ends included (default: 5)")
-    parser.add_argument("--path", choices=INTERPOLATIONS, default="linear", help="interpolation path (default: linear)")
+    parser.add_argument("--path", choices=INTERPOLATIONS, default=None,
+                        help="interpolation path (default: spherical for a latent on the unit sphere, else linear)")
     parser.add_argument("--num", type=int, default=10, help="new sentences to generate (default: 10)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="greedy", help="next-token choice (default: greedy)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")

@@ -10,6 +10,8 @@ import torch
 from seqvae_zoo.data.batching import Batch, collate
 from seqvae_zoo.evaluation.protocol import seeded
 from seqvae_zoo.generation.decoding import DecodingOptions, GenerationError, decode
+from seqvae_zoo.latents.base import LatentDistribution
+from seqvae_zoo.latents.sphere import DirectionalDistribution
 from seqvae_zoo.model import SeqVAE
 
 INTERPOLATIONS = ("linear", "spherical")
@@ -36,10 +38,15 @@ def _check_has_latent(model: SeqVAE, purpose: str) -> None:
 
 
 @torch.inference_mode()
+def posterior_of(model: SeqVAE, batch: Batch) -> LatentDistribution:
+    """q(z_enc | x) of each sentence of ``batch``, the model in evaluation mode."""
+    model.eval()
+    return model.encoder(batch.tokens.to(_device(model)), batch.lengths.to(_device(model))).posterior
+
+
 def posterior_latents(model: SeqVAE, batch: Batch, sample: bool = False) -> torch.Tensor:
     """z_enc of each sentence: the mean of q(z_enc | x), or a draw from it."""
-    model.eval()
-    posterior = model.encoder(batch.tokens.to(_device(model)), batch.lengths.to(_device(model))).posterior
+    posterior = posterior_of(model, batch)
     return posterior.rsample() if sample else posterior.mean
 
 
@@ -95,10 +102,14 @@ def reconstruct(model: SeqVAE, vocab, sentences: Sequence[Sequence[str]],
 
 
 def interpolate(model: SeqVAE, vocab, first: Sequence[str], second: Sequence[str], steps: int = 5,
-                how: str = "linear", options: DecodingOptions = DecodingOptions(),
+                how: str | None = None, options: DecodingOptions = DecodingOptions(),
                 seed: int = 0) -> list[list[str]]:
-    """Sentences decoded along the path between the posterior means of two sentences, ends included."""
+    """Sentences decoded along the path between the posterior means of two sentences, ends included. ``how``
+    None: spherical for a latent on the unit sphere (vMF), whose straight line would cut through the sphere, where
+    no latent lies; linear otherwise."""
     _check_has_latent(model, "interpolation")
-    ends = posterior_latents(model, encode_sentences(vocab, [first, second], "interpolation"))
-    path = interpolation_path(ends[0], ends[1], steps, how)
+    posterior = posterior_of(model, encode_sentences(vocab, [first, second], "interpolation"))
+    if how is None:
+        how = "spherical" if isinstance(posterior, DirectionalDistribution) else "linear"
+    path = interpolation_path(posterior.mean[0], posterior.mean[1], steps, how)
     return _decoded(model, vocab, lambda: path, steps, options, seed)
