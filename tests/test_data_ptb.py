@@ -146,6 +146,23 @@ def test_verify_off_reads_ones_own_files_in_ptbs_layout_as_they_are(own_ptb_layo
         assert load_dataset("ptb", verify=False).fingerprint == ptb.fingerprint
 
 
+def test_blank_lines_and_a_byte_order_mark_in_ones_own_files_are_not_sentences(own_ptb_layout):
+    """Files written on another system: a byte-order mark, Windows line ends, blank lines between sentences and at
+    the end. A blank line is not an empty sentence (which would be scored as an end-of-sentence alone)."""
+    folder = own_ptb_layout / "ptb"
+    train = (folder / "ptb.train.txt").read_text().splitlines()
+    (folder / "ptb.train.txt").write_bytes(("\ufeff" + "\r\n".join(train[:100] + ["", " "] + train[100:]) + "\r\n")
+                                           .encode("utf-8"))
+    (folder / "ptb.valid.txt").write_text((folder / "ptb.valid.txt").read_text() + "\n\n")
+    with pytest.warns(UserWarning, match="verify is off") as caught:
+        corpus = load_dataset("ptb", data_dir=str(own_ptb_layout), verify=False)
+    assert [corpus.sentence_count(split) for split in ("train", "valid", "test")] == [300, 40, 40]
+    assert corpus.splits["train"][0] == train[0].split() and all(corpus.splits["train"])
+    assert all(word == word.strip() for words in corpus.splits["train"] for word in words)
+    message = str(caught[0].message)
+    assert "ptb.train.txt has 2 blank lines, skipped" in message and "ptb.valid.txt has 2 blank lines" in message
+
+
 def test_seqvae_train_on_ones_own_files_in_ptbs_layout(own_ptb_layout, tmp_path, capsys):
     from seqvae_zoo.cli import main
 

@@ -28,6 +28,14 @@ def test_three_files_with_empty_lines_counted_in_one_warning(tmp_path):
     assert vocab.decode(vocab.encode(corpus.splits["test"][0])) == ["a", "<unk>", "ran"]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_bytes("\ufeffthe cat sat\r\na dog ran\r\n".encode("utf-8"))
+    corpus = load_dataset("text", train=str(train), valid=write(tmp_path / "v.txt", "a cat\n"),
+                          test=write(tmp_path / "t.txt", "a dog\n"))
+    assert corpus.splits["train"] == [["the", "cat", "sat"], ["a", "dog", "ran"]]
+
+
 def test_missing_splits_are_held_out_from_train_and_fingerprint_ignores_paths(tmp_path):
     lines = "".join(f"sentence number {i}\n" for i in range(100))
     first = load_dataset("text", train=write(tmp_path / "a.txt", lines), heldout=0.1)

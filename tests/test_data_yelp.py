@@ -53,6 +53,10 @@ def test_line_without_label_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(yelp.Yelp13Reduced, "files", (unchecked, yelp.TEST))
     with pytest.raises(DataError, match="line 2 of .*valid.txt is not '<label 0-4> words...'"):
         load_dataset("yelp13_reduced", data_dir=str(tmp_path), heldout=1)
+    # a blank line is skipped, not read as a review without a label, and the line numbers stay the file's
+    (folder / "valid.txt").write_text("4 great food\n\n3 fine\n4\n")
+    with pytest.raises(DataError, match="line 4 of .*valid.txt is not '<label 0-4> words...'"):
+        load_dataset("yelp13_reduced", data_dir=str(tmp_path), heldout=1, verify=False)
 
 
 def test_reviews_of_ones_own_in_yelps_layout_read_with_verify_off(tmp_path):

@@ -63,9 +63,10 @@ def file_md5(path: Path) -> str:
 
 
 def read_lines(path: Path, dataset: str) -> list[str]:
-    """The lines of a UTF-8 text file, split at newlines only (other Unicode line breaks stay inside a line)."""
+    """The lines of a UTF-8 text file, split at newlines only (other Unicode line breaks stay inside a line); a
+    byte-order mark at its start, which some editors write, is not part of the first line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise DataError(f"{dataset}: {path} is not UTF-8 text ({error})") from None
     lines = text.split("\n")
@@ -159,14 +160,21 @@ class FileDataset(Dataset):
                              f"a different version", f"Replace it with the original ({self.source}){redownload}")
         return checksums
 
-    def read_lines(self, file: DataFile) -> list[str]:
-        """The lines of a fetched file, checked against the expected count."""
+    def read_lines(self, file: DataFile) -> list[tuple[int, str]]:
+        """The lines of a fetched file that hold text, each with its line number, checked against the expected
+        count. A published file has no blank line; in files of one's own, blank lines are skipped (a sentence
+        without words would be scored as an end-of-sentence alone) and noted as a departure."""
         path = self.directory() / file.name
         lines = read_lines(path, self.registry_name)
-        if file.lines is not None and len(lines) != file.lines:
-            self.departs(f"{path} has {len(lines):,} lines, expected {file.lines:,}: the file is truncated or a "
+        numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+        blank = len(lines) - len(numbered)
+        if blank:
+            self.departs(f"{path} has {blank:,} blank line{'s' if blank > 1 else ''}, skipped",
+                         f"Replace it with the original ({self.source})")
+        if file.lines is not None and len(numbered) != file.lines:
+            self.departs(f"{path} has {len(numbered):,} lines, expected {file.lines:,}: the file is truncated or a "
                          f"different version", f"Replace it with the original ({self.source})")
-        return lines
+        return numbered
 
     def _download(self, missing: list[DataFile], directory: Path) -> None:
         failures: list[str] = []

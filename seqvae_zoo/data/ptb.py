@@ -27,6 +27,6 @@ class PennTreebank(FileDataset):
 
     def load(self) -> Corpus:
         checksums = self.fetch()
-        splits = {split: [line.split() for line in self.read_lines(file)]
+        splits = {split: [line.split() for _, line in self.read_lines(file)]
                   for split, file in zip(("train", "valid", "test"), self.files)}
         return self.make_corpus(splits, checksums)

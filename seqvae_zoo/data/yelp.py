@@ -28,7 +28,7 @@ class YelpFiles(FileDataset):
     def read_reviews(self, file: DataFile) -> tuple[list[list[str]], list[int]]:
         """The reviews of a file without their labels, and the labels (0..4)."""
         reviews, labels = [], []
-        for number, line in enumerate(self.read_lines(file), start=1):
+        for number, line in self.read_lines(file):
             label, *words = line.split()
             if label not in LABELS or not words:
                 raise DataError(f"{self.registry_name}: line {number} of {self.directory() / file.name} is not "
