@@ -1,6 +1,7 @@
 """PTB from ../shared/data: checksums, counts, vocabulary size, padding; and what happens when files are wrong or
 missing."""
 
+import json
 import os
 import warnings
 import shutil
@@ -188,6 +189,44 @@ def test_seqvae_train_on_ones_own_files_in_ptbs_layout(own_ptb_layout, tmp_path,
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith("warning: ptb: verify is off and these files are not the published dataset's, "
                                   "read as they are: ") and "UserWarning" not in done.stderr
+
+
+def test_a_run_resumed_or_evaluated_on_other_files_under_its_datasets_name_is_told_so(own_ptb_layout, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """The data folder is not part of a run: resuming or scoring it with another --data-dir reads other files under
+    the same name. Resuming on them is refused, nothing written; scoring on them warns, naming the changed files."""
+    from seqvae_zoo.cli import main
+
+    monkeypatch.setenv("SEQVAE_VERIFY", "0")
+    other = tmp_path / "other"
+    shutil.copytree(own_ptb_layout, other)
+    test_file = other / "ptb" / "ptb.test.txt"
+    test_file.write_text(test_file.read_text().replace("extra", "other"))
+    out = tmp_path / "run"
+    small = ["--gin", "EMBEDDING = 8", "--gin", "HIDDEN = 8", "--gin", "LATENT = 2", "--quiet"]
+    with pytest.warns(UserWarning, match="verify is off"):
+        assert main(["train", "vrae", "--data", "ptb", "--data-dir", str(own_ptb_layout), "--out", str(out),
+                     "--max-steps", "2", *small]) == 0
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    with pytest.warns(UserWarning, match="verify is off"):
+        assert main(["train", "--resume", "--out", str(out), "--data-dir", str(other), "--epochs", "2",
+                     "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: the run was trained on other ptb data than the files read now: ptb.test.txt "
+                            "(md5 ") and "To resume it, point --data-dir (or $SEQVAE_DATA) at the folder" in error
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint
+    result = tmp_path / "scores.json"
+    with pytest.warns(UserWarning) as caught:
+        assert main(["eval", str(out), "--data-dir", str(other), "--iw-samples", "2", "--quiet", "--device", "cpu",
+                     "--json", str(result)]) == 0
+    told = [str(w.message) for w in caught if "trained on other ptb data" in str(w.message)]
+    assert len(told) == 1 and "ptb.test.txt (md5" in told[0] and "ptb.train.txt" not in told[0]
+    assert json.loads(result.read_text())["trained_on_other_files"] == told[0].split(": these are")[0]
+    with warnings.catch_warnings(record=True) as same:  # the verify warning was given once already
+        warnings.simplefilter("always")
+        assert main(["eval", str(out), "--data-dir", str(own_ptb_layout), "--iw-samples", "2", "--quiet",
+                     "--device", "cpu"]) == 0
+    assert not [w for w in same if "trained on other" in str(w.message)]
 
 
 def test_seqvae_verify_0_turns_the_checks_off_for_every_dataset_and_a_bad_value_is_named(own_ptb_layout,

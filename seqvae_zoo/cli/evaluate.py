@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from seqvae_zoo.evaluation.protocol import (DEFAULT_IW_SAMPLES, DEFAULT_MEMORY_BUDGET_MB, check_iw_samples,
@@ -31,20 +32,27 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from seqvae_zoo.atomic import write_json_atomically
+    from seqvae_zoo.data.files import DATA_ENV
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.training.checkpoint import load_checkpoint
-    from seqvae_zoo.training.run import default_device
+    from seqvae_zoo.training.run import default_device, trained_on_other_files
 
     check_iw_samples(args.iw_samples)
     loaded = load_checkpoint(args.checkpoint, map_location=args.device or default_device())
     dataset = args.data or loaded.dataset
     options = loaded.state.get("dataset_options", {}) if dataset == loaded.dataset else {}
     corpus = load_dataset(dataset, data_dir=args.data_dir, **options)
+    other_files = trained_on_other_files(loaded.state, corpus) if dataset == loaded.dataset else None
+    if other_files:
+        warnings.warn(f"{other_files}: these are the model's scores on the files read now; --data-dir (or "
+                      f"${DATA_ENV}) names the folder it was trained on", stacklevel=1)
     with loaded.procedure.scoring(loaded.model) as refinement:
         result = evaluate_corpus(loaded.model, loaded.vocab, corpus, args.split, iw_samples=args.iw_samples,
                                  batch_size=args.batch_size, seed=args.seed, memory_budget_mb=args.memory_mb,
                                  progress=not args.quiet)
     result = {"checkpoint": str(args.checkpoint), **result, **scored_as(refinement)}
+    if other_files:
+        result["trained_on_other_files"] = other_files
     print(format_result(result))
     if args.json:
         write_json_atomically(Path(args.json), result)

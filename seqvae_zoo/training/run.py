@@ -88,6 +88,7 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
            resume: bool, progress: bool, dataset_options: dict[str, Any] | None,
            stop: StopRequest | None) -> TrainedRun:
     from seqvae_zoo.data.batching import make_loader
+    from seqvae_zoo.data.files import DATA_ENV
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.data.vocab import build_vocabulary, vocabulary_from_dict
 
@@ -113,6 +114,9 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
         text = parse_config(configs, [*bindings, *epoch_binding])
     corpus = load_dataset(dataset, data_dir=data_dir, **(dataset_options or {}))
     _check_same_data(distributed, dataset, corpus.fingerprint)
+    if resume and (difference := trained_on_other_files(saved, corpus)):
+        raise UserError(f"{difference}. To resume it, point --data-dir (or ${DATA_ENV}) at the folder it was "
+                        "trained on")
     vocabulary_settings = VocabularySettings()  # on resume too: the operative config compared below names it
     if resume:
         vocab = vocabulary_from_dict(saved["vocab"])
@@ -140,7 +144,7 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
         out_dir.mkdir(parents=True, exist_ok=True)
     extra_state = {"vocab": vocab.to_dict(), "config_text": text, "config_hash": config_hash(text),
                    "dataset": dataset, "dataset_options": dataset_options or {},
-                   "dataset_fingerprint": corpus.fingerprint, "seed": seed}
+                   "dataset_fingerprint": corpus.fingerprint, "dataset_checksums": corpus.checksums, "seed": seed}
     trainer = Trainer(model, train_loader, valid_loader, out_dir, settings, extra_state=extra_state,
                       device=distributed.device, progress=progress, distributed=distributed, stop=stop)
     operative = gin.operative_config_str()
@@ -179,6 +183,20 @@ def _warn_of_changed_defaults(out_dir: Path, started_with: str, now: str) -> Non
         warnings.warn(f"resuming {str(out_dir)!r} with settings it did not start with (the code's defaults have "
                       f"changed since): {'; '.join(changed)}. The run goes on with the new ones ('+'); to keep to "
                       "its own, bind the old values ('-') in a gin file and train a new run from it", stacklevel=3)
+
+
+def trained_on_other_files(state: dict[str, Any], corpus) -> str | None:
+    """How ``corpus`` differs from the data a checkpoint's run was trained on (its ``state``), or None where it is
+    the same or the checkpoint does not say: the files whose checksums differ where it saved them, else the two
+    fingerprints."""
+    fingerprint = state.get("dataset_fingerprint")
+    if fingerprint is None or fingerprint == corpus.fingerprint:
+        return None
+    trained = state.get("dataset_checksums", {})
+    files = [f"{name} (md5 {trained[name]} then, {md5} now)" for name, md5 in corpus.checksums.items()
+             if name in trained and trained[name] != md5]
+    return (f"the run was trained on other {corpus.name} data than the files read now: "
+            + (", ".join(files) if files else f"fingerprint {fingerprint} then, {corpus.fingerprint} now"))
 
 
 def _check_same_data(distributed: DistributedContext, dataset: str, fingerprint: str) -> None:
