@@ -57,7 +57,7 @@ def test_lowercase_option(tmp_path):
 
 
 @pytest.mark.parametrize("contents, options, message", [
-    (None, {}, "needs a training file: train=PATH"),
+    (None, {}, "needs a training file .*--gin \"datasets.text.train = 'corpus.txt'\""),
     ("", {"train": "{dir}/empty.txt"}, "has no sentences"),
     ("\n \n\n", {"train": "{dir}/empty.txt"}, "has no sentences"),
     ("a b\n", {"train": "{dir}/empty.txt", "valid": "{dir}/nowhere.txt"}, "no such file"),

@@ -24,8 +24,9 @@ class TextFiles(Dataset):
     def __init__(self, data_dir: str | None = None, train: str | None = None, valid: str | None = None,
                  test: str | None = None, lowercase: bool = False, heldout: float = 0.05, seed: int = 0):
         if not train:
-            raise DataError("the text dataset needs a training file: train=PATH (valid=PATH and test=PATH are "
-                            "optional)")
+            raise DataError("the text dataset needs a training file (valid and test are optional): on the command "
+                            "line --gin \"datasets.text.train = 'corpus.txt'\", in a suite train = \"corpus.txt\" "
+                            "under [dataset_options.text], in Python load_dataset(\"text\", train=PATH)")
         if not 0 < heldout < 0.5:
             raise DataError(f"heldout is the fraction of train held out per missing split, between 0 and 0.5; "
                             f"got {heldout!r}")
