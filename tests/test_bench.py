@@ -219,6 +219,25 @@ def test_a_suite_without_columns_gets_the_honest_columns_of_its_kind(tmp_path, c
         load_suite(str(suite))
 
 
+def test_a_suite_files_relative_paths_are_read_from_its_folder(tmp_path, monkeypatch):
+    """A suite kept beside its corpus and gin files runs from any working directory; a path that is not beside
+    it stays as written (the working directory's), and preset names and other options are left alone."""
+    folder = tmp_path / "project"
+    (folder / "data").mkdir(parents=True)
+    (folder / "corpus.txt").write_text("a b c\n")
+    (folder / "mine.gin").write_text("include 'vrae.gin'\n")
+    (folder / "suite.toml").write_text(
+        'datasets = ["text"]\ndata_dir = "data"\n[dataset_options.text]\ntrain = "corpus.txt"\n'
+        'test = "elsewhere.txt"\nlowercase = true\n[dataset_options.synthetic]\ntrain_size = 64\n'
+        '[[models]]\nname = "mine"\nconfigs = ["vrae", "mine.gin", "other.gin"]\n')
+    monkeypatch.chdir(tmp_path)
+    suite = load_suite("project/suite.toml")
+    assert suite.data_dir == str(folder / "data")
+    assert suite.models[0].configs == ("vrae", str(folder / "mine.gin"), "other.gin")
+    assert suite.dataset_options == {"text": {"train": str(folder / "corpus.txt"), "test": "elsewhere.txt",
+                                             "lowercase": True}, "synthetic": {"train_size": 64}}
+
+
 def test_bad_suites_give_clear_errors(tmp_path):
     with pytest.raises(SuiteError, match="unknown suite 'quik'. Did you mean 'quick'"):
         load_suite("quik")

@@ -39,18 +39,23 @@ A suite file (``benchmarks/suites/<name>.toml``, installed as ``seqvae_zoo.suite
 
 A summarization suite sets ``[evaluation] kind = "summarization"`` and may list untrained ``baselines``
 (``["lda", "lead", "random"]``), scored once per dataset (see :mod:`seqvae_zoo.bench.evaluations`).
+
+Relative paths in a suite file (``data_dir``, a model's ``.gin`` configs, a dataset's file options such as
+``[dataset_options.text] train = "corpus.txt"``) are read from the suite file's folder, whatever the working
+directory; one that is not there is read as written, from the working directory.
 """
 
 from __future__ import annotations
 
 import difflib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from seqvae_zoo.errors import UserError
+from seqvae_zoo.registry import DATASETS, load_components
 
 
 class SuiteError(UserError):
@@ -157,7 +162,36 @@ def load_suite(name_or_path: str) -> Suite:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise SuiteError(f"suite file {str(path)!r} is not valid TOML: {error}") from None
-    return _parse(path.stem, raw, str(path))
+    return _with_paths_from(path.parent.resolve(), _parse(path.stem, raw, str(path)))
+
+
+def _with_paths_from(folder: Path, suite: Suite) -> Suite:
+    """The suite with the relative paths it names (its data_dir, .gin configs, the path options of its datasets,
+    such as the text dataset's files) taken from the suite file's ``folder`` where they are found there, so that a
+    suite runs from any working directory; a path not found there is kept as written (the working directory's)."""
+
+    def located(value: Any) -> Any:
+        if not isinstance(value, str) or Path(value).expanduser().is_absolute():
+            return value
+        beside = folder / value
+        return str(beside) if beside.exists() else value
+
+    def config(name: str) -> str:
+        return located(name) if name.endswith(".gin") else name  # otherwise a preset's name
+
+    options = {dataset: {key: located(value) if key in _path_options(dataset) else value
+                         for key, value in chosen.items()}
+               for dataset, chosen in suite.dataset_options.items()}
+    models = [replace(model, configs=tuple(map(config, model.configs))) for model in suite.models]
+    return replace(suite, models=models, dataset_options=options,
+                   data_dir=located(suite.data_dir) if suite.data_dir else suite.data_dir)
+
+
+def _path_options(dataset: str) -> tuple[str, ...]:
+    """The options of a registered dataset that name files (none for a name the registry does not know: the bench
+    refuses it when it loads the data)."""
+    load_components()
+    return getattr(DATASETS.get(dataset), "path_options", ()) if dataset in DATASETS else ()
 
 
 def _parse(name: str, raw: dict[str, Any], where: str) -> Suite:

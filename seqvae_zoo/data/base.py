@@ -88,6 +88,8 @@ class Dataset:
 
     #: set by the registry to the name the class is registered under
     registry_name: str = ""
+    #: options that name files: a suite file's relative paths there are read from the suite file's folder
+    path_options: tuple[str, ...] = ()
 
     def __init__(self, data_dir: str | None = None, **options: Any):
         self.data_dir = data_dir

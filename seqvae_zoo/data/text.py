@@ -21,6 +21,8 @@ class TextFiles(Dataset):
     A split without a file is held out from train (``heldout``: the fraction of train each missing split takes).
     ``lowercase`` folds case. Paths are taken as given (``data_dir`` is not used)."""
 
+    path_options = ("train", "valid", "test")
+
     def __init__(self, data_dir: str | None = None, train: str | None = None, valid: str | None = None,
                  test: str | None = None, lowercase: bool = False, heldout: float = 0.05, seed: int = 0):
         if not train:
