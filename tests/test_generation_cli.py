@@ -38,6 +38,18 @@ def test_the_attention_map_is_written_from_sentences_in_a_file(tiny_run_dir, tmp
     assert matplotlib.image.imread(out).ndim == 3
 
 
+def test_a_file_of_sentences_written_elsewhere_reads_as_its_sentences(tiny_run_dir, tmp_path, capsys):
+    """A byte-order mark, Windows line ends and blank lines (one at the end, say) are not words or sentences."""
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_bytes("\ufeffba be bi\r\n\r\nbo bu\r\n\r\n".encode("utf-8"))
+    assert generate(tiny_run_dir, "--input", str(sentences)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith(">")] == ["> ba be bi", "> bo bu"]
+    sentences.write_bytes("ba b\xe9\n".encode("latin-1"))
+    assert generate(tiny_run_dir, "--input", str(sentences)) == 2
+    assert capsys.readouterr().err.startswith(f"error: --input: {sentences} is not UTF-8 text")
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["-s", "ba", "-s", ""], "error: sentence 2 is empty: reconstruction needs at least one word per sentence"),
     (["-s", "ba be", "--interpolate"], "error: --interpolate needs exactly two sentences, got 1"),

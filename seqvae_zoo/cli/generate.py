@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from seqvae_zoo.data.files import read_lines
 from seqvae_zoo.generation.decoding import GENERATION_LATENT_MODES, STRATEGIES, DecodingOptions, GenerationError
 from seqvae_zoo.generation.sentences import INTERPOLATIONS
 
@@ -54,7 +55,7 @@ def read_sentences(args: argparse.Namespace) -> list[list[str]]:
         path = Path(args.input)
         if not path.is_file():
             raise GenerationError(f"--input {args.input!r} does not exist: give a file with one sentence per line")
-        lines += path.read_text(encoding="utf-8").splitlines()
+        lines += [line for line in read_lines(path, "--input") if line.strip()]  # a blank line is no sentence
     return [line.split() for line in lines]
 
 
