@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
 import io
@@ -58,6 +59,8 @@ def parse_config(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
     """
     load_components()
     paths = [resolve_config(c) for c in configs]
+    for path in paths:
+        _check_gin_text(path)
     gin.clear_config()
     for directory in {configs_dir(), *(p.resolve().parent for p in paths)}:
         gin.add_config_file_search_path(str(directory))
@@ -68,6 +71,8 @@ def parse_config(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
         gin.parse_config_files_and_bindings([str(p) for p in paths], list(bindings), finalize_config=False)
     except SyntaxError as error:
         raise ConfigError(_binding_syntax_message(error, bindings) or _gin_message(error)) from None
+    except UnicodeDecodeError as error:  # the files given were checked: one they include (gin names the include)
+        raise ConfigError(f"an included gin file is not UTF-8 text: save it as UTF-8. {_gin_message(error)}") from None
     except (ValueError, KeyError, TypeError, IOError, ImportError) as error:
         raise ConfigError(_gin_message(error)) from None
     except tokenize.TokenError:  # gin's tokenizer reached the end of a file inside a bracket or string
@@ -75,6 +80,20 @@ def parse_config(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
     finally:
         root_logger.setLevel(level)
     return config_text()
+
+
+def _check_gin_text(path: Path) -> None:
+    """Refuse a gin file that gin would misread: text that is not UTF-8 (gin's error names no file), or a UTF-8
+    byte-order mark, which some editors write and gin reads as an unexpected character."""
+    raw = path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raise ConfigError(f"gin file {str(path)!r} starts with a byte-order mark (the UTF-8 signature some editors "
+                          "write), which gin cannot read: save it as UTF-8 without one")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"gin file {str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start}): save "
+                          "it as UTF-8") from None
 
 
 def parse_config_text(text: str) -> None:

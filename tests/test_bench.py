@@ -258,6 +258,13 @@ def test_bad_suites_give_clear_errors(tmp_path):
     bad.write_text("title = \n")
     with pytest.raises(SuiteError, match="not valid TOML"):
         load_suite(str(bad))
+    bad.write_bytes('title = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(SuiteError, match=r"bad.toml' is not UTF-8 text \(invalid continuation byte at byte 12\): "
+                                         "save it as UTF-8"):
+        load_suite(str(bad))
+    # the byte-order mark some editors write is not part of the first key
+    bad.write_bytes(b'\xef\xbb\xbftitle = "x"\ndatasets = ["ptb"]\n[[models]]\nname = "x"\nconfigs = ["lstm"]\n')
+    assert load_suite(str(bad)).title == "x"
     with pytest.raises(Exception, match="no results under"):
         load_results(tmp_path / "nothing")
 

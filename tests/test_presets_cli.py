@@ -162,6 +162,21 @@ def test_a_bad_gin_file_gives_one_message_naming_the_file_and_line(capsys, tmp_p
         assert re.search(pattern, err), err
 
 
+def test_a_gin_file_gin_would_misread_is_named_with_what_to_do(capsys, tmp_path):
+    """Text that is not UTF-8 (gin's own error names no file) and a UTF-8 byte-order mark (an invisible
+    "unexpected token"), given or included."""
+    signed, latin, including = tmp_path / "signed.gin", tmp_path / "latin.gin", tmp_path / "including.gin"
+    signed.write_bytes(b"\xef\xbb\xbfinclude 'vrae.gin'\n")
+    latin.write_bytes("include 'vrae.gin'\n# caf\xe9\n".encode("latin-1"))
+    including.write_text("include 'latin.gin'\n")
+    for config, message in ((signed, f"error: gin file {str(signed)!r} starts with a byte-order mark"),
+                            (latin, f"error: gin file {str(latin)!r} is not UTF-8 text (invalid continuation byte "
+                                    "at byte 24): save it as UTF-8"),
+                            (including, "error: an included gin file is not UTF-8 text: save it as UTF-8.")):
+        status, out, err = run_cli(capsys, "describe", str(config))
+        assert status == 2 and out == "" and err.startswith(message), err
+
+
 def test_a_bad_command_line_binding_is_named_as_such(capsys):
     status, _, err = run_cli(capsys, "describe", "vrae", "--gin", "decoders.lstm.hiden_size = 3")
     assert status == 2

@@ -159,7 +159,10 @@ def load_suite(name_or_path: str) -> Suite:
     if not path.is_file():
         raise SuiteError(f"suite file {str(path)!r} does not exist")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # a byte-order mark some editors write is no key
+    except UnicodeDecodeError as error:
+        raise SuiteError(f"suite file {str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start}): save "
+                         "it as UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise SuiteError(f"suite file {str(path)!r} is not valid TOML: {error}") from None
     return _with_paths_from(path.parent.resolve(), _parse(path.stem, raw, str(path)))
