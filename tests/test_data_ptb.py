@@ -222,11 +222,14 @@ def test_a_run_resumed_or_evaluated_on_other_files_under_its_datasets_name_is_to
     told = [str(w.message) for w in caught if "trained on other ptb data" in str(w.message)]
     assert len(told) == 1 and "ptb.test.txt (md5" in told[0] and "ptb.train.txt" not in told[0]
     assert json.loads(result.read_text())["trained_on_other_files"] == told[0].split(": these are")[0]
+    # without --data-dir or $SEQVAE_DATA, the run reads the folder it was trained from: the same files
+    monkeypatch.delenv("SEQVAE_DATA")
     with warnings.catch_warnings(record=True) as same:  # the verify warning was given once already
         warnings.simplefilter("always")
-        assert main(["eval", str(out), "--data-dir", str(own_ptb_layout), "--iw-samples", "2", "--quiet",
-                     "--device", "cpu"]) == 0
+        assert main(["eval", str(out), "--iw-samples", "2", "--quiet", "--device", "cpu"]) == 0
+        assert main(["train", "--resume", "--out", str(out), "--max-steps", "3", "--quiet"]) == 0
     assert not [w for w in same if "trained on other" in str(w.message)]
+    assert json.loads((out / "progress.json").read_text())["step"] == 3
 
 
 def test_seqvae_verify_0_turns_the_checks_off_for_every_dataset_and_a_bad_value_is_named(own_ptb_layout,

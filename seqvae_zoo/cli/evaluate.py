@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run folder written by `seqvae train`")
     parser.add_argument("--data", default=None, help="registered dataset (default: the one the model was trained on)")
     parser.add_argument("--data-dir", default=None, help="folder holding the corpora (default: $SEQVAE_DATA, "
-                        "then the user cache)")
+                        "then the folder the run was trained from, then the user cache)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES, metavar="K",
                         help=f"importance samples per sentence (default: {DEFAULT_IW_SAMPLES})")
@@ -35,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from seqvae_zoo.data.files import DATA_ENV
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.training.checkpoint import load_checkpoint
-    from seqvae_zoo.training.run import default_device, trained_on_other_files
+    from seqvae_zoo.training.run import data_dir_of_run, default_device, trained_on_other_files
 
     check_iw_samples(args.iw_samples)
     loaded = load_checkpoint(args.checkpoint, map_location=args.device or default_device())
     dataset = args.data or loaded.dataset
     options = loaded.state.get("dataset_options", {}) if dataset == loaded.dataset else {}
-    corpus = load_dataset(dataset, data_dir=args.data_dir, **options)
+    data_dir = data_dir_of_run(loaded.state, args.data_dir) if dataset == loaded.dataset else args.data_dir
+    corpus = load_dataset(dataset, data_dir=data_dir, **options)
     other_files = trained_on_other_files(loaded.state, corpus) if dataset == loaded.dataset else None
     if other_files:
         warnings.warn(f"{other_files}: these are the model's scores on the files read now; --data-dir (or "

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
                         help="presets or gin files, parsed in order (none with --resume)")
     parser.add_argument("--data", default="synthetic", help="registered dataset name (default: synthetic)")
     parser.add_argument("--data-dir", default=None, help="folder holding the corpora (default: $SEQVAE_DATA, "
-                        "then the user cache)")
+                        "then, with --resume, the folder the run was trained from, then the user cache)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, logs, config")
     parser.add_argument("--epochs", type=int, default=None, help="override training.TrainingSettings.epochs")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")

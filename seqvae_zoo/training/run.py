@@ -9,6 +9,7 @@ processes are on several machines): all of them read a checkpoint to resume, ran
 from __future__ import annotations
 
 import difflib
+import os
 import random
 import time
 import warnings
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 import gin
 import torch
 
+from seqvae_zoo.data.files import DATA_ENV, resolve_data_dir
 from seqvae_zoo.errors import UserError
 from seqvae_zoo.model import SeqVAE
 from seqvae_zoo.presets import build_model, config_hash, parse_config, parse_config_text
@@ -88,7 +90,6 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
            resume: bool, progress: bool, dataset_options: dict[str, Any] | None,
            stop: StopRequest | None) -> TrainedRun:
     from seqvae_zoo.data.batching import make_loader
-    from seqvae_zoo.data.files import DATA_ENV
     from seqvae_zoo.data.loading import load_dataset
     from seqvae_zoo.data.vocab import build_vocabulary, vocabulary_from_dict
 
@@ -105,6 +106,7 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
         parse_config_text(text)
         dataset, seed = saved["dataset"], saved["seed"]
         dataset_options = saved.get("dataset_options", {})
+        data_dir = data_dir_of_run(saved, data_dir)
     else:
         if checkpoint.exists():
             raise UserError(f"{str(out_dir)!r} already holds a run: pass --resume to continue it, or choose "
@@ -144,7 +146,8 @@ def _train(distributed: DistributedContext, configs: Sequence[str], dataset: str
         out_dir.mkdir(parents=True, exist_ok=True)
     extra_state = {"vocab": vocab.to_dict(), "config_text": text, "config_hash": config_hash(text),
                    "dataset": dataset, "dataset_options": dataset_options or {},
-                   "dataset_fingerprint": corpus.fingerprint, "dataset_checksums": corpus.checksums, "seed": seed}
+                   "dataset_fingerprint": corpus.fingerprint, "dataset_checksums": corpus.checksums,
+                   "data_dir": str(resolve_data_dir(data_dir).resolve()), "seed": seed}
     trainer = Trainer(model, train_loader, valid_loader, out_dir, settings, extra_state=extra_state,
                       device=distributed.device, progress=progress, distributed=distributed, stop=stop)
     operative = gin.operative_config_str()
@@ -183,6 +186,16 @@ def _warn_of_changed_defaults(out_dir: Path, started_with: str, now: str) -> Non
         warnings.warn(f"resuming {str(out_dir)!r} with settings it did not start with (the code's defaults have "
                       f"changed since): {'; '.join(changed)}. The run goes on with the new ones ('+'); to keep to "
                       "its own, bind the old values ('-') in a gin file and train a new run from it", stacklevel=3)
+
+
+def data_dir_of_run(state: dict[str, Any], flag: str | None) -> str | None:
+    """Where a run's data is read from when it is resumed or scored: ``--data-dir`` (``flag``), else
+    ``$SEQVAE_DATA``, else the folder it was trained from where that still exists (a run trained with --data-dir
+    resumes without it), else the user cache (None)."""
+    if flag or os.environ.get(DATA_ENV):
+        return flag
+    trained_from = state.get("data_dir")
+    return trained_from if trained_from and Path(trained_from).is_dir() else None
 
 
 def trained_on_other_files(state: dict[str, Any], corpus) -> str | None:
